@@ -1,0 +1,49 @@
+"""Who is calling: the bearer token names a user, and the user row (loaded per request) decides."""
+
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import OAuth2PasswordBearer
+
+from app.core.config import Settings, get_settings
+from app.core.db import SessionDep
+from app.core.errors import ForbiddenError, UnauthorizedError
+from app.core.tokens import InvalidTokenError, decode_access_token
+from app.users import crud
+from app.users.models import User
+
+# auto_error=False: a missing token gets the same 401 body as a bad one, from one place.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+CREDENTIALS_DETAIL = "Could not validate credentials"
+
+
+async def get_current_user(
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> User:
+    if token is None:
+        raise UnauthorizedError("Not authenticated")
+    try:
+        user_id = decode_access_token(token, settings)
+    except InvalidTokenError:
+        raise UnauthorizedError(CREDENTIALS_DETAIL) from None
+    user = await crud.get_user(session=session, user_id=user_id)
+    # A deleted or deactivated account's tokens stop working at once, not when they expire.
+    if user is None or not user.is_active:
+        raise UnauthorizedError(CREDENTIALS_DETAIL)
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_current_admin(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise ForbiddenError("Administrator privileges are required")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_current_admin)]

@@ -1,0 +1,33 @@
+"""Start-up tasks that touch data: creating the first admin."""
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.config import Settings
+from app.core.security import hash_password
+from app.users import crud
+
+logger = logging.getLogger(__name__)
+
+
+async def ensure_first_admin(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Create FIRST_ADMIN_USERNAME as an admin when both variables are set and it is missing.
+
+    Several workers start at once: an insert that skips on conflict lets exactly one of them
+    create the account and the others carry on.
+    """
+    username, password = settings.first_admin_username, settings.first_admin_password
+    if username is None or password is None:
+        return
+    async with sessionmaker() as session:
+        if await crud.get_user_by_username(session=session, username=username) is not None:
+            return
+        hashed = await hash_password(password.get_secret_value())
+        created = await crud.create_admin_if_missing(
+            session=session, username=username, hashed_password=hashed
+        )
+    if created:
+        logger.info("created the first admin account %r", username)

@@ -1,0 +1,105 @@
+"""Settings read from the environment (and `.env`), validated once, cached."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DEFAULT_SQLITE_URL = f"sqlite+aiosqlite:///{PROJECT_DIR / 'employees.db'}"
+
+# Values that appear in docs and examples: a server started with one of them would sign tokens
+# with a key that anybody can read.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "change-me",
+        "changeme",
+        "secret",
+        "your-secret-key",
+        "replace-with-a-long-random-string-of-at-least-32-characters",
+    }
+)
+
+
+class ConfigurationError(RuntimeError):
+    """The environment does not describe a runnable service; the message says what to fix."""
+
+
+class DatabaseSettings(BaseSettings):
+    """What migrations need: only the database, so they run without the app's secrets."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = Field(
+        default=DEFAULT_SQLITE_URL,
+        description="SQLAlchemy URL; postgresql:// is normalised to postgresql+asyncpg://.",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def normalise_database_url(value: str) -> str:
+    value = value.strip()
+    for plain, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if value.startswith(plain):
+            return driver + value[len(plain) :]
+    if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        raise ValueError("must be a postgresql:// or sqlite:// URL")
+    return value
+
+
+class Settings(DatabaseSettings):
+    jwt_secret_key: SecretStr = Field(min_length=32, description="HMAC key for access tokens.")
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    access_token_expire_minutes: int = Field(default=30, ge=1, le=1440)
+    first_admin_username: str | None = None
+    first_admin_password: SecretStr | None = None
+
+    sql_echo: bool = False
+    db_pool_size: int = Field(default=10, ge=1, le=100)
+    db_max_overflow: int = Field(default=10, ge=0, le=100)
+    db_pool_timeout: float = Field(default=10.0, gt=0, le=300)
+    db_connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    password_hash_concurrency: int = Field(default=2, ge=1, le=64)
+
+    @field_validator("jwt_secret_key")
+    @classmethod
+    def _refuse_placeholder_secret(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("is a published placeholder; generate a random key")
+        return value
+
+    @field_validator("first_admin_username", "first_admin_password", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Name each bad variable and the rule it breaks, never its value (it may be a secret)."""
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        variable = "_".join(str(part) for part in item["loc"]).upper()
+        lines.append(f"  {variable}: {item['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    try:
+        return Settings()  # type: ignore[call-arg]  # required values come from the environment
+    except ValidationError as error:
+        raise ConfigurationError(describe_validation_error(error)) from None

@@ -1,0 +1,87 @@
+"""One error hierarchy for the domain; HTTP status codes are decided here and nowhere else."""
+
+import logging
+from typing import ClassVar
+
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+logger = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "bad_request"
+    headers: ClassVar[dict[str, str] | None] = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFoundError(AppError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "not_found"
+
+
+class ConflictError(AppError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "conflict"
+
+
+class UnauthorizedError(AppError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    code = "unauthorized"
+    headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
+
+
+class ForbiddenError(AppError):
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "forbidden"
+
+
+async def handle_app_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, AppError)
+    return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers)
+
+
+async def handle_validation_error(_: Request, error: Exception) -> JSONResponse:
+    # FastAPI's default body echoes each rejected input back; a rejected password must not be.
+    assert isinstance(error, RequestValidationError)
+    details = [
+        {"type": item["type"], "loc": list(item["loc"]), "msg": item["msg"]}
+        for item in error.errors()
+    ]
+    return JSONResponse(
+        {"detail": jsonable_encoder(details)}, status.HTTP_422_UNPROCESSABLE_CONTENT
+    )
+
+
+async def handle_database_unavailable(_: Request, error: Exception) -> JSONResponse:
+    # Only connection-level failures land here (see is_unavailable); they are not the client's fault
+    # and a retry may succeed, so they are 503 rather than 500.
+    if isinstance(error, DBAPIError) and not is_unavailable(error):
+        raise error
+    logger.warning("database unavailable: %s", type(error).__name__)
+    return JSONResponse(
+        {"detail": "The database is unavailable; retry shortly."},
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )
+
+
+def is_unavailable(error: DBAPIError) -> bool:
+    return error.connection_invalidated or isinstance(error, OperationalError)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, handle_app_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(PoolTimeoutError, handle_database_unavailable)
+    app.add_exception_handler(DBAPIError, handle_database_unavailable)
+    app.add_exception_handler(ConnectionError, handle_database_unavailable)
+    app.add_exception_handler(TimeoutError, handle_database_unavailable)

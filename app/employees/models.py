@@ -1,0 +1,133 @@
+"""Employee records: the table, and the shapes that cross the API."""
+
+import uuid
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, ConfigDict, field_validator
+from sqlalchemy import CheckConstraint, Column, Date, Index, Integer, String, UniqueConstraint, Uuid
+from sqlmodel import Field, SQLModel
+
+from app.core.types import INT32_MAX, PositiveInt32, Text100, UTCDateTime, utc_now
+
+EARLIEST_BIRTH_DATE = date(1900, 1, 1)
+
+
+def _plausible_birth_date(value: date) -> date:
+    if value < EARLIEST_BIRTH_DATE:
+        raise ValueError(f"must not be before {EARLIEST_BIRTH_DATE.isoformat()}")
+    if value > datetime.now(UTC).date():
+        raise ValueError("must not be in the future")
+    return value
+
+
+BirthDate = Annotated[date, AfterValidator(_plausible_birth_date)]
+
+EXAMPLE = {
+    "emp_id": 1001,
+    "emp_name": "Ada Lovelace",
+    "city": "London",
+    "country": "United Kingdom",
+    "emp_dob": "1985-12-10",
+}
+
+
+class Employee(SQLModel, table=True):
+    __tablename__ = "employee"
+    __table_args__ = (
+        UniqueConstraint("emp_id", name="uq_employee_emp_id"),
+        CheckConstraint(f"emp_id BETWEEN 1 AND {INT32_MAX}", name="ck_employee_emp_id_range"),
+        # One index per sort key; emp_id breaks ties, so an ordered page is one index range scan.
+        Index("ix_employee_emp_name_emp_id", "emp_name", "emp_id"),
+        Index("ix_employee_city_emp_id", "city", "emp_id"),
+        Index("ix_employee_country_emp_id", "country", "emp_id"),
+        Index("ix_employee_emp_dob_emp_id", "emp_dob", "emp_id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid, primary_key=True))
+    emp_id: int = Field(sa_column=Column(Integer, nullable=False))
+    emp_name: str = Field(sa_column=Column(String(100), nullable=False))
+    city: str = Field(sa_column=Column(String(100), nullable=False))
+    country: str = Field(sa_column=Column(String(100), nullable=False))
+    emp_dob: date = Field(sa_column=Column(Date, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
+    )
+
+
+class EmployeeBase(SQLModel):
+    emp_id: PositiveInt32
+    emp_name: Text100
+    city: Text100
+    country: Text100
+    emp_dob: BirthDate
+
+
+class EmployeeCreate(EmployeeBase):
+    """A whole record: the body of POST and of PUT (full replace)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})  # type: ignore[assignment]
+
+
+class EmployeeUpdate(SQLModel):
+    """A partial change: only the fields sent are touched; none of them may be null."""
+
+    model_config = ConfigDict(  # type: ignore[assignment]
+        extra="forbid", json_schema_extra={"examples": [{"city": "Paris", "country": "France"}]}
+    )
+
+    emp_id: PositiveInt32 | None = None
+    emp_name: Text100 | None = None
+    city: Text100 | None = None
+    country: Text100 | None = None
+    emp_dob: BirthDate | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_null(cls, value: Any) -> Any:
+        # Runs only for fields present in the body: an omitted field is "unchanged", a null one
+        # would blank a required column.
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
+
+
+class EmployeeRead(SQLModel):
+    model_config = ConfigDict(  # type: ignore[assignment]
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "7d0f4c1e-4b0a-4a53-9a55-1f1ad6f6f1b1",
+                    **EXAMPLE,
+                    "created_at": "2026-01-05T09:30:00Z",
+                    "updated_at": "2026-01-05T09:30:00Z",
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    emp_id: int
+    emp_name: str
+    city: str
+    country: str
+    emp_dob: date
+    created_at: datetime
+    updated_at: datetime
+
+
+class SortField(StrEnum):
+    emp_id = "emp_id"
+    emp_name = "emp_name"
+    emp_dob = "emp_dob"
+    city = "city"
+    country = "country"
+
+
+class SortOrder(StrEnum):
+    asc = "asc"
+    desc = "desc"

@@ -1,0 +1,61 @@
+"""The ASGI application: `uvicorn app.main:app`."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from app.auth.router import router as auth_router
+from app.core.bootstrap import ensure_first_admin
+from app.core.config import get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.errors import install_error_handlers
+from app.core.security import configure_hash_concurrency
+from app.employees.router import router as employees_router
+from app.users.router import router as users_router
+
+logger = logging.getLogger("app")
+
+DESCRIPTION = """
+Employee records over REST. Sign in with **Authorize** (OAuth2 password flow): any account can
+read, only administrators can create, change or delete records.
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Tests swap settings through dependency_overrides; start-up reads them the same way.
+    settings = app.dependency_overrides.get(get_settings, get_settings)()
+    configure_hash_concurrency(settings.password_hash_concurrency)
+    engine = create_engine(settings)
+    app.state.sessionmaker = create_sessionmaker(engine)
+    try:
+        await ensure_first_admin(settings, app.state.sessionmaker)
+        yield
+    finally:
+        await engine.dispose()
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Employee Records API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    install_error_handlers(app)
+    app.include_router(auth_router)
+    app.include_router(users_router)
+    app.include_router(employees_router)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app
+
+
+app = create_app()

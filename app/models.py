@@ -1,0 +1,10 @@
+"""Every table model, imported in one place: the registry Alembic and the tests read."""
+
+from sqlmodel import SQLModel
+
+from app.employees.models import Employee
+from app.users.models import User
+
+metadata = SQLModel.metadata
+
+__all__ = ["Employee", "User", "metadata"]

@@ -1,0 +1,56 @@
+"""User accounts: the table and the shapes that cross the API."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, ConfigDict, StringConstraints
+from sqlalchemy import Boolean, Column, Index, String, Uuid, func
+from sqlmodel import Field, SQLModel
+
+from app.core.types import UTCDateTime, reject_control_characters, utc_now
+
+Username = Annotated[
+    str, StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9._-]+$")
+]
+# Length only: no composition rules (NIST SP 800-63B); never truncated, so 129+ is refused.
+Password = Annotated[
+    str, StringConstraints(min_length=8, max_length=128), AfterValidator(reject_control_characters)
+]
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "app_user"
+    # Login is case-insensitive, so uniqueness is too: "Alice" and "alice" are one account.
+    __table_args__ = (
+        Index("uq_app_user_username_lower", func.lower(Column("username")), unique=True),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid, primary_key=True))
+    username: str = Field(sa_column=Column(String(50), nullable=False))
+    hashed_password: str = Field(sa_column=Column(String(255), nullable=False))
+    is_admin: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    is_active: bool = Field(default=True, sa_column=Column(Boolean, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
+    )
+
+
+class UserCreate(SQLModel):
+    model_config = ConfigDict(  # type: ignore[assignment]
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"username": "jane.doe", "password": "correct horse battery"}]
+        },
+    )
+
+    username: Username
+    password: Password
+
+
+class UserRead(SQLModel):
+    id: uuid.UUID
+    username: str
+    is_admin: bool
+    is_active: bool
+    created_at: datetime
