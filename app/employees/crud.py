@@ -49,7 +49,8 @@ async def list_employees(
 
 
 async def create_employee(*, session: AsyncSession, data: EmployeeCreate) -> Employee:
-    employee = Employee.model_validate(data)
+    now = utc_now()
+    employee = Employee.model_validate(data, update={"created_at": now, "updated_at": now})
     session.add(employee)
     await _commit(session, emp_id=employee.emp_id)
     return employee
