@@ -2,6 +2,7 @@
 
 import logging
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
@@ -9,6 +10,14 @@ from app.core.security import hash_password
 from app.users import crud
 
 logger = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The service cannot start; the message says what to fix."""
+
+
+def _first_line(error: BaseException) -> str:
+    return str(getattr(error, "orig", None) or error).splitlines()[0]
 
 
 async def ensure_first_admin(
@@ -22,12 +31,18 @@ async def ensure_first_admin(
     username, password = settings.first_admin_username, settings.first_admin_password
     if username is None or password is None:
         return
-    async with sessionmaker() as session:
-        if await crud.get_user_by_username(session=session, username=username) is not None:
-            return
-        hashed = await hash_password(password.get_secret_value())
-        created = await crud.create_admin_if_missing(
-            session=session, username=username, hashed_password=hashed
-        )
+    try:
+        async with sessionmaker() as session:
+            if await crud.get_user_by_username(session=session, username=username) is not None:
+                return
+            hashed = await hash_password(password.get_secret_value())
+            created = await crud.create_admin_if_missing(
+                session=session, username=username, hashed_password=hashed
+            )
+    except (DBAPIError, OSError) as error:
+        raise StartupError(
+            "cannot create the first admin: the database is unreachable or not migrated "
+            f"(run `alembic upgrade head`): {error.__class__.__name__}: {_first_line(error)}"
+        ) from error
     if created:
         logger.info("created the first admin account %r", username)

@@ -23,6 +23,9 @@ PLACEHOLDER_SECRETS = frozenset(
 )
 
 
+MIN_SECRET_LENGTH = 32
+
+
 class ConfigurationError(RuntimeError):
     """The environment does not describe a runnable service; the message says what to fix."""
 
@@ -30,7 +33,9 @@ class ConfigurationError(RuntimeError):
 class DatabaseSettings(BaseSettings):
     """What migrations need: only the database, so they run without the app's secrets."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore"
+    )
 
     database_url: str = Field(
         default=DEFAULT_SQLITE_URL,
@@ -62,7 +67,7 @@ def normalise_database_url(value: str) -> str:
 
 
 class Settings(DatabaseSettings):
-    jwt_secret_key: SecretStr = Field(min_length=32, description="HMAC key for access tokens.")
+    jwt_secret_key: SecretStr = Field(description="HMAC key for access tokens (32+ characters).")
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     access_token_expire_minutes: int = Field(default=30, ge=1, le=1440)
     first_admin_username: str | None = None
@@ -77,8 +82,13 @@ class Settings(DatabaseSettings):
 
     @field_validator("jwt_secret_key")
     @classmethod
-    def _refuse_placeholder_secret(cls, value: SecretStr) -> SecretStr:
-        if value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+    def _refuse_weak_secret(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} characters long (it has {len(secret)})"
+            )
+        if secret.strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("is a published placeholder; generate a random key")
         return value
 
@@ -93,7 +103,10 @@ def describe_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors(include_input=False, include_url=False):
         variable = "_".join(str(part) for part in item["loc"]).upper()
-        lines.append(f"  {variable}: {item['msg']}")
+        message = "is required (set it in the environment or in .env)"
+        if item["type"] != "missing":
+            message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  {variable}: {message}")
     return "invalid configuration:\n" + "\n".join(lines)
 
 

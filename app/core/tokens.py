@@ -67,7 +67,15 @@ def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
         )
     # jose raises its own errors for most defects, but some malformed inputs surface as
     # ValueError/TypeError/KeyError from the base64 and JSON layers; all of them mean "invalid".
-    except (JOSEError, ValueError, TypeError, KeyError, AttributeError) as error:
+    except (
+        JOSEError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        OverflowError,
+        RecursionError,
+    ) as error:
         raise InvalidTokenError("invalid token") from error
     return _check_claims(claims)
 
