@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
-MINIMAL_ENV = (
-    "POSTGRES_PASSWORD=test-only-postgres-password\n"
-    "JWT_SECRET_KEY=test-only-secret-key-that-is-long-enough-0123456789\n"
-)
+MAKE_ENV = REPO_ROOT / "scripts" / "make_env.py"
 
 DOCKER_COMPOSE = shutil.which("docker-compose")
 needs_docker_compose = pytest.mark.skipif(
@@ -47,12 +45,56 @@ def run_compose(directory: Path, *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
+def make_env(output: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [sys.executable, str(MAKE_ENV), "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+
+
+def env_values(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
 @pytest.fixture
 def compose_dir(tmp_path: Path) -> Path:
+    """The compose file beside the `.env` that `make run` would write."""
     shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
-    env_text = ENV_EXAMPLE.read_text() if ENV_EXAMPLE.exists() else MINIMAL_ENV
-    (tmp_path / ".env").write_text(env_text)
+    make_env(tmp_path / ".env")
     return tmp_path
+
+
+class TestMakeEnv:
+    def test_fills_every_secret_and_keeps_every_variable(self, tmp_path: Path) -> None:
+        result = make_env(tmp_path / ".env")
+        values = env_values(tmp_path / ".env")
+        assert set(values) == set(env_values(ENV_EXAMPLE))
+        for name in ("JWT_SECRET_KEY", "POSTGRES_PASSWORD", "FIRST_ADMIN_PASSWORD"):
+            assert len(values[name]) >= 24, name
+        assert len(values["JWT_SECRET_KEY"]) >= 32
+        assert (tmp_path / ".env").stat().st_mode & 0o777 == 0o600
+        # The admin's credentials are printed once, for the person running `make run`.
+        assert f"admin / {values['FIRST_ADMIN_PASSWORD']}" in result.stdout
+
+    def test_each_run_generates_new_secrets(self, tmp_path: Path) -> None:
+        make_env(tmp_path / "one.env")
+        make_env(tmp_path / "two.env")
+        one, two = env_values(tmp_path / "one.env"), env_values(tmp_path / "two.env")
+        assert one["JWT_SECRET_KEY"] != two["JWT_SECRET_KEY"]
+
+    def test_existing_env_is_never_overwritten(self, tmp_path: Path) -> None:
+        (tmp_path / ".env").write_text("JWT_SECRET_KEY=mine\n")
+        make_env(tmp_path / ".env")
+        assert (tmp_path / ".env").read_text() == "JWT_SECRET_KEY=mine\n"
+
+    def test_example_ships_no_secret(self) -> None:
+        values = env_values(ENV_EXAMPLE)
+        for name in ("JWT_SECRET_KEY", "POSTGRES_PASSWORD", "FIRST_ADMIN_PASSWORD"):
+            assert values[name] == "", f"{name} must be empty in .env.example"
 
 
 def service_block(config_text: str, service: str) -> str:

@@ -9,13 +9,18 @@ from httpx import AsyncClient
 
 from tests.conftest import employee_payload
 
+
 # Plain ASCII with distinct capitals: the expected orders hold under any server collation.
+def person(emp_id: int, name: str, city: str, country: str, dob: str) -> dict[str, Any]:
+    return {"emp_id": emp_id, "emp_name": name, "city": city, "country": country, "emp_dob": dob}
+
+
 PEOPLE = [
-    {"emp_id": 1, "emp_name": "Eve", "city": "Paris", "country": "France", "emp_dob": "1990-01-01"},
-    {"emp_id": 2, "emp_name": "Bob", "city": "Berlin", "country": "Germany", "emp_dob": "1970-05-05"},
-    {"emp_id": 3, "emp_name": "Alice", "city": "Nice", "country": "France", "emp_dob": "1990-01-01"},
-    {"emp_id": 4, "emp_name": "Bob", "city": "Lyon", "country": "France", "emp_dob": "2001-12-31"},
-    {"emp_id": 5, "emp_name": "Zoe", "city": "Zurich", "country": "Switzerland", "emp_dob": "1955-07-20"},
+    person(1, "Eve", "Paris", "France", "1990-01-01"),
+    person(2, "Bob", "Berlin", "Germany", "1970-05-05"),
+    person(3, "Alice", "Nice", "France", "1990-01-01"),
+    person(4, "Bob", "Lyon", "France", "2001-12-31"),
+    person(5, "Zoe", "Zurich", "Switzerland", "1955-07-20"),
 ]
 PLACES = [
     {"emp_id": 1, "city": "Paris", "country": "France"},
@@ -56,7 +61,9 @@ class TestReadEmployee:
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
 
-    @pytest.mark.parametrize("emp_id", ["0", "-1", "2147483648", "99999999999999999999", "abc", "1.5"])
+    @pytest.mark.parametrize(
+        "emp_id", ["0", "-1", "2147483648", "99999999999999999999", "abc", "1.5"]
+    )
     async def test_invalid_path_value_gets_422(self, normal_user_client, emp_id):
         response = await normal_user_client.get(f"/employees/{emp_id}")
         assert response.status_code == 422
@@ -74,7 +81,9 @@ class TestListEmployees:
         assert response.headers["www-authenticate"] == "Bearer"
 
     @pytest.mark.parametrize("path", ["/employees", "/employees/"])
-    async def test_both_paths_answer_without_redirect(self, normal_user_client, make_employees, path):
+    async def test_both_paths_answer_without_redirect(
+        self, normal_user_client, make_employees, path
+    ):
         await make_employees(*PEOPLE)
         response = await normal_user_client.get(path)
         assert response.status_code == 200
@@ -176,7 +185,9 @@ class TestSorting:
         assert emp_ids(response) == expected
 
     async def test_ties_never_repeat_or_skip_across_pages(self, normal_user_client, make_employees):
-        await make_employees(*(employee_payload(emp_id=i, emp_name="Same") for i in range(30, 0, -1)))
+        await make_employees(
+            *(employee_payload(emp_id=i, emp_name="Same") for i in range(30, 0, -1))
+        )
         seen: list[int] = []
         for offset in range(0, 30, 7):
             response = await normal_user_client.get(
@@ -218,7 +229,9 @@ class TestFiltering:
         assert "next" in links(response)
 
     @pytest.mark.parametrize(("term", "expected"), [("%", [2]), ("_", [3]), ("\\", [4])])
-    async def test_wildcards_match_literally(self, normal_user_client, make_employees, term, expected):
+    async def test_wildcards_match_literally(
+        self, normal_user_client, make_employees, term, expected
+    ):
         await make_employees(
             employee_payload(emp_id=1, city="Springfield"),
             employee_payload(emp_id=2, city="100% City"),

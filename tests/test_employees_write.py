@@ -136,7 +136,9 @@ class TestCreateEmployee:
 
 
 class TestReplaceEmployee:
-    async def test_admin_replaces_every_field(self, admin_user_client, make_employees, sessionmaker):
+    async def test_admin_replaces_every_field(
+        self, admin_user_client, make_employees, sessionmaker
+    ):
         (before,) = await make_employees(employee_payload(emp_id=7))
         new = employee_payload(
             emp_id=7, emp_name="Grace Hopper", city="Arlington", country="USA", emp_dob="1906-12-09"
@@ -202,9 +204,7 @@ class TestUpdateEmployee:
         (before,) = await make_employees(employee_payload(emp_id=7))
         response = await admin_user_client.patch("/employees/7", json={})
         assert response.status_code == 200
-        assert response.json()["updated_at"] == before.updated_at.isoformat().replace(
-            "+00:00", "Z"
-        )
+        assert response.json()["updated_at"] == before.updated_at.isoformat().replace("+00:00", "Z")
 
     @pytest.mark.parametrize("field", ["emp_id", "emp_name", "city", "country", "emp_dob"])
     async def test_null_for_a_required_field_gets_422(
@@ -297,7 +297,10 @@ class TestRaces:
     ):
         await make_employees(*(employee_payload(emp_id=i) for i in range(1, 11)))
         responses = await asyncio.gather(
-            *(admin_user_client.patch(f"/employees/{i}", json={"emp_id": 500}) for i in range(1, 11))
+            *(
+                admin_user_client.patch(f"/employees/{i}", json={"emp_id": 500})
+                for i in range(1, 11)
+            )
         )
         assert sorted(r.status_code for r in responses) == [200] + [409] * 9
         assert len(await stored(sessionmaker)) == 10

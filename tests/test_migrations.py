@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from app.models import metadata
 from tests.conftest import require_postgres
 from tests.pg import PostgresServer, alembic_config
@@ -58,7 +58,9 @@ def check_round_trip(url: str, expected_indexes: set[str]) -> None:
     assert diff == []
 
 
-SORT_INDEXES = {f"ix_employee_{column}_emp_id" for column in ("emp_name", "city", "country", "emp_dob")}
+SORT_INDEXES = {
+    f"ix_employee_{column}_emp_id" for column in ("emp_name", "city", "country", "emp_dob")
+}
 
 
 def test_postgres_migrations_match_models_and_downgrade(postgres_server: PostgresServer | None):
