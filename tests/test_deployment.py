@@ -34,7 +34,7 @@ def run_compose(directory: Path, *args: str) -> subprocess.CompletedProcess[str]
         if not name.startswith(("POSTGRES_", "COMPOSE_"))
     }
     assert DOCKER_COMPOSE is not None
-    return subprocess.run(  # noqa: S603 - fixed argv, no shell
+    return subprocess.run(
         [DOCKER_COMPOSE, *args],
         cwd=directory,
         env=env,
@@ -46,7 +46,7 @@ def run_compose(directory: Path, *args: str) -> subprocess.CompletedProcess[str]
 
 
 def make_env(output: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - fixed argv, no shell
+    return subprocess.run(
         [sys.executable, str(MAKE_ENV), "--output", str(output)],
         capture_output=True,
         text=True,

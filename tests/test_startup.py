@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic import command
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from alembic import command
 from app.core.bootstrap import StartupError
 from app.core.config import ConfigurationError, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
