@@ -29,8 +29,10 @@ async def login(
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
-    username: Annotated[FormText, Form(min_length=1, max_length=255)],
-    password: Annotated[FormText, Form(min_length=1, max_length=1024)],
+    username: Annotated[FormText, Form(min_length=1, max_length=255, examples=["jane.doe"])],
+    password: Annotated[
+        FormText, Form(min_length=1, max_length=1024, examples=["correct horse battery"])
+    ],
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
 ) -> TokenResponse:
     """Exchange a username and password (OAuth2 password form) for a bearer access token."""
