@@ -29,6 +29,13 @@ def render(example: str) -> tuple[str, dict[str, str]]:
     return "\n".join(lines) + "\n", filled
 
 
+def value_of(text: str, name: str) -> str:
+    for line in text.splitlines():
+        if line.startswith(f"{name}="):
+            return line.split("=", 1)[1]
+    return ""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--example", type=Path, default=ROOT / ".env.example")
@@ -42,11 +49,7 @@ def main() -> int:
     args.output.write_text(text, encoding="utf-8")
     print(f"Wrote {args.output.name} with generated secrets ({', '.join(sorted(filled))}).")
     if "FIRST_ADMIN_PASSWORD" in filled:
-        username = next(
-            (line.split("=", 1)[1] for line in text.splitlines()
-             if line.startswith("FIRST_ADMIN_USERNAME=")),
-            "",
-        )
+        username = value_of(text, "FIRST_ADMIN_USERNAME")
         print(f"First admin (created at start-up): {username} / {filled['FIRST_ADMIN_PASSWORD']}")
         print("This password is not shown again; change it or keep it somewhere safe.")
     return 0

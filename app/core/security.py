@@ -37,9 +37,19 @@ async def hash_password(password: str) -> str:
     return await anyio.to_thread.run_sync(password_context.hash, password, limiter=_get_limiter())
 
 
+def _verify_and_update(password: str, hashed: str) -> tuple[bool, str | None]:
+    try:
+        return password_context.verify_and_update(password, hashed)
+    except ValueError:
+        # bcrypt refuses passwords over 72 bytes instead of truncating them. Such a password
+        # cannot be the one behind a legacy bcrypt hash unless truncation is allowed, and we
+        # never truncate: it is a mismatch, not a server error.
+        return False, None
+
+
 async def verify_password(password: str, hashed: str) -> tuple[bool, str | None]:
     """Return (matches, replacement hash when the stored one uses outdated parameters)."""
-    verify = partial(password_context.verify_and_update, password, hashed)
+    verify = partial(_verify_and_update, password, hashed)
     return await anyio.to_thread.run_sync(verify, limiter=_get_limiter())
 
 

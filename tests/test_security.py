@@ -1,0 +1,56 @@
+"""Password hashing: argon2id at OWASP cost, nothing truncated, never on the event loop."""
+
+import asyncio
+import threading
+
+from app.core import security
+
+
+async def test_hashes_are_argon2id_at_owasp_cost():
+    hashed = await security.hash_password("correct horse battery")
+    assert hashed.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert (await security.verify_password("correct horse battery", hashed))[0]
+
+
+async def test_long_passwords_are_not_truncated():
+    password = "p" * 72 + "Q"  # 73 bytes: bcrypt would have ignored the last one
+    hashed = await security.hash_password(password)
+    assert (await security.verify_password(password, hashed))[0]
+    assert not (await security.verify_password(password[:72], hashed))[0]
+
+
+async def test_hashing_runs_off_the_event_loop(monkeypatch):
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    original = security.password_context.hash
+
+    def spy(secret: str) -> str:
+        seen.append(threading.get_ident())
+        return original(secret)
+
+    monkeypatch.setattr(security.password_context, "hash", spy)
+    await security.hash_password("correct horse battery")
+    assert seen and seen[0] != loop_thread
+
+
+async def test_concurrent_hashes_are_capped(monkeypatch):
+    security.configure_hash_concurrency(2)
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+    original = security.password_context.hash
+
+    def counting(secret: str) -> str:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        try:
+            return original(secret)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(security.password_context, "hash", counting)
+    await asyncio.gather(*(security.hash_password(f"password-{i}") for i in range(6)))
+    assert 1 <= peak <= 2  # without the limiter, anyio's 40 threads would run all six
