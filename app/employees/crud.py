@@ -1,8 +1,8 @@
 """All SQL that touches employee records."""
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, CursorResult, Table, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -11,9 +11,12 @@ from app.core.errors import ConflictError, NotFoundError
 from app.core.types import utc_now
 from app.employees.models import Employee, EmployeeCreate, SortField, SortOrder
 
+# The Core table: its typed columns build filters and orderings.
+employee_table = cast(Table, Employee.__table__)  # type: ignore[attr-defined]
+
 
 async def get_employee_by_emp_id(*, session: AsyncSession, emp_id: int) -> Employee | None:
-    statement = select(Employee).where(Employee.emp_id == emp_id)
+    statement = select(Employee).where(employee_table.c.emp_id == emp_id)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
@@ -21,9 +24,9 @@ def _filters(city: str | None, country: str | None) -> list[ColumnElement[bool]]
     # autoescape: a client's "%" or "_" matches itself, not "anything".
     conditions = []
     if city is not None:
-        conditions.append(Employee.__table__.c.city.icontains(city, autoescape=True))
+        conditions.append(employee_table.c.city.icontains(city, autoescape=True))
     if country is not None:
-        conditions.append(Employee.__table__.c.country.icontains(country, autoescape=True))
+        conditions.append(employee_table.c.country.icontains(country, autoescape=True))
     return conditions
 
 
@@ -41,7 +44,7 @@ async def list_employees(
     total = (
         await session.execute(select(func.count()).select_from(Employee).where(*conditions))
     ).scalar_one()
-    columns = Employee.__table__.c
+    columns = employee_table.c
     keys = [columns[sort_by.value]] + ([] if sort_by is SortField.emp_id else [columns.emp_id])
     ordering = [key.desc() if order is SortOrder.desc else key.asc() for key in keys]
     statement = select(Employee).where(*conditions).order_by(*ordering).offset(offset).limit(limit)
@@ -71,7 +74,8 @@ async def update_employee(
 
 
 async def delete_employee(*, session: AsyncSession, employee: Employee) -> None:
-    result = await session.execute(delete(Employee).where(Employee.id == employee.id))
+    statement = delete(employee_table).where(employee_table.c.id == employee.id)
+    result = cast(CursorResult[Any], await session.execute(statement))
     await session.commit()
     if result.rowcount == 0:
         raise NotFoundError(f"Employee {employee.emp_id} not found")

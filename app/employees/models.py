@@ -24,7 +24,7 @@ def _plausible_birth_date(value: date) -> date:
 
 BirthDate = Annotated[date, AfterValidator(_plausible_birth_date)]
 
-EXAMPLE = {
+EXAMPLE: dict[str, Any] = {
     "emp_id": 1001,
     "emp_name": "Ada Lovelace",
     "city": "London",

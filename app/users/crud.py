@@ -1,12 +1,14 @@
 """All SQL that touches user accounts."""
 
 import uuid
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.core.errors import ConflictError
 from app.users.models import User
@@ -23,7 +25,9 @@ async def get_user_by_username(*, session: AsyncSession, username: str) -> User 
 
 async def list_users(*, session: AsyncSession, offset: int, limit: int) -> tuple[list[User], int]:
     total = (await session.execute(select(func.count()).select_from(User))).scalar_one()
-    statement = select(User).order_by(User.created_at, User.id).offset(offset).limit(limit)
+    statement = (
+        select(User).order_by(col(User.created_at), col(User.id)).offset(offset).limit(limit)
+    )
     return list((await session.execute(statement)).scalars()), total
 
 
@@ -48,7 +52,7 @@ async def create_admin_if_missing(
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     values = User(username=username, hashed_password=hashed_password, is_admin=True).model_dump()
     statement = insert(User).values(**values).on_conflict_do_nothing()
-    result = await session.execute(statement)
+    result = cast(CursorResult[Any], await session.execute(statement))
     await session.commit()
     return bool(result.rowcount)
 
