@@ -12,7 +12,7 @@ from app.core.db import SessionDep
 from app.core.openapi import error_responses
 from app.core.tokens import create_access_token
 from app.core.types import reject_control_characters
-from app.users.models import UserCreate, UserRead
+from app.users.models import User, UserCreate, UserRead
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -49,7 +49,6 @@ async def login(
     responses=error_responses(409, 422),
     operation_id="register",
 )
-async def register(data: UserCreate, session: SessionDep) -> UserRead:
+async def register(data: UserCreate, session: SessionDep) -> User:
     """Create a regular (non-admin) account; admins are made by an admin or at start-up."""
-    user = await service.register_user(session=session, data=data)
-    return UserRead.model_validate(user, from_attributes=True)
+    return await service.register_user(session=session, data=data)
