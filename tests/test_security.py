@@ -3,7 +3,10 @@
 import asyncio
 import threading
 
+import pytest
+
 from app.core import security
+from app.core.passwords import common_passwords, password_problem
 
 
 async def test_hashes_are_argon2id_at_owasp_cost():
@@ -54,3 +57,28 @@ async def test_concurrent_hashes_are_capped(monkeypatch):
     monkeypatch.setattr(security.password_context, "hash", counting)
     await asyncio.gather(*(security.hash_password(f"password-{i}") for i in range(6)))
     assert 1 <= peak <= 2  # without the limiter, anyio's 40 threads would run all six
+
+
+class TestPasswordPolicy:
+    @pytest.mark.parametrize("password", ["password123", "PASSWORD123", "Qwertyuiop", "iloveyou"])
+    async def test_common_passwords_are_refused(self, client, password):
+        response = await client.post(
+            "/auth/register", json={"username": "new.user", "password": password}
+        )
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["body", "password"]
+        assert "common" in response.json()["detail"][0]["msg"]
+
+    @pytest.mark.parametrize("password", ["new.user.name", "NEW.USER.NAME"])
+    async def test_password_equal_to_username_is_refused(self, client, password):
+        response = await client.post(
+            "/auth/register", json={"username": "new.user.name", "password": password}
+        )
+        assert response.status_code == 422
+        assert "same as the username" in response.json()["detail"][0]["msg"]
+
+    def test_shipped_list_is_loaded_and_lowercase(self):
+        words = common_passwords()
+        assert len(words) >= 100
+        assert all(word == word.lower() and len(word) >= 8 for word in words)
+        assert password_problem("a-long-unusual-passphrase") is None

@@ -2,10 +2,10 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_SQLITE_URL = f"sqlite+aiosqlite:///{PROJECT_DIR / 'employees.db'}"
@@ -80,6 +80,38 @@ class Settings(DatabaseSettings):
     db_connect_timeout: float = Field(default=5.0, gt=0, le=300)
     password_hash_concurrency: int = Field(default=2, ge=1, le=64)
 
+    # Token lifecycle
+    jwt_issuer: str = Field(default="employee-records-api", min_length=1, max_length=200)
+    jwt_audience: str = Field(default="employee-records-api", min_length=1, max_length=200)
+    refresh_token_expire_days: int = Field(default=7, ge=1, le=90)
+
+    # Login brute-force limits ("N/period" in the `limits` notation); counters live in Redis
+    # when REDIS_URL is set, so every worker and replica shares them.
+    redis_url: str | None = None
+    login_limit_per_client: str = "5/minute"
+    login_limit_per_username: str = "100/hour"
+    rate_limit_fail_open: bool = True
+
+    # Transport
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
+    cors_origins: Annotated[list[str], NoDecode] = []
+    trusted_hosts: Annotated[list[str], NoDecode] = ["*"]
+
+    @field_validator("cors_origins", "trusted_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard_origin(cls, value: list[str]) -> list[str]:
+        # Credentials (bearer tokens) are sent cross-origin only to origins named one by one.
+        if "*" in value:
+            raise ValueError("list origins explicitly; '*' is not allowed")
+        return value
+
     @field_validator("jwt_secret_key")
     @classmethod
     def _refuse_weak_secret(cls, value: SecretStr) -> SecretStr:
@@ -92,7 +124,7 @@ class Settings(DatabaseSettings):
             raise ValueError("is a published placeholder; generate a random key")
         return value
 
-    @field_validator("first_admin_username", "first_admin_password", mode="before")
+    @field_validator("first_admin_username", "first_admin_password", "redis_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -4,10 +4,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 from sqlalchemy import Boolean, Column, Index, String, Uuid, func
 from sqlmodel import Field, SQLModel
 
+from app.core.passwords import password_problem
 from app.core.types import UTCDateTime, reject_control_characters, utc_now
 
 Username = Annotated[
@@ -46,6 +53,15 @@ class UserCreate(SQLModel):
 
     username: Username
     password: Password
+
+    @field_validator("password")
+    @classmethod
+    def _acceptable_password(cls, password: str, info: ValidationInfo) -> str:
+        # Fields validate in order, so a valid username is already in info.data.
+        problem = password_problem(password, info.data.get("username"))
+        if problem is not None:
+            raise ValueError(problem)
+        return password
 
 
 class UserRead(SQLModel):
