@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
+from app.auth.router import password_router
 from app.auth.router import router as auth_router
 from app.core.bootstrap import ensure_first_admin
 from app.core.config import get_settings
@@ -14,6 +15,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.security import configure_hash_concurrency
 from app.employees.router import router as employees_router
+from app.middleware import install_middleware
 from app.users.router import router as users_router
 
 logger = logging.getLogger("app")
@@ -47,8 +49,10 @@ def create_app() -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": True},
     )
     install_error_handlers(app)
+    install_middleware(app)
     app.include_router(auth_router)
     app.include_router(users_router)
+    app.include_router(password_router)
     app.include_router(employees_router)
 
     @app.get("/", include_in_schema=False)

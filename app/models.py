@@ -2,9 +2,10 @@
 
 from sqlmodel import SQLModel
 
+from app.auth.models import RefreshToken
 from app.employees.models import Employee
 from app.users.models import User
 
 metadata = SQLModel.metadata
 
-__all__ = ["Employee", "User", "metadata"]
+__all__ = ["Employee", "RefreshToken", "User", "metadata"]

@@ -168,7 +168,7 @@ async def admin_user(make_user: Callable[..., Any]) -> User:
 
 @pytest.fixture
 def token_for(settings: Settings) -> Callable[[User], str]:
-    return lambda user: create_access_token(user.id, settings).token
+    return lambda user: create_access_token(user.id, settings, version=user.token_version).token
 
 
 @pytest.fixture

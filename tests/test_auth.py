@@ -62,7 +62,13 @@ class TestLogin:
 
         assert response.status_code == 200
         body = response.json()
-        assert set(body) == {"access_token", "token_type", "expires_in"}
+        assert set(body) == {
+            "access_token",
+            "token_type",
+            "expires_in",
+            "refresh_token",
+            "refresh_expires_in",
+        }
         assert body["token_type"] == "bearer"
         assert body["expires_in"] == settings.access_token_expire_minutes * 60 == 1800
         assert response.headers["cache-control"] == "no-store"

@@ -46,7 +46,7 @@ def check_round_trip(url: str, expected_indexes: set[str]) -> None:
     command.upgrade(config, "head")
     diff, tables, indexes = asyncio.run(inspect_database(url))
     assert diff == []
-    assert tables == {"alembic_version", "app_user", "employee"}
+    assert tables == {"alembic_version", "app_user", "employee", "refresh_token"}
     assert expected_indexes <= indexes
 
     command.downgrade(config, "base")
@@ -83,6 +83,11 @@ def test_one_linear_history():
         assert revision.doc, f"revision {revision.revision} needs a message"
 
 
+INSERT_USER = (
+    "INSERT INTO app_user (id, username, hashed_password, is_admin, is_active, created_at)"
+)
+
+
 def test_username_uniqueness_is_case_insensitive_in_the_schema(tmp_path: Path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'u.db'}"
     command.upgrade(alembic_config(url), "head")
@@ -92,11 +97,11 @@ def test_username_uniqueness_is_case_insensitive_in_the_schema(tmp_path: Path):
         try:
             async with engine.begin() as connection:
                 await connection.exec_driver_sql(
-                    "INSERT INTO app_user VALUES ('a', 'Alice', 'h', 0, 1, '2026-01-01')"
+                    f"{INSERT_USER} VALUES ('a', 'Alice', 'h', 0, 1, '2026-01-01')"
                 )
             async with engine.begin() as connection:
                 await connection.exec_driver_sql(
-                    "INSERT INTO app_user VALUES ('b', 'ALICE', 'h', 0, 1, '2026-01-01')"
+                    f"{INSERT_USER} VALUES ('b', 'ALICE', 'h', 0, 1, '2026-01-01')"
                 )
         finally:
             await engine.dispose()

@@ -18,6 +18,17 @@ OPERATIONS = {
     ("put", "/employees/{emp_id}"): {"401", "403", "404", "409", "422"},
     ("patch", "/employees/{emp_id}"): {"401", "403", "404", "409", "422"},
     ("delete", "/employees/{emp_id}"): {"401", "403", "404", "422"},
+    ("post", "/auth/refresh"): {"401", "422"},
+    ("post", "/auth/logout"): {"422"},
+    ("post", "/auth/logout-all"): {"401"},
+    ("post", "/users/me/password"): {"401", "403", "422"},
+    ("get", "/users/{user_id}"): {"401", "403", "404", "422"},
+    ("patch", "/users/{user_id}"): {"401", "403", "404", "409", "422"},
+    ("delete", "/users/{user_id}"): {"401", "403", "404", "409"},
+}
+PUBLIC = {("post", "/auth/token"), ("post", "/auth/register")} | {
+    ("post", "/auth/refresh"),
+    ("post", "/auth/logout"),
 }
 
 
@@ -53,7 +64,17 @@ def test_operation_ids_are_unique(schema):
 
 
 @pytest.mark.parametrize(
-    "name", ["EmployeeCreate", "EmployeeUpdate", "UserCreate", "EmployeeRead", "TokenResponse"]
+    "name",
+    [
+        "EmployeeCreate",
+        "EmployeeUpdate",
+        "UserCreate",
+        "EmployeeRead",
+        "TokenResponse",
+        "RefreshRequest",
+        "PasswordChange",
+        "UserUpdate",
+    ],
 )
 def test_bodies_carry_examples(schema, name):
     assert schema["components"]["schemas"][name]["examples"]
@@ -67,8 +88,8 @@ def test_login_form_has_examples(schema):
 def test_authorize_button_uses_the_password_flow(schema):
     (scheme,) = schema["components"]["securitySchemes"].values()
     assert scheme["flows"]["password"]["tokenUrl"] == "/auth/token"
-    protected = [op for op in operations(schema).values() if op.get("security")]
-    assert len(protected) == len(OPERATIONS) - 2  # all but login and register
+    protected = {key for key, op in operations(schema).items() if op.get("security")}
+    assert protected == set(OPERATIONS) - PUBLIC
 
 
 async def test_swagger_ui_page_keeps_authorization():

@@ -17,7 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
-from app.core.tokens import InvalidTokenError, create_access_token, decode_access_token
+from app.core.tokens import (
+    AccessClaims,
+    InvalidTokenError,
+    create_access_token,
+    decode_access_token,
+)
 from app.employees.models import Employee
 from app.users.models import User
 from tests.conftest import SECRET, employee_payload, make_settings
@@ -38,11 +43,14 @@ def claims(user_id: uuid.UUID, **changes: Any) -> dict[str, Any]:
     """Claims exactly like the service's own, with some changed or dropped (`DROP`)."""
     now = int(time.time())
     values = {
+        "iss": "employee-records-api",
+        "aud": "employee-records-api",
         "sub": str(user_id),
         "iat": now,
         "exp": now + 600,
         "jti": uuid.uuid4().hex,
         "type": "access",
+        "ver": 0,
     }
     for name, value in changes.items():
         if value is DROP:
@@ -90,6 +98,16 @@ FORGED: dict[str, TokenBuilder] = {
     "sub-an-integer": lambda uid: sign(uid, sub=12345),
     "type-refresh": lambda uid: sign(uid, type="refresh"),
     "type-missing": lambda uid: sign(uid, type=DROP),
+    "iss-missing": lambda uid: sign(uid, iss=DROP),
+    "iss-wrong": lambda uid: sign(uid, iss="someone-else"),
+    "iss-a-list": lambda uid: sign(uid, iss=["employee-records-api"]),
+    "aud-missing": lambda uid: sign(uid, aud=DROP),
+    "aud-wrong": lambda uid: sign(uid, aud="another-api"),
+    "aud-list-without-us": lambda uid: sign(uid, aud=["another-api"]),
+    "ver-missing": lambda uid: sign(uid, ver=DROP),
+    "ver-negative": lambda uid: sign(uid, ver=-1),
+    "ver-a-string": lambda uid: sign(uid, ver="0"),
+    "ver-a-boolean": lambda uid: sign(uid, ver=False),
     "crit-header": lambda uid: jwt.encode(
         claims(uid), SECRET, algorithm="HS256", headers={"crit": ["exp"]}
     ),
@@ -142,7 +160,7 @@ class TestCreateAccessToken:
 
         token = create_access_token(user_id, unit_settings)
 
-        assert decode_access_token(token.token, unit_settings) == user_id
+        assert decode_access_token(token.token, unit_settings) == AccessClaims(user_id, 0)
 
     def test_claims_and_lifetime(self) -> None:
         settings = make_settings("sqlite+aiosqlite://", access_token_expire_minutes=7)
@@ -152,9 +170,13 @@ class TestCreateAccessToken:
 
         assert token.expires_in == 420
         assert jwt.get_unverified_header(token.token)["alg"] == "HS256"
-        decoded = jwt.decode(token.token, SECRET, algorithms=["HS256"])
+        decoded = jwt.decode(
+            token.token, SECRET, algorithms=["HS256"], audience="employee-records-api"
+        )
         assert decoded["sub"] == str(user_id)
         assert decoded["type"] == "access"
+        assert decoded["iss"] == decoded["aud"] == "employee-records-api"
+        assert decoded["ver"] == 0
         assert decoded["exp"] - decoded["iat"] == 420
         assert abs(decoded["iat"] - time.time()) < 5
 
@@ -165,6 +187,23 @@ class TestCreateAccessToken:
         second = create_access_token(user_id, unit_settings).token
 
         assert first != second
+
+    def test_version_is_carried(self, unit_settings: Settings) -> None:
+        user_id = uuid.uuid4()
+
+        token = create_access_token(user_id, unit_settings, version=7).token
+
+        assert decode_access_token(token, unit_settings) == AccessClaims(user_id, 7)
+
+    @pytest.mark.parametrize("setting", ["jwt_issuer", "jwt_audience"])
+    def test_token_for_another_issuer_or_audience_setting_is_refused(self, setting: str) -> None:
+        other = make_settings("sqlite+aiosqlite://", **{setting: "some-other-service"})
+        ours = make_settings("sqlite+aiosqlite://")
+        token = create_access_token(uuid.uuid4(), other).token
+
+        with pytest.raises(InvalidTokenError):
+            decode_access_token(token, ours)
+        assert decode_access_token(token, other)
 
     def test_token_signed_for_another_algorithm_setting_is_refused(self) -> None:
         hs512 = make_settings("sqlite+aiosqlite://", jwt_algorithm="HS512")
@@ -179,13 +218,13 @@ class TestDecodeAccessToken:
     def test_service_style_claims_are_accepted(self, unit_settings: Settings) -> None:
         user_id = uuid.uuid4()
 
-        assert decode_access_token(sign(user_id), unit_settings) == user_id
+        assert decode_access_token(sign(user_id), unit_settings) == AccessClaims(user_id, 0)
 
     def test_small_clock_skew_is_tolerated(self, unit_settings: Settings) -> None:
         user_id = uuid.uuid4()
         token = sign(user_id, iat=now() + 10, exp=now() + 600)
 
-        assert decode_access_token(token, unit_settings) == user_id
+        assert decode_access_token(token, unit_settings).user_id == user_id
 
     @pytest.mark.parametrize("name", list(FORGED))
     def test_forged_token_raises_invalid_token_error(
@@ -254,6 +293,21 @@ class TestForgedTokens:
         await session.commit()
 
         await assert_rejected(client, headers)
+
+    async def test_token_with_a_stale_version_gets_401(
+        self, client: AsyncClient, normal_user: User, session: AsyncSession
+    ) -> None:
+        # Valid in itself (decode accepts it); only the account's version makes it stale.
+        row = await session.get(User, normal_user.id)
+        assert row is not None
+        row.token_version = 3
+        await session.commit()
+        assert (
+            await client.get("/users/me", headers=bearer(sign(normal_user.id, ver=3)))
+        ).is_success
+
+        for stale in (0, 2, 4):
+            await assert_rejected(client, bearer(sign(normal_user.id, ver=stale)))
 
     async def test_token_for_an_unknown_uuid_gets_401(
         self, client: AsyncClient, normal_user: User

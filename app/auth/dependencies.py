@@ -27,12 +27,13 @@ async def get_current_user(
     if token is None:
         raise UnauthorizedError("Not authenticated")
     try:
-        user_id = decode_access_token(token, settings)
+        claims = decode_access_token(token, settings)
     except InvalidTokenError:
         raise UnauthorizedError(CREDENTIALS_DETAIL) from None
-    user = await crud.get_user(session=session, user_id=user_id)
-    # A deleted or deactivated account's tokens stop working at once, not when they expire.
-    if user is None or not user.is_active:
+    user = await crud.get_user(session=session, user_id=claims.user_id)
+    # A deleted or deactivated account's tokens stop working at once, not when they expire;
+    # so do tokens issued before a sign-out everywhere or a password change (a newer version).
+    if user is None or not user.is_active or user.token_version != claims.version:
         raise UnauthorizedError(CREDENTIALS_DETAIL)
     return user
 

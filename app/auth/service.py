@@ -1,14 +1,32 @@
-"""Sign-up and sign-in rules, independent of HTTP."""
+"""Sign-up, sign-in and token lifecycle rules, independent of HTTP."""
+
+import uuid
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import UnauthorizedError
+from app.auth import crud as token_crud
+from app.auth.models import RefreshToken
+from app.core.config import Settings
+from app.core.errors import ForbiddenError, UnauthorizedError
 from app.core.security import hash_password, verify_dummy_password, verify_password
+from app.core.tokens import create_access_token, create_refresh_token, hash_refresh_token
+from app.core.types import utc_now
 from app.users import crud
 from app.users.models import User, UserCreate
 
 MAX_PASSWORD_LENGTH = 128
 LOGIN_FAILED = "Incorrect username or password"
+REFRESH_FAILED = "Invalid or expired refresh token"
+WRONG_PASSWORD = "Current password is incorrect"  # noqa: S105 (a message, not a secret)
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
 
 
 async def register_user(*, session: AsyncSession, data: UserCreate) -> User:
@@ -35,3 +53,88 @@ async def authenticate(*, session: AsyncSession, username: str, password: str) -
     if new_hash is not None:
         await crud.update_password_hash(session=session, user=user, hashed_password=new_hash)
     return user
+
+
+def _new_refresh_row(
+    user: User, family_id: uuid.UUID, settings: Settings
+) -> tuple[RefreshToken, str, int]:
+    issued = create_refresh_token(settings)
+    row = RefreshToken(
+        user_id=user.id,
+        family_id=family_id,
+        token_hash=issued.token_hash,
+        expires_at=issued.expires_at,
+    )
+    return row, issued.token, issued.expires_in
+
+
+def _pair(user: User, refresh_token: str, refresh_expires_in: int, settings: Settings) -> TokenPair:
+    access = create_access_token(user.id, settings, version=user.token_version)
+    return TokenPair(access.token, access.expires_in, refresh_token, refresh_expires_in)
+
+
+async def start_session(*, session: AsyncSession, user: User, settings: Settings) -> TokenPair:
+    """Issue an access token and the first refresh token of a new family (one per sign-in)."""
+    row, raw, expires_in = _new_refresh_row(user, uuid.uuid4(), settings)
+    await token_crud.create_refresh_token(session=session, token=row)
+    return _pair(user, raw, expires_in, settings)
+
+
+async def refresh_session(
+    *, session: AsyncSession, refresh_token: str, settings: Settings
+) -> TokenPair:
+    """Trade a refresh token for a new pair in the same family (RFC 9700 4.14 rotation).
+
+    A token that was already used or revoked means a copy is in someone else's hands: the whole
+    family is revoked, so neither the thief nor the victim can continue it.
+    """
+    now = utc_now()
+    presented = await token_crud.get_refresh_token_by_hash(
+        session=session, token_hash=hash_refresh_token(refresh_token)
+    )
+    if presented is None or presented.expires_at <= now:
+        raise UnauthorizedError(REFRESH_FAILED)
+    family_id = presented.family_id
+    if presented.used_at is not None or presented.revoked_at is not None:
+        await token_crud.revoke_family(session=session, family_id=family_id, now=now)
+        raise UnauthorizedError(REFRESH_FAILED)
+    user = await crud.get_user(session=session, user_id=presented.user_id)
+    if user is None or not user.is_active:
+        raise UnauthorizedError(REFRESH_FAILED)
+    successor, raw, expires_in = _new_refresh_row(user, family_id, settings)
+    pair = _pair(user, raw, expires_in, settings)
+    if not await token_crud.rotate_refresh_token(
+        session=session, used=presented, successor=successor, now=now
+    ):
+        # Another request spent this token between our read and our update: a reuse too.
+        await token_crud.revoke_family(session=session, family_id=family_id, now=now)
+        raise UnauthorizedError(REFRESH_FAILED)
+    return pair
+
+
+async def end_session(*, session: AsyncSession, refresh_token: str) -> None:
+    """Revoke the family of this refresh token; an unknown token is silently ignored."""
+    presented = await token_crud.get_refresh_token_by_hash(
+        session=session, token_hash=hash_refresh_token(refresh_token)
+    )
+    if presented is not None:
+        await token_crud.revoke_family(
+            session=session, family_id=presented.family_id, now=utc_now()
+        )
+
+
+async def end_all_sessions(*, session: AsyncSession, user: User) -> None:
+    await token_crud.revoke_all_sessions(session=session, user=user, now=utc_now())
+
+
+async def change_password(
+    *, session: AsyncSession, user: User, current_password: str, new_password: str
+) -> None:
+    """Replace the password after checking the current one; every token issued before dies."""
+    matches, _ = await verify_password(current_password, user.hashed_password)
+    if not matches:
+        raise ForbiddenError(WRONG_PASSWORD)
+    hashed = await hash_password(new_password)
+    await token_crud.revoke_all_sessions(
+        session=session, user=user, now=utc_now(), hashed_password=hashed
+    )

@@ -78,7 +78,7 @@ class Settings(DatabaseSettings):
     db_max_overflow: int = Field(default=10, ge=0, le=100)
     db_pool_timeout: float = Field(default=10.0, gt=0, le=300)
     db_connect_timeout: float = Field(default=5.0, gt=0, le=300)
-    password_hash_concurrency: int = Field(default=2, ge=1, le=64)
+    password_hash_concurrency: int = Field(default=1, ge=1, le=64)
 
     # Token lifecycle
     jwt_issuer: str = Field(default="employee-records-api", min_length=1, max_length=200)

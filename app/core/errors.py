@@ -22,6 +22,9 @@ class AppError(Exception):
         super().__init__(detail)
         self.detail = detail
 
+    def response_headers(self) -> dict[str, str] | None:
+        return self.headers
+
 
 class NotFoundError(AppError):
     status_code = status.HTTP_404_NOT_FOUND
@@ -44,9 +47,32 @@ class ForbiddenError(AppError):
     code = "forbidden"
 
 
+class RetryLaterError(AppError):
+    """A refusal that ends by itself: the answer says when to try again (`Retry-After`)."""
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
+
+    def response_headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class TooManyRequestsError(RetryLaterError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    code = "too_many_requests"
+
+
+class ServiceUnavailableError(RetryLaterError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = "service_unavailable"
+
+
 async def handle_app_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, AppError)
-    return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers)
+    return JSONResponse(
+        {"detail": error.detail}, error.status_code, headers=error.response_headers()
+    )
 
 
 async def handle_validation_error(_: Request, error: Exception) -> JSONResponse:

@@ -27,6 +27,7 @@ _DESCRIPTIONS = {
     404: "No such record.",
     409: "The record conflicts with an existing one (a unique key is taken).",
     422: "The request's body, query or path is invalid.",
+    429: "Too many failed sign-ins for this account; retry after the `Retry-After` seconds.",
     503: "The database is unavailable; retry after the `Retry-After` seconds.",
 }
 

@@ -28,7 +28,7 @@ def configure_hash_concurrency(limit: int) -> None:
 
 def _get_limiter() -> anyio.CapacityLimiter:
     if _limiter is None:
-        configure_hash_concurrency(2)
+        configure_hash_concurrency(1)  # the setting's default; lifespan applies the setting
     assert _limiter is not None
     return _limiter
 

@@ -1,11 +1,17 @@
-"""JWT access tokens: every encode and decode in the service goes through this module.
+"""Tokens: every JWT encode and decode in the service, and the opaque refresh tokens.
 
-python-jose verifies the signature and `exp` when present; the rest is checked here: the
-algorithm is pinned (never `none`, never one the header picks), `exp`, `iat` and `sub` are
-required, `iat` may not lie in the future, the token type must be "access", and a token of
-absurd size is refused before any parsing.
+Access tokens are JWTs. python-jose verifies the signature, `exp`, `iss` and `aud`; the rest is
+checked here: the algorithm is pinned (never `none`, never one the header picks), `exp`, `iat`,
+`sub`, `iss`, `aud` and `ver` are required, `iat` may not lie in the future, the token type must
+be "access", and a token of absurd size is refused before any parsing. `ver` is compared with the
+account's `token_version` by the caller, so bumping that column revokes every access token at once.
+
+Refresh tokens are not JWTs but random strings: only their SHA-256 digest is stored, so a copy of
+the database holds nothing that can be presented back to the service.
 """
 
+import hashlib
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +24,7 @@ from app.core.config import Settings
 TOKEN_TYPE = "access"  # noqa: S105 (a claim value, not a secret)
 MAX_TOKEN_LENGTH = 4096
 CLOCK_SKEW = timedelta(seconds=30)
+REFRESH_TOKEN_BYTES = 32
 
 
 class InvalidTokenError(Exception):
@@ -30,23 +37,41 @@ class AccessToken:
     expires_in: int
 
 
-def create_access_token(user_id: uuid.UUID, settings: Settings) -> AccessToken:
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    version: int
+
+
+@dataclass(frozen=True)
+class RefreshToken:
+    token: str
+    token_hash: str
+    expires_at: datetime
+    expires_in: int
+
+
+def create_access_token(user_id: uuid.UUID, settings: Settings, *, version: int = 0) -> AccessToken:
+    """Sign an access token; `version` is the account's current `token_version`."""
     now = datetime.now(UTC)
     lifetime = timedelta(minutes=settings.access_token_expire_minutes)
     claims = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
         "sub": str(user_id),
         "iat": int(now.timestamp()),
         "exp": int((now + lifetime).timestamp()),
         "jti": uuid.uuid4().hex,
         "type": TOKEN_TYPE,
+        "ver": version,
     }
     secret = settings.jwt_secret_key.get_secret_value()
     token = jwt.encode(claims, secret, algorithm=settings.jwt_algorithm)
     return AccessToken(token=token, expires_in=int(lifetime.total_seconds()))
 
 
-def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
-    """Return the user id the token was issued to, or raise InvalidTokenError."""
+def decode_access_token(token: str, settings: Settings) -> AccessClaims:
+    """Return whom the token was issued to and at which token version, or raise."""
     if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
         raise InvalidTokenError("malformed token")
     try:
@@ -57,11 +82,15 @@ def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
             token,
             settings.jwt_secret_key.get_secret_value(),
             algorithms=[settings.jwt_algorithm],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
             options={
                 "require_exp": True,
                 "require_iat": True,
                 "require_sub": True,
-                "verify_aud": False,
+                # jose skips `aud` and `iss` when they are absent unless they are required.
+                "require_aud": True,
+                "require_iss": True,
                 "leeway": int(CLOCK_SKEW.total_seconds()),
             },
         )
@@ -77,21 +106,44 @@ def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
         RecursionError,
     ) as error:
         raise InvalidTokenError("invalid token") from error
-    return _check_claims(claims)
+    return _check_claims(claims, settings)
 
 
-def _check_claims(claims: dict[str, object]) -> uuid.UUID:
+def _check_claims(claims: dict[str, object], settings: Settings) -> AccessClaims:
     issued_at = claims.get("iat")
     if not isinstance(issued_at, int) or isinstance(issued_at, bool):
         raise InvalidTokenError("invalid iat")
     if issued_at > datetime.now(UTC).timestamp() + CLOCK_SKEW.total_seconds():
         raise InvalidTokenError("token issued in the future")
+    if claims.get("iss") != settings.jwt_issuer:
+        raise InvalidTokenError("wrong issuer")
     if claims.get("type") != TOKEN_TYPE:
         raise InvalidTokenError("not an access token")
+    version = claims.get("ver")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise InvalidTokenError("invalid token version")
     subject = claims.get("sub")
     if not isinstance(subject, str):
         raise InvalidTokenError("invalid subject")
     try:
-        return uuid.UUID(subject)
+        return AccessClaims(user_id=uuid.UUID(subject), version=version)
     except ValueError as error:
         raise InvalidTokenError("invalid subject") from error
+
+
+def create_refresh_token(settings: Settings) -> RefreshToken:
+    """A fresh opaque refresh token and the digest under which it is stored."""
+    token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+    lifetime = timedelta(days=settings.refresh_token_expire_days)
+    return RefreshToken(
+        token=token,
+        token_hash=hash_refresh_token(token),
+        expires_at=datetime.now(UTC) + lifetime,
+        expires_in=int(lifetime.total_seconds()),
+    )
+
+
+def hash_refresh_token(token: str) -> str:
+    # A plain digest suffices: the token has 256 random bits, so there is nothing to brute-force,
+    # and a deterministic digest lets the database find the row by its unique index.
+    return hashlib.sha256(token.encode()).hexdigest()

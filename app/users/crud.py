@@ -1,17 +1,33 @@
 """All SQL that touches user accounts."""
 
 import uuid
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
-from sqlalchemy import CursorResult, func, select
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    and_,
+    delete,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlmodel import col
 
-from app.core.errors import ConflictError
+from app.auth.models import RefreshToken
+from app.core.errors import ConflictError, NotFoundError
+from app.core.types import utc_now
 from app.users.models import User
+
+LAST_ADMIN = "This is the last active administrator; promote another account first"
 
 
 async def get_user(*, session: AsyncSession, user_id: uuid.UUID) -> User | None:
@@ -61,3 +77,91 @@ async def update_password_hash(*, session: AsyncSession, user: User, hashed_pass
     user.hashed_password = hashed_password
     session.add(user)
     await session.commit()
+
+
+def _active_admin(user: Any = User) -> ColumnElement[bool]:
+    return and_(col(user.is_admin), col(user.is_active))
+
+
+def _leaves_an_active_admin(user_id: uuid.UUID) -> ColumnElement[bool]:
+    """True unless the row is the only active admin: evaluated by the database, not from memory."""
+    other = aliased(User)
+    another = exists().where(_active_admin(other), col(other.id) != user_id)
+    return or_(not_(_active_admin()), another)
+
+
+async def _lock_active_admins(session: AsyncSession) -> None:
+    # Two admins demoting each other at once would each see the other still in place (write
+    # skew) and leave none. Locking every active admin row first, always in id order so two
+    # lockers cannot deadlock, makes the second wait for the first and then see its result.
+    # SQLite needs no lock: its single conditional UPDATE/DELETE runs under the database's one
+    # write lock, and FOR UPDATE does not exist there.
+    if session.get_bind().dialect.name == "postgresql":
+        statement = select(col(User.id)).where(_active_admin()).order_by(col(User.id))
+        await session.execute(statement.with_for_update())
+
+
+async def _refuse_after_no_match(session: AsyncSession, user_id: uuid.UUID) -> NoReturn:
+    await session.rollback()
+    if await get_user(session=session, user_id=user_id) is None:
+        raise NotFoundError("User not found")
+    raise ConflictError(LAST_ADMIN)
+
+
+async def _revoke_refresh_tokens(session: AsyncSession, user_id: uuid.UUID) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(col(RefreshToken.user_id) == user_id, col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=utc_now())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def update_user(*, session: AsyncSession, user: User, changes: dict[str, Any]) -> User:
+    """Apply an admin's change; refuse (409) one that would leave no active admin."""
+    if not changes:
+        return user
+    values: dict[str, Any] = dict(changes)
+    statement = update(User).where(col(User.id) == user.id)
+    if changes.get("is_admin") is False or changes.get("is_active") is False:
+        await _lock_active_admins(session)
+        statement = statement.where(_leaves_an_active_admin(user.id))
+    if changes.get("is_active") is False:
+        # Sessions do not come back when the account is reactivated later.
+        values["token_version"] = col(User.token_version) + 1
+        await _revoke_refresh_tokens(session, user.id)
+    statement = statement.values(**values).returning(User)
+    result = await session.execute(statement.execution_options(populate_existing=True))
+    updated: User | None = result.scalar_one_or_none()
+    if updated is None:
+        await _refuse_after_no_match(session, user.id)
+    await session.commit()
+    return updated
+
+
+async def delete_user(*, session: AsyncSession, user: User) -> None:
+    """Delete an account (its refresh tokens go with it); never the last active admin (409)."""
+    await _lock_active_admins(session)
+    statement = delete(User).where(col(User.id) == user.id, _leaves_an_active_admin(user.id))
+    result = cast(
+        CursorResult[Any],
+        await session.execute(statement.execution_options(synchronize_session=False)),
+    )
+    if result.rowcount != 1:
+        await _refuse_after_no_match(session, user.id)
+    await session.commit()
+
+
+async def promote_to_admin(
+    *, session: AsyncSession, user: User, hashed_password: str | None = None
+) -> User:
+    """Make an account an active admin; a new password also ends every session it had."""
+    user.is_admin = True
+    user.is_active = True
+    if hashed_password is not None:
+        user.hashed_password = hashed_password
+        user.token_version += 1
+        await _revoke_refresh_tokens(session, user.id)
+    session.add(user)
+    await session.commit()
+    return user

@@ -2,16 +2,17 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     ConfigDict,
+    StrictBool,
     StringConstraints,
     ValidationInfo,
     field_validator,
 )
-from sqlalchemy import Boolean, Column, Index, String, Uuid, func
+from sqlalchemy import Boolean, Column, Index, Integer, String, Uuid, func
 from sqlmodel import Field, SQLModel
 
 from app.core.passwords import password_problem
@@ -38,6 +39,10 @@ class User(SQLModel, table=True):
     hashed_password: str = Field(sa_column=Column(String(255), nullable=False))
     is_admin: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
     is_active: bool = Field(default=True, sa_column=Column(Boolean, nullable=False))
+    # Carried as `ver` in access tokens; bumping it revokes every token issued before.
+    token_version: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
     )
@@ -62,6 +67,26 @@ class UserCreate(SQLModel):
         if problem is not None:
             raise ValueError(problem)
         return password
+
+
+class UserUpdate(SQLModel):
+    """An admin's change to an account: only the fields sent are touched; none may be null."""
+
+    model_config = ConfigDict(  # type: ignore[assignment]
+        extra="forbid",
+        json_schema_extra={"examples": [{"is_admin": True}, {"is_active": False}]},
+    )
+
+    # Strict: "yes", 1 or "true" are refused rather than read as a grant of admin rights.
+    is_admin: StrictBool | None = None
+    is_active: StrictBool | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
 
 
 class UserRead(SQLModel):

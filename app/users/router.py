@@ -1,15 +1,38 @@
-"""Account endpoints."""
+"""Account endpoints: the caller's own account, and account management for admins."""
 
-from fastapi import APIRouter, Request, Response
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from app.auth.dependencies import AdminUser, CurrentUser
 from app.core.db import SessionDep
+from app.core.errors import NotFoundError
 from app.core.openapi import error_responses
 from app.core.pagination import PageDep, set_page_headers
 from app.users import crud
-from app.users.models import User, UserRead
+from app.users.models import User, UserRead, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
+
+UserIdPath = Annotated[uuid.UUID, Path(description="The account's id (a UUID).")]
+
+
+async def get_user_or_404(user_id: UserIdPath, session: SessionDep) -> User:
+    user = await crud.get_user(session=session, user_id=user_id)
+    if user is None:
+        raise NotFoundError("User not found")
+    return user
+
+
+UserDep = Annotated[User, Depends(get_user_or_404)]
+
+
+def last_admin_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    responses = error_responses(*codes, 409)
+    description = "The change would leave no active administrator; nothing was changed."
+    responses[409] = responses[409] | {"description": description}
+    return responses
 
 
 @router.get(
@@ -34,3 +57,37 @@ async def list_users(
     users, total = await crud.list_users(session=session, offset=page.offset, limit=page.limit)
     set_page_headers(request, response, page, total)
     return users
+
+
+@router.get(
+    "/{user_id}",
+    response_model=UserRead,
+    responses=error_responses(401, 403, 404, 422),
+    operation_id="read_user",
+)
+async def read_user(_: AdminUser, user: UserDep) -> User:
+    """One account by id (admin only)."""
+    return user
+
+
+@router.patch(
+    "/{user_id}",
+    response_model=UserRead,
+    responses=last_admin_responses(401, 403, 404, 422),
+    operation_id="update_user",
+)
+async def update_user(_: AdminUser, user: UserDep, data: UserUpdate, session: SessionDep) -> User:
+    """Grant or revoke admin rights or (de)activate an account (admin only), at once."""
+    changes = data.model_dump(exclude_unset=True)
+    return await crud.update_user(session=session, user=user, changes=changes)
+
+
+@router.delete(
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=last_admin_responses(401, 403, 404, 422),
+    operation_id="delete_user",
+)
+async def delete_user(_: AdminUser, user: UserDep, session: SessionDep) -> None:
+    """Delete an account (admin only); its tokens stop working at once."""
+    await crud.delete_user(session=session, user=user)

@@ -1,0 +1,162 @@
+"""Admin commands: `python -m app create-admin USERNAME`.
+
+Only DATABASE_URL is read, so the commands run where the API's secrets are not available.
+"""
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from app.core.config import ConfigurationError, DatabaseSettings, Settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.errors import ConflictError
+from app.core.security import hash_password
+from app.users import crud
+from app.users.models import User, UserCreate, Username
+
+EXIT_UNAVAILABLE = 1
+EXIT_BAD_INPUT = 2
+
+cli = typer.Typer(
+    help="Administration commands for the employee records API.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@cli.callback()
+def main() -> None:
+    """Administration commands for the employee records API (reads DATABASE_URL)."""
+
+
+class BadInput(Exception):
+    """The operator's input is refused; the message says why."""
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def check_username(username: str) -> str:
+    try:
+        return TypeAdapter(Username).validate_python(username)
+    except ValidationError:
+        raise BadInput(
+            "the username must be 3 to 50 characters: letters, digits, '.', '_' or '-'"
+        ) from None
+
+
+def check_password(username: str, password: str) -> str:
+    try:
+        return UserCreate(username=username, password=password).password
+    except ValidationError as error:
+        (issue,) = error.errors(include_input=False, include_url=False)
+        message = issue["msg"].removeprefix("Value error, ")
+        raise BadInput(f"the password is refused: {message}") from None
+
+
+def read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+def database_settings() -> Settings:
+    # The engine needs the database and pool settings only; the signing key is not read, so
+    # building Settings without validation (defaults for the rest) is safe here.
+    try:
+        url = DatabaseSettings().database_url
+    except ValidationError as error:
+        raise ConfigurationError(
+            "DATABASE_URL: must be a postgresql:// or sqlite:// URL"
+        ) from error
+    return Settings.model_construct(database_url=url)
+
+
+def require_sqlite_file(settings: Settings) -> None:
+    # SQLite would create an empty file at a mistyped path and then report a missing table.
+    database = make_url(settings.database_url).database
+    if settings.is_sqlite and database and database != ":memory:" and not Path(database).exists():
+        raise FileNotFoundError(f"no database file at {database}")
+
+
+async def _create_admin(username: str, *, from_stdin: bool, reset_password: bool) -> str:
+    settings = database_settings()
+    require_sqlite_file(settings)
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            user = await crud.get_user_by_username(session=session, username=username)
+            if user is None:
+                password = check_password(username, read_password(from_stdin))
+                hashed = await hash_password(password)
+                try:
+                    await crud.create_user(
+                        session=session, username=username, hashed_password=hashed, is_admin=True
+                    )
+                except ConflictError:
+                    raise BadInput(f"{username!r} was created meanwhile; run again") from None
+                return f"Created admin {username!r}."
+            hashed_new = None
+            if reset_password:
+                password = check_password(user.username, read_password(from_stdin))
+                hashed_new = await hash_password(password)
+            action = describe_promotion(user, reset=hashed_new is not None)
+            await crud.promote_to_admin(session=session, user=user, hashed_password=hashed_new)
+            return action
+    finally:
+        await engine.dispose()
+
+
+def describe_promotion(user: User, *, reset: bool) -> str:
+    done = []
+    if not user.is_admin:
+        done.append("promoted to admin")
+    if not user.is_active:
+        done.append("reactivated")
+    if reset:
+        done.append("password reset, existing sessions ended")
+    if not done:
+        return f"{user.username!r} is already an active admin; nothing changed."
+    return f"Existing account {user.username!r}: {', '.join(done)}."
+
+
+@cli.command("create-admin")
+def create_admin(
+    username: Annotated[
+        str,
+        typer.Argument(metavar="USERNAME", help="Account name (3..50 of letters, digits, ._-)."),
+    ],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    reset_password: Annotated[
+        bool,
+        typer.Option("--reset-password", help="Also set a new password on an existing account."),
+    ] = False,
+) -> None:
+    """Create an admin account, or promote and reactivate an existing one (any letter case)."""
+    try:
+        username = check_username(username)
+        message = asyncio.run(
+            _create_admin(username, from_stdin=password_stdin, reset_password=reset_password)
+        )
+    except BadInput as error:
+        raise fail(str(error), EXIT_BAD_INPUT) from None
+    except ConfigurationError as error:
+        raise fail(str(error), EXIT_BAD_INPUT) from None
+    except (DBAPIError, OSError) as error:
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        raise fail(
+            "the database is unreachable or not migrated (run `alembic upgrade head`): "
+            f"{type(error).__name__}: {reason}",
+            EXIT_UNAVAILABLE,
+        ) from None
+    typer.echo(message)

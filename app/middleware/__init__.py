@@ -1,0 +1,77 @@
+"""Transport middleware: trusted hosts, body size, security headers and CORS.
+
+Settings are read at the first request, not when the app is built: `create_app()` runs at
+import, and tests swap settings through `app.dependency_overrides[get_settings]` afterwards.
+"""
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.core.config import Settings, get_settings
+from app.middleware.body_limit import BodyLimitMiddleware
+from app.middleware.security_headers import SecurityHeadersMiddleware
+
+CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type"]
+CORS_EXPOSED_HEADERS = ["X-Total-Count", "Link", "Location", "Retry-After"]
+
+
+class DeferredMiddleware:
+    """Build a middleware from settings at the first request instead of at import."""
+
+    def __init__(self, app: ASGIApp, *, build: Callable[[ASGIApp], ASGIApp]) -> None:
+        self.app = app
+        self.build = build
+        self.built: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if self.built is None:
+            self.built = self.build(self.app)
+        await self.built(scope, receive, send)
+
+
+def install_middleware(app: FastAPI) -> None:
+    """Outermost first: security headers, trusted hosts, body limit, CORS.
+
+    Security headers wrap everything so that the 400 for a bad Host and the 413 carry them too;
+    they only touch the response, so nothing is read before the host and size checks.
+    """
+
+    def settings() -> Settings:
+        return app.dependency_overrides.get(get_settings, get_settings)()
+
+    def cors(inner: ASGIApp) -> ASGIApp:
+        origins = settings().cors_origins
+        if not origins:
+            return inner
+        # Bearer tokens travel in a header, not cookies, so credentials mode is not needed.
+        return CORSMiddleware(
+            inner,
+            allow_origins=origins,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+        )
+
+    def body_limit(inner: ASGIApp) -> ASGIApp:
+        return BodyLimitMiddleware(inner, max_body_bytes=settings().max_body_bytes)
+
+    def trusted_hosts(inner: ASGIApp) -> ASGIApp:
+        hosts = settings().trusted_hosts
+        if "*" in hosts:
+            return inner
+        return TrustedHostMiddleware(inner, allowed_hosts=hosts, www_redirect=False)
+
+    # add_middleware puts each new one outside the previous ones.
+    app.add_middleware(DeferredMiddleware, build=cors)
+    app.add_middleware(DeferredMiddleware, build=body_limit)
+    app.add_middleware(DeferredMiddleware, build=trusted_hosts)
+    docs_paths = [path for path in (app.docs_url, app.redoc_url) if path]
+    app.add_middleware(SecurityHeadersMiddleware, docs_paths=docs_paths)
