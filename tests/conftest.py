@@ -46,6 +46,19 @@ def postgres_template(postgres_server: PostgresServer | None) -> Iterator[str | 
     asyncio.run(postgres_server.drop_database(name))
 
 
+@pytest.fixture(scope="session")
+def shared_postgres_url(
+    postgres_server: PostgresServer | None, postgres_template: str | None
+) -> Iterator[str | None]:
+    """One migrated database for the run; each test works inside a transaction rolled back after."""
+    if postgres_server is None or postgres_template is None:
+        yield None
+        return
+    name = asyncio.run(postgres_server.create_database(template=postgres_template))
+    yield postgres_server.url_for(name)
+    asyncio.run(postgres_server.drop_database(name))
+
+
 def require_postgres(server: PostgresServer | None) -> PostgresServer:
     if server is None:
         pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (or --postgres-url); .ci/run sets it")
@@ -63,6 +76,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def database_url(
+    # A private database: for tests that need real commits seen by other connections
+    # (concurrency, start-up, server processes). Others share one through `settings`.
     backend: str,
     postgres_server: PostgresServer | None,
     postgres_template: str | None,
@@ -82,8 +97,16 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return make_settings(database_url)
+def settings(
+    request: pytest.FixtureRequest, backend: str, shared_postgres_url: str | None
+) -> Settings:
+    if backend == "sqlite":
+        return make_settings("sqlite+aiosqlite://")
+    if request.node.get_closest_marker("postgres_only"):
+        # Concurrent requests need connections of their own, hence a database of their own.
+        return make_settings(request.getfixturevalue("database_url"))
+    assert shared_postgres_url is not None
+    return make_settings(shared_postgres_url)
 
 
 @pytest.fixture
@@ -100,8 +123,20 @@ async def engine(settings: Settings, backend: str) -> AsyncIterator[AsyncEngine]
 
 
 @pytest.fixture
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return create_sessionmaker(engine)
+async def sessionmaker(
+    engine: AsyncEngine, settings: Settings, shared_postgres_url: str | None
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    if settings.database_url != shared_postgres_url:
+        yield create_sessionmaker(engine)
+        return
+    # Every session of the test (the app's and the test's own) joins one outer transaction on one
+    # connection; their commits become savepoints, and the rollback below leaves nothing behind.
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        yield async_sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
+        await transaction.rollback()
 
 
 @pytest.fixture
