@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format migrate clean
+.PHONY: run test fuzz lint format migrate clean
 
 # The stamp files re-run pip whenever a requirements file changes.
 $(BIN)/python:
@@ -31,6 +31,10 @@ run: migrate
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Property-based fuzzing of every operation (schemathesis); `make test` runs it with 15 examples.
+fuzz: $(VENV)/.installed-dev
+	FUZZ_EXAMPLES=100 $(BIN)/pytest tests/test_fuzz.py $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

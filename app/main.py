@@ -13,6 +13,7 @@ from app.core.bootstrap import ensure_first_admin
 from app.core.config import get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
+from app.core.openapi import document_body_errors
 from app.core.security import configure_hash_concurrency
 from app.employees.router import router as employees_router
 from app.middleware import install_middleware
@@ -49,6 +50,7 @@ def create_app() -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": True},
     )
     install_error_handlers(app)
+    document_body_errors(app)
     install_middleware(app)
     app.include_router(auth_router)
     app.include_router(users_router)

@@ -5,25 +5,26 @@ from typing import Any
 import pytest
 from httpx import ASGITransport, AsyncClient
 
+from app.core.config import get_settings
 from app.main import create_app
 
 OPERATIONS = {
-    ("post", "/auth/token"): {"401", "422"},
-    ("post", "/auth/register"): {"409", "422"},
+    ("post", "/auth/token"): {"400", "401", "413", "422", "429"},
+    ("post", "/auth/register"): {"400", "409", "413", "422"},
     ("get", "/users/me"): {"401"},
     ("get", "/users/"): {"401", "403", "422"},
     ("get", "/employees/"): {"401", "422"},
-    ("post", "/employees/"): {"401", "403", "409", "422"},
+    ("post", "/employees/"): {"400", "401", "403", "409", "413", "422"},
     ("get", "/employees/{emp_id}"): {"401", "404", "422"},
-    ("put", "/employees/{emp_id}"): {"401", "403", "404", "409", "422"},
-    ("patch", "/employees/{emp_id}"): {"401", "403", "404", "409", "422"},
+    ("put", "/employees/{emp_id}"): {"400", "401", "403", "404", "409", "413", "422"},
+    ("patch", "/employees/{emp_id}"): {"400", "401", "403", "404", "409", "413", "422"},
     ("delete", "/employees/{emp_id}"): {"401", "403", "404", "422"},
-    ("post", "/auth/refresh"): {"401", "422"},
-    ("post", "/auth/logout"): {"422"},
+    ("post", "/auth/refresh"): {"400", "401", "413", "422"},
+    ("post", "/auth/logout"): {"400", "413", "422"},
     ("post", "/auth/logout-all"): {"401"},
-    ("post", "/users/me/password"): {"401", "403", "422"},
+    ("post", "/users/me/password"): {"400", "401", "403", "413", "422"},
     ("get", "/users/{user_id}"): {"401", "403", "404", "422"},
-    ("patch", "/users/{user_id}"): {"401", "403", "404", "409", "422"},
+    ("patch", "/users/{user_id}"): {"400", "401", "403", "404", "409", "413", "422"},
     ("delete", "/users/{user_id}"): {"401", "403", "404", "409"},
 }
 PUBLIC = {("post", "/auth/token"), ("post", "/auth/register")} | {
@@ -56,6 +57,28 @@ def test_operation_documents_its_errors_and_purpose(schema, method, path):
             ref = response["content"]["application/json"]["schema"]["$ref"]
             body = schema["components"]["schemas"][ref.rsplit("/", 1)[-1]]
             assert body["required"] == ["detail"], code
+
+
+def test_only_operations_with_a_body_document_body_errors(schema):
+    for key, operation in operations(schema).items():
+        has_body = "requestBody" in operation
+        assert ({"400", "413"} <= set(operation["responses"])) is has_body, key
+
+
+async def test_body_errors_answer_the_documented_shape():
+    limit = get_settings().max_body_bytes
+    json_body = {"Content-Type": "application/json"}
+    async with AsyncClient(transport=ASGITransport(create_app()), base_url="http://t") as client:
+        undecodable = await client.post(
+            "/auth/register", content=b'{"username": "\xff"}', headers=json_body
+        )
+        too_large = await client.post(
+            "/auth/register", content=b" " * (limit + 1), headers=json_body
+        )
+    assert undecodable.status_code == 400
+    assert undecodable.json() == {"detail": "There was an error parsing the body"}
+    assert too_large.status_code == 413
+    assert too_large.json() == {"detail": "Request body too large"}
 
 
 def test_operation_ids_are_unique(schema):

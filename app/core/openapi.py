@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
 
@@ -22,10 +23,12 @@ class ValidationErrorMessage(BaseModel):
 
 
 _DESCRIPTIONS = {
+    400: "The request body could not be decoded (e.g. JSON that is not UTF-8).",
     401: "Missing, invalid or expired bearer token, or an inactive account.",
     403: "Authenticated, but the account is not an administrator.",
     404: "No such record.",
     409: "The record conflicts with an existing one (a unique key is taken).",
+    413: "The request body is larger than the server accepts (`MAX_BODY_BYTES`).",
     422: "The request's body, query or path is invalid.",
     429: "Too many failed sign-ins for this account; retry after the `Retry-After` seconds.",
     503: "The database is unavailable; retry after the `Retry-After` seconds.",
@@ -38,3 +41,32 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         model = ValidationErrorMessage if code == 422 else ErrorMessage
         responses[code] = {"model": model, "description": _DESCRIPTIONS[code]}
     return responses
+
+
+# Every operation that reads a body can meet these before its own code runs: the body limit
+# middleware (413) and FastAPI's parser (400). Both answer {"detail": str}.
+BODY_ERRORS = (400, 413)
+
+
+def document_body_errors(app: FastAPI) -> None:
+    """Add the body errors to every operation with a request body when the schema is built."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        ref = {"$ref": f"#/components/schemas/{ErrorMessage.__name__}"}
+        for path_item in schema["paths"].values():
+            for operation in path_item.values():
+                if "requestBody" not in operation:
+                    continue
+                for code in BODY_ERRORS:
+                    operation["responses"].setdefault(
+                        str(code),
+                        {
+                            "description": _DESCRIPTIONS[code],
+                            "content": {"application/json": {"schema": ref}},
+                        },
+                    )
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
