@@ -4,10 +4,11 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, field_validator
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+from sqlmodel import SQLModel
 
 INT32_MAX = 2_147_483_647
 
@@ -55,3 +56,16 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class PartialUpdate(SQLModel):
+    """Base of PATCH bodies: every field optional, none of them nullable."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_null(cls, value: Any) -> Any:
+        # Runs only for fields present in the body: an omitted field is "unchanged", a null one
+        # would blank a required column.
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value

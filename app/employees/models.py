@@ -5,11 +5,18 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, ConfigDict, field_validator
+from pydantic import AfterValidator, ConfigDict
 from sqlalchemy import CheckConstraint, Column, Date, Index, Integer, String, UniqueConstraint, Uuid
 from sqlmodel import Field, SQLModel
 
-from app.core.types import INT32_MAX, PositiveInt32, Text100, UTCDateTime, utc_now
+from app.core.types import (
+    INT32_MAX,
+    PartialUpdate,
+    PositiveInt32,
+    Text100,
+    UTCDateTime,
+    utc_now,
+)
 
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 
@@ -73,7 +80,7 @@ class EmployeeCreate(EmployeeBase):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})  # type: ignore[assignment]
 
 
-class EmployeeUpdate(SQLModel):
+class EmployeeUpdate(PartialUpdate):
     """A partial change: only the fields sent are touched; none of them may be null."""
 
     model_config = ConfigDict(  # type: ignore[assignment]
@@ -85,15 +92,6 @@ class EmployeeUpdate(SQLModel):
     city: Text100 | None = None
     country: Text100 | None = None
     emp_dob: BirthDate | None = None
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _refuse_null(cls, value: Any) -> Any:
-        # Runs only for fields present in the body: an omitted field is "unchanged", a null one
-        # would blank a required column.
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
 
 
 class EmployeeRead(SQLModel):

@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
@@ -16,7 +16,7 @@ from sqlalchemy import Boolean, Column, Index, Integer, String, Uuid, func
 from sqlmodel import Field, SQLModel
 
 from app.core.passwords import password_problem
-from app.core.types import UTCDateTime, reject_control_characters, utc_now
+from app.core.types import PartialUpdate, UTCDateTime, reject_control_characters, utc_now
 
 Username = Annotated[
     str, StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9._-]+$")
@@ -69,7 +69,7 @@ class UserCreate(SQLModel):
         return password
 
 
-class UserUpdate(SQLModel):
+class UserUpdate(PartialUpdate):
     """An admin's change to an account: only the fields sent are touched; none may be null."""
 
     model_config = ConfigDict(  # type: ignore[assignment]
@@ -80,13 +80,6 @@ class UserUpdate(SQLModel):
     # Strict: "yes", 1 or "true" are refused rather than read as a grant of admin rights.
     is_admin: StrictBool | None = None
     is_active: StrictBool | None = None
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _refuse_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
 
 
 class UserRead(SQLModel):
