@@ -25,7 +25,7 @@ from app.core.config import Settings, get_settings
 from app.main import create_app
 from tests.conftest import SECRET, USER_PASSWORD, make_settings
 from tests.pg import alembic_config
-from tests.test_startup import free_port, server_env
+from tests.test_startup import free_port, server_env, wait_until_up
 
 LIMITED = {"detail": "Too many failed logins; retry later"}
 FAILED = {"detail": "Incorrect username or password"}
@@ -283,19 +283,6 @@ def running_server(
         finally:
             server.terminate()
             server.wait(timeout=15)
-
-
-def wait_until_up(base: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        assert server.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{base}/openapi.json", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "server did not come up in 30 s"
-        time.sleep(0.1)
 
 
 def migrated_sqlite(tmp_path: Path) -> str:

@@ -175,7 +175,8 @@ def server_env(**values: str) -> dict[str, str]:
     return keep | {"PYTHONPATH": str(ROOT)} | values
 
 
-def uvicorn(port: int, cwd: Path, env: dict[str, str], workers: int = 1) -> subprocess.Popen[str]:
+def uvicorn(port: int, cwd: Path, env: dict[str, str], workers: int = 1) -> subprocess.Popen[bytes]:
+    """Start a server whose output goes to `cwd/server.log`."""
     command_line = [
         sys.executable,
         "-m",
@@ -188,9 +189,23 @@ def uvicorn(port: int, cwd: Path, env: dict[str, str], workers: int = 1) -> subp
         "--workers",
         str(workers),
     ]
-    return subprocess.Popen(
-        command_line, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    with (cwd / "server.log").open("wb") as log:
+        return subprocess.Popen(
+            command_line, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def wait_until_up(base: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        assert server.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{base}/openapi.json", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not come up in 30 s"
+        time.sleep(0.1)
 
 
 class TestServerProcess:
@@ -209,16 +224,7 @@ class TestServerProcess:
         server = uvicorn(port, tmp_path, env, workers=2)
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                assert server.poll() is None, server.stdout.read() if server.stdout else ""
-                try:
-                    if httpx.get(f"{base}/openapi.json", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "server did not come up in 30 s"
-                time.sleep(0.2)
+            wait_until_up(base, server, tmp_path / "server.log")
             login = httpx.post(
                 f"{base}/auth/token",
                 data={"username": "BOSS", "password": ADMIN["first_admin_password"]},
@@ -238,6 +244,5 @@ class TestServerProcess:
     def test_refuses_to_start_without_a_secret(self, tmp_path):
         env = server_env(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
         server = uvicorn(free_port(), tmp_path, env)
-        output, _ = server.communicate(timeout=30)
-        assert server.returncode != 0
-        assert "JWT_SECRET_KEY: is required" in output
+        assert server.wait(timeout=30) != 0
+        assert "JWT_SECRET_KEY: is required" in (tmp_path / "server.log").read_text()

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Response, status
+from fastapi import APIRouter, Form, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
@@ -16,13 +16,9 @@ from app.core.passwords import password_problem
 from app.core.types import reject_control_characters
 from app.users.models import User, UserCreate, UserRead
 
-
-def no_store(response: Response) -> None:
-    # Token responses must not be kept by browsers or proxies (RFC 6749 5.1).
-    response.headers["Cache-Control"] = "no-store"
-
-
-router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[Depends(no_store)])
+# Cache-Control: no-store on every /auth answer (RFC 6749 5.1) comes from the security headers
+# middleware, which also covers error answers.
+router = APIRouter(prefix="/auth", tags=["auth"])
 password_router = APIRouter(prefix="/users", tags=["users"])
 
 FormText = Annotated[str, AfterValidator(reject_control_characters)]
