@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
+from app.audit.router import router as audit_router
 from app.auth.router import password_router
 from app.auth.router import router as auth_router
 from app.core.bootstrap import ensure_first_admin
@@ -56,6 +57,7 @@ def create_app() -> FastAPI:
     app.include_router(users_router)
     app.include_router(password_router)
     app.include_router(employees_router)
+    app.include_router(audit_router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

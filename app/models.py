@@ -2,10 +2,12 @@
 
 from sqlmodel import SQLModel
 
+from app.audit.models import EmployeeAudit
 from app.auth.models import RefreshToken
 from app.employees.models import Employee
+from app.idempotency.models import IdempotencyKey
 from app.users.models import User
 
 metadata = SQLModel.metadata
 
-__all__ = ["Employee", "RefreshToken", "User", "metadata"]
+__all__ = ["Employee", "EmployeeAudit", "IdempotencyKey", "RefreshToken", "User", "metadata"]

@@ -47,7 +47,7 @@ class TestReadEmployee:
         assert response.status_code == 200
         body = response.json()
         assert {k: body[k] for k in employee_payload()} == employee_payload(emp_id=42)
-        assert set(body) == set(employee_payload()) | {"id", "created_at", "updated_at"}
+        assert set(body) == set(employee_payload()) | {"id", "created_at", "updated_at", "version"}
         assert body["created_at"].endswith("Z") or body["created_at"].endswith("+00:00")
 
     async def test_unknown_emp_id_gets_404(self, normal_user_client):

@@ -46,7 +46,10 @@ def check_round_trip(url: str, expected_indexes: set[str]) -> None:
     command.upgrade(config, "head")
     diff, tables, indexes = asyncio.run(inspect_database(url))
     assert diff == []
-    assert tables == {"alembic_version", "app_user", "employee", "refresh_token"}
+    assert tables == {"alembic_version", "app_user", "employee", "refresh_token"} | {
+        "employee_audit",
+        "idempotency_key",
+    }
     assert expected_indexes <= indexes
 
     command.downgrade(config, "base")

@@ -92,6 +92,15 @@ class Settings(DatabaseSettings):
     login_limit_per_username: str = "100/hour"
     rate_limit_fail_open: bool = True
 
+    # Concurrency and retries (conditional writes, idempotent creates)
+    require_if_match: bool = Field(
+        default=False,
+        description="Refuse PUT/PATCH/DELETE on an employee without If-Match (428).",
+    )
+    idempotency_key_ttl_hours: int = Field(
+        default=24, ge=1, le=24 * 30, description="How long an Idempotency-Key's answer is kept."
+    )
+
     # Transport
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
     cors_origins: Annotated[list[str], NoDecode] = []

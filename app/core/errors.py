@@ -1,7 +1,7 @@
 """One error hierarchy for the domain; HTTP status codes are decided here and nowhere else."""
 
 import logging
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
@@ -25,6 +25,23 @@ class AppError(Exception):
     def response_headers(self) -> dict[str, str] | None:
         return self.headers
 
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.detail}
+
+
+class InvalidInputError(AppError):
+    """Input that is well-formed but refused: shaped like a validation error (422)."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+    code = "invalid_input"
+
+    def __init__(self, detail: str, *, loc: tuple[str, ...]) -> None:
+        super().__init__(detail)
+        self.loc = loc
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": [{"type": self.code, "loc": list(self.loc), "msg": self.detail}]}
+
 
 class NotFoundError(AppError):
     status_code = status.HTTP_404_NOT_FOUND
@@ -34,6 +51,18 @@ class NotFoundError(AppError):
 class ConflictError(AppError):
     status_code = status.HTTP_409_CONFLICT
     code = "conflict"
+
+
+class PreconditionFailedError(AppError):
+    """An `If-Match` names a version the record no longer has: someone changed it meanwhile."""
+
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    code = "precondition_failed"
+
+
+class PreconditionRequiredError(AppError):
+    status_code = status.HTTP_428_PRECONDITION_REQUIRED
+    code = "precondition_required"
 
 
 class UnauthorizedError(AppError):
@@ -70,9 +99,7 @@ class ServiceUnavailableError(RetryLaterError):
 
 async def handle_app_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, AppError)
-    return JSONResponse(
-        {"detail": error.detail}, error.status_code, headers=error.response_headers()
-    )
+    return JSONResponse(error.body(), error.status_code, headers=error.response_headers())
 
 
 async def handle_validation_error(_: Request, error: Exception) -> JSONResponse:

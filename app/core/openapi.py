@@ -28,8 +28,10 @@ _DESCRIPTIONS = {
     403: "Authenticated, but the account is not an administrator.",
     404: "No such record.",
     409: "The record conflicts with an existing one (a unique key is taken).",
+    412: "`If-Match` names a version the record no longer has; read it again (new `ETag`).",
     413: "The request body is larger than the server accepts (`MAX_BODY_BYTES`).",
-    422: "The request's body, query or path is invalid.",
+    422: "The request's body, query, path or headers are invalid.",
+    428: "`If-Match` is required for this write (`REQUIRE_IF_MATCH=true`).",
     429: "Too many failed sign-ins for this account; retry after the `Retry-After` seconds.",
     503: "The database is unavailable; retry after the `Retry-After` seconds.",
 }

@@ -1,13 +1,15 @@
-"""All SQL that touches employee records."""
+"""All SQL that touches employee records; every change writes its audit row in the same commit."""
 
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Table, delete, func, select
+from pydantic_core import to_jsonable_python
+from sqlalchemy import ColumnElement, CursorResult, Table, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 
-from app.core.errors import ConflictError, NotFoundError
+from app.audit import crud as audit
+from app.audit.models import Actor, AuditAction
+from app.core.errors import ConflictError, NotFoundError, PreconditionFailedError
 from app.core.types import utc_now
 from app.employees.models import Employee, EmployeeCreate, SortField, SortOrder
 
@@ -15,8 +17,14 @@ from app.employees.models import Employee, EmployeeCreate, SortField, SortOrder
 employee_table = cast(Table, Employee.__table__)  # type: ignore[attr-defined]
 
 
-async def get_employee_by_emp_id(*, session: AsyncSession, emp_id: int) -> Employee | None:
+async def get_employee_by_emp_id(
+    *, session: AsyncSession, emp_id: int, for_update: bool = False
+) -> Employee | None:
+    """One record; `for_update` locks its row until the commit (PostgreSQL), so that writers
+    queue up behind each other instead of failing on each other's new version."""
     statement = select(Employee).where(employee_table.c.emp_id == emp_id)
+    if for_update:
+        statement = statement.with_for_update()
     return (await session.execute(statement)).scalar_one_or_none()
 
 
@@ -51,46 +59,105 @@ async def list_employees(
     return list((await session.execute(statement)).scalars()), total
 
 
-async def create_employee(*, session: AsyncSession, data: EmployeeCreate) -> Employee:
+def build_employee(data: EmployeeCreate) -> Employee:
+    """A new record, complete before it is written: id, timestamps and version 1."""
     now = utc_now()
-    employee = Employee.model_validate(data, update={"created_at": now, "updated_at": now})
+    return Employee.model_validate(data, update={"created_at": now, "updated_at": now})
+
+
+async def insert_employee(*, session: AsyncSession, employee: Employee, actor: Actor) -> Employee:
+    """Write a built record and its audit row, with whatever else the session holds."""
+    emp_id = employee.emp_id
     session.add(employee)
-    await _commit(session, emp_id=employee.emp_id)
-    return employee
-
-
-async def update_employee(
-    *, session: AsyncSession, employee: Employee, changes: dict[str, Any]
-) -> Employee:
-    if not changes:
-        return employee
-    original_emp_id = employee.emp_id
-    for field, value in changes.items():
-        setattr(employee, field, value)
-    employee.updated_at = utc_now()
-    session.add(employee)
-    await _commit(session, emp_id=employee.emp_id, original_emp_id=original_emp_id)
-    return employee
-
-
-async def delete_employee(*, session: AsyncSession, employee: Employee) -> None:
-    statement = delete(employee_table).where(employee_table.c.id == employee.id)
-    result = cast(CursorResult[Any], await session.execute(statement))
-    await session.commit()
-    if result.rowcount == 0:
-        raise NotFoundError(f"Employee {employee.emp_id} not found")
-
-
-async def _commit(
-    session: AsyncSession, *, emp_id: int, original_emp_id: int | None = None
-) -> None:
+    changes = audit.diff(None, audit.snapshot(employee))
+    audit.record_change(
+        session=session, actor=actor, action=AuditAction.create, employee=employee, changes=changes
+    )
     try:
         await session.commit()
     except IntegrityError:
         # The unique constraint decides duplicates, so two racing requests cannot both win.
         await session.rollback()
         raise ConflictError(f"An employee with emp_id {emp_id} already exists") from None
-    except StaleDataError:
-        # The row was deleted between our read and our write.
+    return employee
+
+
+async def create_employee(*, session: AsyncSession, data: EmployeeCreate, actor: Actor) -> Employee:
+    return await insert_employee(session=session, employee=build_employee(data), actor=actor)
+
+
+async def update_employee(
+    *,
+    session: AsyncSession,
+    employee: Employee,
+    changes: dict[str, Any],
+    actor: Actor,
+    conditional: bool = False,
+) -> Employee:
+    """Apply `changes` to the version of the record that was read, and only to that version.
+
+    A change that alters nothing writes nothing: no new version, no audit row.
+    """
+    before = audit.snapshot(employee)
+    delta = audit.diff(before, before | to_jsonable_python(changes))
+    if not delta:
+        return employee
+    statement = (
+        update(employee_table)
+        .where(employee_table.c.id == employee.id, employee_table.c.version == employee.version)
+        .values(**changes, version=employee.version + 1, updated_at=utc_now())
+        .returning(*employee_table.c)
+    )
+    target_emp_id = changes.get("emp_id", employee.emp_id)
+    try:
+        row = (await session.execute(statement)).one_or_none()
+    except IntegrityError:
         await session.rollback()
-        raise NotFoundError(f"Employee {original_emp_id or emp_id} not found") from None
+        raise ConflictError(f"An employee with emp_id {target_emp_id} already exists") from None
+    if row is None:
+        await _refuse_stale_write(session, employee, conditional=conditional)
+    updated = Employee.model_validate(dict(row._mapping))
+    audit.record_change(
+        session=session, actor=actor, action=AuditAction.update, employee=updated, changes=delta
+    )
+    await session.commit()
+    return updated
+
+
+async def delete_employee(
+    *, session: AsyncSession, employee: Employee, actor: Actor, conditional: bool = False
+) -> None:
+    statement = delete(employee_table).where(
+        employee_table.c.id == employee.id, employee_table.c.version == employee.version
+    )
+    result = cast(CursorResult[Any], await session.execute(statement))
+    if result.rowcount == 0:
+        await _refuse_stale_write(session, employee, conditional=conditional)
+    audit.record_change(
+        session=session,
+        actor=actor,
+        action=AuditAction.delete,
+        employee=employee,
+        changes=audit.diff(audit.snapshot(employee), None),
+        version=employee.version + 1,
+    )
+    await session.commit()
+
+
+async def _refuse_stale_write(
+    session: AsyncSession, employee: Employee, *, conditional: bool
+) -> NoReturn:
+    """The write matched no row: the record was deleted, or another writer got there first."""
+    emp_id = employee.emp_id  # read before the rollback expires the instance
+    still_there = (
+        await session.execute(select(employee_table.c.id).where(employee_table.c.id == employee.id))
+    ).first()
+    await session.rollback()
+    if still_there is None:
+        raise NotFoundError(f"Employee {emp_id} not found")
+    if conditional:
+        raise PreconditionFailedError(
+            "The record changed since you read it; fetch it again for the current ETag"
+        )
+    # Only without row locks (SQLite): the record changed between our read and our write.
+    raise ConflictError(f"Employee {emp_id} was changed by another request; retry")

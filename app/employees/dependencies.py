@@ -1,16 +1,34 @@
-"""Path parameters resolved to records."""
+"""Path parameters resolved to records, and the conditional-request headers of a write."""
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path
+from fastapi import Depends, Header, Path
 
+from app.auth.dependencies import SettingsDep
 from app.core.db import SessionDep
 from app.core.errors import NotFoundError
+from app.core.preconditions import check_if_match
 from app.core.types import INT32_MAX
 from app.employees import crud
 from app.employees.models import Employee
 
 EmpIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="The employee's business key.")]
+
+IfMatchHeader = Annotated[
+    str | None,
+    Header(
+        max_length=1000,
+        description="Write only if the record still has this `ETag` (or `*`); 412 otherwise.",
+    ),
+]
+IfNoneMatchHeader = Annotated[
+    str | None,
+    Header(
+        max_length=1000,
+        description="Answer 304 with no body if the record still has this `ETag`.",
+    ),
+]
 
 
 async def get_employee_or_404(emp_id: EmpIdPath, session: SessionDep) -> Employee:
@@ -21,3 +39,25 @@ async def get_employee_or_404(emp_id: EmpIdPath, session: SessionDep) -> Employe
 
 
 EmployeeDep = Annotated[Employee, Depends(get_employee_or_404)]
+
+
+@dataclass(frozen=True)
+class WriteTarget:
+    employee: Employee
+    # The client named the version it read (If-Match with tags): the write applies to that
+    # version or not at all.
+    conditional: bool
+
+
+async def get_write_target(
+    emp_id: EmpIdPath, session: SessionDep, settings: SettingsDep, if_match: IfMatchHeader = None
+) -> WriteTarget:
+    """The record, row-locked for this request's write, with its `If-Match` checked."""
+    employee = await crud.get_employee_by_emp_id(session=session, emp_id=emp_id, for_update=True)
+    if employee is None:
+        raise NotFoundError(f"Employee {emp_id} not found")
+    conditional = check_if_match(if_match, employee.etag, required=settings.require_if_match)
+    return WriteTarget(employee, conditional)
+
+
+WriteTargetDep = Annotated[WriteTarget, Depends(get_write_target)]

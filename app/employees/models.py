@@ -6,7 +6,17 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, ConfigDict
-from sqlalchemy import CheckConstraint, Column, Date, Index, Integer, String, UniqueConstraint, Uuid
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Date,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from app.core.types import (
@@ -64,6 +74,17 @@ class Employee(SQLModel, table=True):
     updated_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
     )
+    # Bumped by every change; the ETag is built from it, and a conditional write checks it in
+    # the UPDATE's own WHERE clause.
+    version: int = Field(
+        default=1, sa_column=Column(Integer, nullable=False, server_default=text("1"))
+    )
+
+    @property
+    def etag(self) -> str:
+        # The row id is part of the tag: a record deleted and created again under the same
+        # emp_id starts at version 1 once more, and must not match the old record's tags.
+        return f'"{self.id.hex}-{self.version}"'
 
 
 class EmployeeBase(SQLModel):
@@ -103,6 +124,7 @@ class EmployeeRead(SQLModel):
                     **EXAMPLE,
                     "created_at": "2026-01-05T09:30:00Z",
                     "updated_at": "2026-01-05T09:30:00Z",
+                    "version": 1,
                 }
             ]
         }
@@ -116,6 +138,7 @@ class EmployeeRead(SQLModel):
     emp_dob: date
     created_at: datetime
     updated_at: datetime
+    version: int = Field(description="Incremented by every change; the `ETag` is built from it.")
 
 
 class SortField(StrEnum):

@@ -1,16 +1,24 @@
-"""Employee record endpoints: reads for any signed-in user, writes for admins."""
+"""Employee record endpoints: reads for any signed-in user, writes for admins.
 
-from typing import Annotated
+Every record carries an `ETag` (its id and version): `If-None-Match` makes a read conditional
+(304), `If-Match` makes a write conditional (412 when the record changed meanwhile).
+"""
 
-from fastapi import APIRouter, Query, Request, Response, status
+from datetime import timedelta
+from typing import Annotated, Any
 
-from app.auth.dependencies import AdminUser, CurrentUser
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from app.audit.dependencies import AdminActor
+from app.auth.dependencies import CurrentUser, SettingsDep
 from app.core.db import SessionDep
 from app.core.openapi import error_responses
 from app.core.pagination import PageDep, set_page_headers
+from app.core.preconditions import none_match
 from app.core.types import SearchTerm
-from app.employees import crud
-from app.employees.dependencies import EmployeeDep
+from app.employees import crud, service
+from app.employees.dependencies import EmployeeDep, IfNoneMatchHeader, WriteTargetDep
 from app.employees.models import (
     Employee,
     EmployeeCreate,
@@ -28,6 +36,20 @@ CityFilter = Annotated[
 CountryFilter = Annotated[
     SearchTerm | None, Query(description="Case-insensitive substring of the country.")
 ]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description=(
+            "Any unique string (a UUID, say). A retry with the same key and body gets the "
+            "original answer without a second insert; the same key with another body is a 422."
+        ),
+    ),
+]
+ETAG_HEADER = {"ETag": {"description": "The record's version tag, for If-Match/If-None-Match."}}
+WRITE_ERRORS = error_responses(401, 403, 404, 409, 412, 422, 428)
 
 
 @router.get(
@@ -65,11 +87,23 @@ async def list_employees(
 @router.get(
     "/{emp_id}",
     response_model=EmployeeRead,
-    responses=error_responses(401, 404, 422),
+    responses={
+        200: {"headers": ETAG_HEADER},
+        304: {"description": "Not modified: `If-None-Match` names the current version."},
+        **error_responses(401, 404, 422),
+    },
     operation_id="read_employee",
 )
-async def read_employee(_: CurrentUser, employee: EmployeeDep) -> Employee:
-    """One employee by business key."""
+async def read_employee(
+    _: CurrentUser,
+    employee: EmployeeDep,
+    response: Response,
+    if_none_match: IfNoneMatchHeader = None,
+) -> Any:
+    """One employee by business key, with its `ETag`."""
+    if none_match(if_none_match, employee.etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": employee.etag})
+    response.headers["ETag"] = employee.etag
     return employee
 
 
@@ -77,52 +111,93 @@ async def read_employee(_: CurrentUser, employee: EmployeeDep) -> Employee:
     "/",
     response_model=EmployeeRead,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(401, 403, 409, 422),
+    responses={201: {"headers": ETAG_HEADER}, **error_responses(401, 403, 409, 422)},
     operation_id="create_employee",
 )
 @router.post("", response_model=EmployeeRead, status_code=201, include_in_schema=False)
 async def create_employee(
-    _: AdminUser, data: EmployeeCreate, session: SessionDep, response: Response
-) -> Employee:
-    """Create an employee (admin only); a taken `emp_id` is a 409."""
-    employee = await crud.create_employee(session=session, data=data)
-    response.headers["Location"] = f"/employees/{employee.emp_id}"
+    actor: AdminActor,
+    data: EmployeeCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Any:
+    """Create an employee (admin only); a taken `emp_id` is a 409. Safe to retry with a key."""
+    if idempotency_key is not None:
+        answer = await service.create_employee_once(
+            session=session,
+            data=data,
+            actor=actor,
+            key=idempotency_key,
+            ttl=timedelta(hours=settings.idempotency_key_ttl_hours),
+        )
+        headers = answer.headers | ({"Idempotent-Replayed": "true"} if answer.replayed else {})
+        return JSONResponse(answer.body, answer.status_code, headers=headers)
+    employee = await crud.create_employee(session=session, data=data, actor=actor)
+    response.headers["Location"] = service.location(employee)
+    response.headers["ETag"] = employee.etag
     return employee
 
 
 @router.put(
     "/{emp_id}",
     response_model=EmployeeRead,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses={200: {"headers": ETAG_HEADER}, **WRITE_ERRORS},
     operation_id="replace_employee",
 )
 async def replace_employee(
-    _: AdminUser, employee: EmployeeDep, data: EmployeeCreate, session: SessionDep
+    actor: AdminActor,
+    target: WriteTargetDep,
+    data: EmployeeCreate,
+    session: SessionDep,
+    response: Response,
 ) -> Employee:
     """Replace every field of an employee (admin only); `emp_id` may change if it is free."""
-    return await crud.update_employee(session=session, employee=employee, changes=data.model_dump())
+    employee = await crud.update_employee(
+        session=session,
+        employee=target.employee,
+        changes=data.model_dump(),
+        actor=actor,
+        conditional=target.conditional,
+    )
+    response.headers["ETag"] = employee.etag
+    return employee
 
 
 @router.patch(
     "/{emp_id}",
     response_model=EmployeeRead,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses={200: {"headers": ETAG_HEADER}, **WRITE_ERRORS},
     operation_id="update_employee",
 )
 async def update_employee(
-    _: AdminUser, employee: EmployeeDep, data: EmployeeUpdate, session: SessionDep
+    actor: AdminActor,
+    target: WriteTargetDep,
+    data: EmployeeUpdate,
+    session: SessionDep,
+    response: Response,
 ) -> Employee:
     """Change only the fields sent (admin only); omitted fields keep their values."""
-    changes = data.model_dump(exclude_unset=True)
-    return await crud.update_employee(session=session, employee=employee, changes=changes)
+    employee = await crud.update_employee(
+        session=session,
+        employee=target.employee,
+        changes=data.model_dump(exclude_unset=True),
+        actor=actor,
+        conditional=target.conditional,
+    )
+    response.headers["ETag"] = employee.etag
+    return employee
 
 
 @router.delete(
     "/{emp_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 403, 404, 422),
+    responses=WRITE_ERRORS,
     operation_id="delete_employee",
 )
-async def delete_employee(_: AdminUser, employee: EmployeeDep, session: SessionDep) -> None:
-    """Delete an employee (admin only)."""
-    await crud.delete_employee(session=session, employee=employee)
+async def delete_employee(actor: AdminActor, target: WriteTargetDep, session: SessionDep) -> None:
+    """Delete an employee (admin only); its history stays readable."""
+    await crud.delete_employee(
+        session=session, employee=target.employee, actor=actor, conditional=target.conditional
+    )

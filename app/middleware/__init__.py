@@ -1,4 +1,4 @@
-"""Transport middleware: trusted hosts, body size, security headers and CORS.
+"""Transport middleware: request id, trusted hosts, body size, security headers and CORS.
 
 Settings are read at the first request, not when the app is built: `create_app()` runs at
 import, and tests swap settings through `app.dependency_overrides[get_settings]` afterwards.
@@ -13,11 +13,27 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.config import Settings, get_settings
 from app.middleware.body_limit import BodyLimitMiddleware
+from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.security_headers import SecurityHeadersMiddleware
 
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-CORS_REQUEST_HEADERS = ["Authorization", "Content-Type"]
-CORS_EXPOSED_HEADERS = ["X-Total-Count", "Link", "Location", "Retry-After"]
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+    "X-Request-ID",
+]
+CORS_EXPOSED_HEADERS = [
+    "X-Total-Count",
+    "Link",
+    "Location",
+    "Retry-After",
+    "ETag",
+    "Idempotent-Replayed",
+    "X-Request-ID",
+]
 
 
 class DeferredMiddleware:
@@ -38,7 +54,7 @@ class DeferredMiddleware:
 
 
 def install_middleware(app: FastAPI) -> None:
-    """Outermost first: security headers, trusted hosts, body limit, CORS.
+    """Outermost first: request id, security headers, trusted hosts, body limit, CORS.
 
     Security headers wrap everything so that the 400 for a bad Host and the 413 carry them too;
     they only touch the response, so nothing is read before the host and size checks.
@@ -75,3 +91,5 @@ def install_middleware(app: FastAPI) -> None:
     app.add_middleware(DeferredMiddleware, build=trusted_hosts)
     docs_paths = [path for path in (app.docs_url, app.redoc_url) if path]
     app.add_middleware(SecurityHeadersMiddleware, docs_paths=docs_paths)
+    # Outermost, so that every answer, a refused Host or an oversized body included, carries it.
+    app.add_middleware(RequestIdMiddleware)

@@ -1,0 +1,90 @@
+"""Audit rows: written in the caller's transaction, so a rolled-back change leaves none behind."""
+
+import uuid
+from typing import Any, cast
+
+from pydantic_core import to_jsonable_python
+from sqlalchemy import Table, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit.models import Actor, AuditAction, EmployeeAudit
+from app.employees.models import Employee
+
+audit_table = cast(Table, EmployeeAudit.__table__)  # type: ignore[attr-defined]
+employee_table = cast(Table, Employee.__table__)  # type: ignore[attr-defined]
+
+# The fields a change is recorded for: everything a client can write.
+AUDITED_FIELDS = ("emp_id", "emp_name", "city", "country", "emp_dob")
+
+
+def snapshot(employee: Employee) -> dict[str, Any]:
+    return {field: to_jsonable_python(getattr(employee, field)) for field in AUDITED_FIELDS}
+
+
+def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """Field-by-field before and after values; unchanged fields are left out."""
+    old, new = before or {}, after or {}
+    return {
+        field: {"before": old.get(field), "after": new.get(field)}
+        for field in AUDITED_FIELDS
+        if old.get(field) != new.get(field)
+    }
+
+
+def record_change(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    action: AuditAction,
+    employee: Employee,
+    changes: dict[str, Any],
+    version: int | None = None,
+) -> None:
+    """Add the audit row to the session; it is written by the same commit as the change.
+
+    `version` is the record's version after the change (a deletion counts as one more).
+    """
+    session.add(
+        EmployeeAudit(
+            employee_id=employee.id,
+            emp_id=employee.emp_id,
+            action=action.value,
+            version=employee.version if version is None else version,
+            actor_id=actor.user_id,
+            actor_username=actor.username,
+            request_id=actor.request_id,
+            changes=changes,
+        )
+    )
+
+
+async def find_employee_id(*, session: AsyncSession, emp_id: int) -> uuid.UUID | None:
+    """The record `emp_id` names now, or else the last one that held it (deleted or renumbered)."""
+    current = select(employee_table.c.id).where(employee_table.c.emp_id == emp_id)
+    found = (await session.execute(current)).scalar_one_or_none()
+    if found is not None:
+        return found
+    latest = (
+        select(audit_table.c.employee_id)
+        .where(audit_table.c.emp_id == emp_id)
+        .order_by(audit_table.c.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(latest)).scalar_one_or_none()
+
+
+async def list_history(
+    *, session: AsyncSession, employee_id: uuid.UUID, offset: int, limit: int
+) -> tuple[list[EmployeeAudit], int]:
+    """A record's audit rows, newest first."""
+    condition = audit_table.c.employee_id == employee_id
+    count = select(func.count()).select_from(audit_table).where(condition)
+    total = (await session.execute(count)).scalar_one()
+    statement = (
+        select(EmployeeAudit)
+        .where(condition)
+        .order_by(audit_table.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return list((await session.execute(statement)).scalars()), total

@@ -1,0 +1,79 @@
+"""Idempotency keys: look up a stored answer, or store one in the transaction that earned it."""
+
+import hashlib
+import json
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import InvalidInputError
+from app.core.types import utc_now
+from app.idempotency.models import IdempotencyKey, StoredResponse
+
+key_table = cast(Table, IdempotencyKey.__table__)  # type: ignore[attr-defined]
+
+
+class IdempotencyKeyReusedError(InvalidInputError):
+    code = "idempotency_key_reused"
+
+
+def fingerprint(operation: str, body: Any) -> str:
+    """A digest of what was asked: the operation and the validated body, key order ignored."""
+    canonical = json.dumps([operation, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def get_stored_response(
+    *, session: AsyncSession, user_id: uuid.UUID, key: str, request_hash: str
+) -> StoredResponse | None:
+    """The answer already given for this key, if it has not expired."""
+    statement = select(IdempotencyKey).where(
+        key_table.c.user_id == user_id,
+        key_table.c.key == key,
+        key_table.c.expires_at > utc_now(),
+    )
+    stored = (await session.execute(statement)).scalar_one_or_none()
+    if stored is None:
+        return None
+    if stored.request_hash != request_hash:
+        raise IdempotencyKeyReusedError(
+            "This Idempotency-Key was already used with a different request; use a new key",
+            loc=("header", "idempotency-key"),
+        )
+    response = StoredResponse(stored.status_code, stored.response_body, stored.response_headers)
+    return replace(response, replayed=True)
+
+
+async def remember_response(
+    *,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    key: str,
+    request_hash: str,
+    response: StoredResponse,
+    ttl: timedelta,
+) -> None:
+    """Add the answer to the session: the caller's commit stores it with the change itself.
+
+    The caller's expired keys are deleted first, so a key may be used again once it expired.
+    """
+    now = utc_now()
+    await session.execute(
+        delete(key_table).where(key_table.c.user_id == user_id, key_table.c.expires_at <= now)
+    )
+    session.add(
+        IdempotencyKey(
+            user_id=user_id,
+            key=key,
+            request_hash=request_hash,
+            status_code=response.status_code,
+            response_body=response.body,
+            response_headers=response.headers,
+            created_at=now,
+            expires_at=now + ttl,
+        )
+    )

@@ -1,0 +1,45 @@
+"""`X-Request-ID`: one id per request, taken from the caller when sane, returned on the response."""
+
+import re
+import uuid
+from contextvars import ContextVar
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADER = "X-Request-ID"
+# Letters, digits and a few separators, at most 128: enough for UUIDs and tracing ids, and
+# nothing that could forge a log line or smuggle markup into a record.
+_SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+# The current request's id, for code that has no Request at hand (logging, audit records).
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def accept_or_generate(value: str | None) -> str:
+    if value is not None and _SANE.fullmatch(value):
+        return value
+    return uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = accept_or_generate(Headers(scope=scope).get(HEADER))
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
