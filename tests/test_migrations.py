@@ -1,22 +1,26 @@
 """Alembic owns the schema: migrations reproduce the models exactly and downgrade cleanly."""
 
 import asyncio
+import hashlib
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.models import metadata
 from tests.conftest import require_postgres
-from tests.pg import PostgresServer, alembic_config
+from tests.pg import ROOT, PostgresServer, alembic_config, asyncpg_dsn
 
 
 async def inspect_database(url: str) -> tuple[list[Any], set[str], set[str]]:
@@ -46,10 +50,7 @@ def check_round_trip(url: str, expected_indexes: set[str]) -> None:
     command.upgrade(config, "head")
     diff, tables, indexes = asyncio.run(inspect_database(url))
     assert diff == []
-    assert tables == {"alembic_version", "app_user", "employee", "refresh_token"} | {
-        "employee_audit",
-        "idempotency_key",
-    }
+    assert tables == {"alembic_version", *metadata.tables}
     assert expected_indexes <= indexes
 
     command.downgrade(config, "base")
@@ -77,6 +78,74 @@ def test_postgres_migrations_match_models_and_downgrade(postgres_server: Postgre
 
 def test_sqlite_migrations_match_models_and_downgrade(tmp_path: Path):
     check_round_trip(f"sqlite+aiosqlite:///{tmp_path / 'migrated.db'}", SORT_INDEXES)
+
+
+async def schema_snapshot(url: str) -> dict[str, Any]:
+    """Tables with their columns, keys and indexes: what a revision's upgrade may change."""
+    engine = create_async_engine(url)
+
+    def read(connection: Any) -> dict[str, Any]:
+        inspector = inspect(connection)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*expression-based index.*")
+            return {
+                table: {
+                    "columns": sorted(
+                        (c["name"], str(c["type"]), c["nullable"])
+                        for c in inspector.get_columns(table)
+                    ),
+                    "primary_key": inspector.get_pk_constraint(table)["constrained_columns"],
+                    "indexes": sorted(
+                        (i["name"], str(i["column_names"]), i["unique"])
+                        for i in inspector.get_indexes(table)
+                    ),
+                    "unique": sorted(
+                        (u["name"], str(u["column_names"]))
+                        for u in inspector.get_unique_constraints(table)
+                    ),
+                    "foreign_keys": sorted(
+                        (str(f["constrained_columns"]), f["referred_table"])
+                        for f in inspector.get_foreign_keys(table)
+                    ),
+                }
+                for table in inspector.get_table_names()
+                if table != "alembic_version"
+            }
+
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(read)
+    finally:
+        await engine.dispose()
+
+
+def check_each_downgrade_undoes_its_upgrade(url: str) -> None:
+    # Down to base and back up misses a downgrade that leaves a column behind when an earlier
+    # downgrade drops its table anyway; stepping one revision at a time does not.
+    config = alembic_config(url)
+    revisions = list(ScriptDirectory.from_config(config).walk_revisions())[::-1]
+    before = {}
+    for revision in revisions:
+        before[revision.revision] = asyncio.run(schema_snapshot(url))
+        command.upgrade(config, revision.revision)
+    for revision in reversed(revisions):
+        command.downgrade(config, "-1")
+        assert asyncio.run(schema_snapshot(url)) == before[revision.revision], revision.revision
+
+
+def test_postgres_downgrades_undo_their_upgrades_one_by_one(
+    postgres_server: PostgresServer | None,
+):
+    server = require_postgres(postgres_server)
+    name = asyncio.run(server.create_database())
+    try:
+        check_each_downgrade_undoes_its_upgrade(server.url_for(name))
+    finally:
+        asyncio.run(server.drop_database(name))
+
+
+def test_sqlite_downgrades_undo_their_upgrades_one_by_one(tmp_path: Path):
+    check_each_downgrade_undoes_its_upgrade(f"sqlite+aiosqlite:///{tmp_path / 'steps.db'}")
 
 
 def test_one_linear_history():
@@ -111,3 +180,108 @@ def test_username_uniqueness_is_case_insensitive_in_the_schema(tmp_path: Path):
 
     with pytest.raises(IntegrityError, match="UNIQUE"):
         asyncio.run(insert_twice())
+
+
+# Derived as alembic/env.py documents it; a different key there fails the waiting test below.
+MIGRATION_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"employee-records-api:alembic-migrations").digest()[:8], "big", signed=True
+)
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config("sqlite+aiosqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+async def start_upgrade(url: str) -> asyncio.subprocess.Process:
+    """`alembic upgrade head` in a process of its own, as a replica starting up runs it."""
+    return await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "alembic", "-x", f"url={url}", "upgrade", "head"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def finish(process: asyncio.subprocess.Process) -> tuple[int, str]:
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, stderr.decode(errors="replace")
+
+
+async def recorded_versions(connection: asyncpg.Connection) -> list[str] | None:
+    """The rows of alembic_version, or None while the table does not exist."""
+    if await connection.fetchval("SELECT to_regclass('alembic_version')") is None:
+        return None
+    return [row[0] for row in await connection.fetch("SELECT version_num FROM alembic_version")]
+
+
+async def waiters_on_migration_lock(connection: asyncpg.Connection) -> int:
+    # A bigint advisory key shows in pg_locks as classid (high half) and objid (low half).
+    return await connection.fetchval(
+        """SELECT count(*) FROM pg_locks
+           WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND classid::bigint = $1 AND objid::bigint = $2""",
+        (MIGRATION_LOCK_KEY >> 32) & 0xFFFFFFFF,
+        MIGRATION_LOCK_KEY & 0xFFFFFFFF,
+    )
+
+
+@pytest.fixture
+async def empty_postgres_database(postgres_server: PostgresServer | None) -> Any:
+    server = require_postgres(postgres_server)
+    name = await server.create_database()
+    yield server.url_for(name)
+    await server.drop_database(name)
+
+
+class TestReplicasMigratingAtOnce:
+    async def test_four_concurrent_upgrades_all_succeed_and_migrate_once(
+        self, empty_postgres_database: str
+    ):
+        url = empty_postgres_database
+        processes = [await start_upgrade(url) for _ in range(4)]
+        results = await asyncio.gather(*(finish(process) for process in processes))
+
+        assert [code for code, _ in results] == [0] * 4, [err for _, err in results]
+        connection = await asyncpg.connect(asyncpg_dsn(make_url(url)))
+        try:
+            assert await recorded_versions(connection) == [head_revision()]
+        finally:
+            await connection.close()
+        diff, _, _ = await inspect_database(url)
+        assert diff == []
+
+    async def test_upgrades_queue_behind_the_migration_lock_then_migrate_once(
+        self, empty_postgres_database: str
+    ):
+        # Holding the lock lines four upgrades up at the same point, so they truly overlap.
+        url = empty_postgres_database
+        holder = await asyncpg.connect(asyncpg_dsn(make_url(url)))
+        processes: list[asyncio.subprocess.Process] = []
+        try:
+            await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+            processes = [await start_upgrade(url) for _ in range(4)]
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while await waiters_on_migration_lock(holder) < len(processes):
+                finished = [p.returncode for p in processes if p.returncode is not None]
+                assert not finished, "an upgrade ran while another held the lock"
+                assert loop.time() < deadline, "the upgrades never queued for the lock"
+                await asyncio.sleep(0.05)
+            assert [p.returncode for p in processes] == [None] * 4
+            assert await recorded_versions(holder) is None
+
+            await holder.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+            results = await asyncio.gather(*(finish(process) for process in processes))
+
+            assert [code for code, _ in results] == [0] * 4, [err for _, err in results]
+            assert await recorded_versions(holder) == [head_revision()]
+        finally:
+            for process in processes:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            await holder.close()
