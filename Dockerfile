@@ -31,6 +31,7 @@ USER app
 
 EXPOSE 8000
 
-# Migrate, then replace the shell with uvicorn so it receives SIGTERM directly. The worker count
-# comes from WEB_CONCURRENCY; --proxy-headers trusts only FORWARDED_ALLOW_IPS (default: localhost).
-CMD ["sh", "-c", "alembic upgrade head && exec uvicorn app.main:app --host 0.0.0.0 --port 8000 --proxy-headers"]
+# Migrate, then replace the shell with the server so it receives SIGTERM directly and drains
+# in-flight requests (SHUTDOWN_DRAIN_SECONDS). The worker count comes from WEB_CONCURRENCY; proxy
+# headers are trusted only from FORWARDED_ALLOW_IPS (default: localhost).
+CMD ["sh", "-c", "alembic upgrade head && exec python -m app serve --host 0.0.0.0 --port 8000"]

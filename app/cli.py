@@ -1,6 +1,6 @@
-"""Admin commands: `python -m app create-admin USERNAME`.
+"""Admin commands: `python -m app create-admin USERNAME`; the server: `python -m app serve`.
 
-Only DATABASE_URL is read, so the commands run where the API's secrets are not available.
+`create-admin` reads only DATABASE_URL, so it runs where the API's secrets are not available.
 """
 
 import asyncio
@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from app.core.config import ConfigurationError, DatabaseSettings, Settings
+from app.core.config import ConfigurationError, DatabaseSettings, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import ConflictError
 from app.core.security import hash_password
@@ -160,3 +160,30 @@ def create_admin(
             EXIT_UNAVAILABLE,
         ) from None
     typer.echo(message)
+
+
+@cli.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, max=64, envvar="WEB_CONCURRENCY", help="Worker processes."),
+    ] = 1,
+) -> None:
+    """Run the API with uvicorn; on SIGTERM in-flight requests get SHUTDOWN_DRAIN_SECONDS."""
+    import uvicorn
+
+    try:
+        settings = get_settings()  # refuse a bad configuration before any worker starts
+    except ConfigurationError as error:
+        raise fail(str(error), EXIT_BAD_INPUT) from None
+    # --proxy-headers trusts X-Forwarded-* only from FORWARDED_ALLOW_IPS (default: localhost).
+    uvicorn.run(
+        "app.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        timeout_graceful_shutdown=settings.shutdown_drain_seconds,
+    )

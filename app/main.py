@@ -1,5 +1,7 @@
 """The ASGI application: `uvicorn app.main:app`."""
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,13 +12,14 @@ from fastapi.responses import RedirectResponse
 from app.audit.router import router as audit_router
 from app.auth.router import password_router
 from app.auth.router import router as auth_router
-from app.core.bootstrap import ensure_first_admin
+from app.core.bootstrap import start_first_admin
 from app.core.config import get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.openapi import document_body_errors
 from app.core.security import configure_hash_concurrency
 from app.employees.router import router as employees_router
+from app.health.router import router as health_router
 from app.middleware import install_middleware
 from app.users.router import router as users_router
 
@@ -35,10 +38,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     configure_hash_concurrency(settings.password_hash_concurrency)
     engine = create_engine(settings)
     app.state.sessionmaker = create_sessionmaker(engine)
+    # The service starts while the database is down: /health/ready says 503 until it answers.
+    admin_task = await start_first_admin(settings, app.state.sessionmaker)
     try:
-        await ensure_first_admin(settings, app.state.sessionmaker)
         yield
     finally:
+        if admin_task is not None:
+            admin_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await admin_task
         await engine.dispose()
 
 
@@ -58,6 +66,7 @@ def create_app() -> FastAPI:
     app.include_router(password_router)
     app.include_router(employees_router)
     app.include_router(audit_router)
+    app.include_router(health_router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -178,15 +178,16 @@ class TestDockerfile:
         user = users[-1].split(":")[0]
         assert user not in {"root", "0"}
 
-    def test_command_migrates_then_execs_uvicorn(self) -> None:
+    def test_command_migrates_then_execs_the_server(self) -> None:
         commands = [args for keyword, args in dockerfile_instructions() if keyword == "CMD"]
         assert commands, "no CMD"
         argv = json.loads(commands[-1])  # exec form: a JSON array, so signals reach the server
         assert isinstance(argv, list)
         command = " ".join(argv)
         assert "alembic upgrade head &&" in command
-        assert "exec uvicorn app.main:app" in command
-        assert command.index("alembic upgrade head") < command.index("uvicorn")
+        # `exec`: the server replaces the shell, so SIGTERM reaches it and it drains.
+        assert "exec python -m app serve" in command
+        assert command.index("alembic upgrade head") < command.index("app serve")
         assert "--workers" not in command  # WEB_CONCURRENCY decides
 
     def test_secrets_and_local_state_stay_out_of_the_build_context(self) -> None:

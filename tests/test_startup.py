@@ -15,7 +15,6 @@ from alembic import command
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.bootstrap import StartupError
 from app.core.config import ConfigurationError, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.security import password_context
@@ -158,10 +157,32 @@ class TestSchemaOwnership:
         await engine.dispose()
         assert tables == []
 
-    async def test_unmigrated_database_fails_with_advice(self, tmp_path):
+    async def test_unmigrated_database_starts_and_creates_the_admin_once_migrated(
+        self, tmp_path, caplog
+    ):
         url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-        with pytest.raises(StartupError, match="alembic upgrade head"):
+        app = create_app()
+        app.dependency_overrides[get_settings] = lambda: make_settings(url, **ADMIN)
+        async with app.router.lifespan_context(app):
+            await asyncio.sleep(1.5)  # the background retry fails at least once more meanwhile
+            await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+            deadline = time.monotonic() + 5
+            while not await users_in(url):
+                assert time.monotonic() < deadline, "the first admin was not created"
+                await asyncio.sleep(0.1)
+        (admin,) = await users_in(url)
+        assert (admin.username, admin.is_admin) == ("boss", True)
+        advice = [r for r in caplog.records if "alembic upgrade head" in r.getMessage()]
+        assert len(advice) == 1, advice  # once, not per retry
+
+    async def test_shutdown_cancels_the_retry(self, tmp_path):
+        url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        before = asyncio.all_tasks()
+        started = time.monotonic()
+        async with asyncio.timeout(3):
             await start_and_stop(make_settings(url, **ADMIN))
+        assert time.monotonic() - started < 1  # not a wait for the next attempt, or forever
+        assert asyncio.all_tasks() == before
 
 
 def free_port() -> int:

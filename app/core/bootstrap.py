@@ -1,8 +1,10 @@
 """Start-up tasks that touch data: creating the first admin."""
 
+import asyncio
 import logging
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
@@ -11,9 +13,12 @@ from app.users import crud
 
 logger = logging.getLogger(__name__)
 
+# While the database is down, start-up keeps trying at this pace; readiness needs none of it.
+RETRY_SECONDS = 1.0
+
 
 class StartupError(RuntimeError):
-    """The service cannot start; the message says what to fix."""
+    """A start-up task cannot run yet; the message says what to fix."""
 
 
 def _first_line(error: BaseException) -> str:
@@ -39,10 +44,42 @@ async def ensure_first_admin(
             created = await crud.create_admin_if_missing(
                 session=session, username=username, hashed_password=hashed
             )
-    except (DBAPIError, OSError) as error:
+    except (DBAPIError, OSError, PoolTimeoutError) as error:
         raise StartupError(
             "cannot create the first admin: the database is unreachable or not migrated "
             f"(run `alembic upgrade head`): {error.__class__.__name__}: {_first_line(error)}"
         ) from error
     if created:
         logger.info("created the first admin account %r", username)
+
+
+async def start_first_admin(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    interval: float = RETRY_SECONDS,
+) -> "asyncio.Task[None] | None":
+    """Try once now; while the database is down or unmigrated, keep trying in the background.
+
+    The service starts either way and reports not-ready meanwhile. The advice is logged once, not
+    per attempt; the caller cancels the returned task at shutdown.
+    """
+    try:
+        await ensure_first_admin(settings, sessionmaker)
+    except StartupError as error:
+        logger.warning("%s; retrying every %g s in the background", error, interval)
+        return asyncio.create_task(_retry_first_admin(settings, sessionmaker, interval))
+    return None
+
+
+async def _retry_first_admin(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], interval: float
+) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await ensure_first_admin(settings, sessionmaker)
+        except StartupError:
+            continue
+        logger.info("the database is available: the first admin check is done")
+        return

@@ -78,6 +78,28 @@ class Settings(DatabaseSettings):
     db_max_overflow: int = Field(default=10, ge=0, le=100)
     db_pool_timeout: float = Field(default=10.0, gt=0, le=300)
     db_connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    # A stalled server never answers: every wait on it has an end, so a request gets its 503
+    # within ~7 s (statement timeout + SQLAlchemy's 2 s close) instead of hanging.
+    db_statement_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds any one statement (pre-ping included) may take before the request "
+        "is answered 503; every query here is an indexed lookup or one page of rows.",
+    )
+    health_check_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Seconds GET /health/ready waits for the database before answering 503.",
+    )
+    shutdown_drain_seconds: int = Field(
+        default=20,
+        ge=1,
+        le=600,
+        description="On SIGTERM, seconds in-flight requests get to finish (python -m app serve); "
+        "below Kubernetes' default 30 s grace period.",
+    )
     password_hash_concurrency: int = Field(default=1, ge=1, le=64)
 
     # Token lifecycle

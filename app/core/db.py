@@ -1,10 +1,13 @@
 """Engine and session: built from settings in the app's lifespan, never at import."""
 
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -13,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.core.config import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
@@ -25,7 +30,12 @@ def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
             "pool_size": settings.db_pool_size,
             "max_overflow": settings.db_max_overflow,
             "pool_timeout": settings.db_pool_timeout,
-            "connect_args": {"timeout": settings.db_connect_timeout},
+            # asyncpg's command_timeout bounds every statement, the pre-ping's too, on the client
+            # side: it also ends the wait when the server is stopped (SIGSTOP, lost network).
+            "connect_args": {
+                "timeout": settings.db_connect_timeout,
+                "command_timeout": settings.db_statement_timeout,
+            },
         }
     engine = create_async_engine(settings.database_url, **(options | overrides))
     if settings.is_sqlite:
@@ -51,8 +61,23 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
+    session = sessionmaker()
+    try:
         yield session
+    finally:
+        await close_session(session)
+
+
+async def close_session(session: AsyncSession) -> None:
+    # The answer may already be sent when the closing rollback meets a connection the database
+    # dropped meanwhile (restart, failover): that must not turn into a dropped response or hide
+    # the request's own error. The connection is discarded; the pool opens a new one.
+    try:
+        await session.close()
+    except (DBAPIError, OSError) as error:
+        logger.warning("discarding a broken database connection: %s", type(error).__name__)
+        with contextlib.suppress(DBAPIError, OSError):
+            await session.invalidate()
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -127,8 +127,19 @@ async def handle_database_unavailable(_: Request, error: Exception) -> JSONRespo
     )
 
 
+# SQLSTATE classes of a server that cannot serve right now: connection exception (08),
+# insufficient resources (53: too many connections), operator intervention (57P: shutting down,
+# starting up, crashed). The driver reports them as plain DBAPIError, not OperationalError.
+UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
+
+
 def is_unavailable(error: DBAPIError) -> bool:
-    return error.connection_invalidated or isinstance(error, OperationalError)
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    return (
+        error.connection_invalidated
+        or isinstance(error, OperationalError)
+        or sqlstate.startswith(UNAVAILABLE_SQLSTATE_PREFIXES)
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
