@@ -12,12 +12,12 @@ from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from app.core.config import DatabaseSettings, normalise_database_url
-from app.models import metadata
+from app.models import include_for, metadata
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -33,12 +33,14 @@ def database_url() -> str:
 
 
 def configure(connection: Connection | None = None, url: str | None = None) -> None:
+    dialect = connection.dialect.name if connection else make_url(url or "").get_backend_name()
     context.configure(
         connection=connection,
         url=url,
         target_metadata=metadata,
         compare_type=True,
-        render_as_batch=(connection.dialect.name if connection else url or "").startswith("sqlite"),
+        include_object=include_for(dialect),
+        render_as_batch=dialect == "sqlite",
         literal_binds=connection is None,
     )
 

@@ -1,5 +1,8 @@
 """Every table model, imported in one place: the registry Alembic and the tests read."""
 
+from collections.abc import Callable
+from typing import Any
+
 from sqlmodel import SQLModel
 
 from app.audit.models import EmployeeAudit
@@ -10,4 +13,24 @@ from app.users.models import User
 
 metadata = SQLModel.metadata
 
-__all__ = ["Employee", "EmployeeAudit", "IdempotencyKey", "RefreshToken", "User", "metadata"]
+
+def include_for(dialect: str) -> Callable[..., bool]:
+    """Alembic's `include_object` for one dialect: an index declared for another dialect only
+    (`Index(...).ddl_if(dialect=...)`, like the PostgreSQL trigram indexes) is not missing."""
+
+    def include_object(item: Any, _name: Any, type_: str, _reflected: Any, _other: Any) -> bool:
+        only_for = getattr(getattr(item, "_ddl_if", None), "dialect", None)
+        return type_ != "index" or only_for is None or only_for == dialect
+
+    return include_object
+
+
+__all__ = [
+    "Employee",
+    "EmployeeAudit",
+    "IdempotencyKey",
+    "RefreshToken",
+    "User",
+    "include_for",
+    "metadata",
+]

@@ -132,10 +132,13 @@ class TestPagination:
         response = await normal_user_client.get("/employees/?offset=10&limit=5&city=lon")
         rels = links(response)
         assert emp_ids(response) == [11, 12, 13, 14, 15]
-        assert "offset=15" in rels["next"] and "offset=5" in rels["prev"]
+        assert "cursor=" in rels["next"] and "offset" not in rels["next"]
+        assert "offset=5" in rels["prev"]
         assert "offset=0" in rels["first"]
         # Filters and page size carry over into every link.
         assert all("city=lon" in url and "limit=5" in url for url in rels.values())
+        following = await normal_user_client.get(rels["next"])
+        assert emp_ids(following) == [16, 17, 18, 19, 20]
 
     async def test_last_page_has_no_next(self, normal_user_client, make_employees):
         await make_employees(*(employee_payload(emp_id=i) for i in range(1, 11)))

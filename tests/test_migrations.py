@@ -18,7 +18,7 @@ from sqlalchemy import inspect, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.models import metadata
+from app.models import include_for, metadata
 from tests.conftest import require_postgres
 from tests.pg import ROOT, PostgresServer, alembic_config, asyncpg_dsn
 
@@ -32,7 +32,8 @@ async def inspect_database(url: str) -> tuple[list[Any], set[str], set[str]]:
             # SQLite cannot reflect the lower(username) index, so autogenerate skips comparing
             # it there (PostgreSQL compares it); the index itself is checked by name below.
             warnings.filterwarnings("ignore", message=".*expression-based index.*")
-            diff = compare_metadata(MigrationContext.configure(connection), metadata)
+            options = {"include_object": include_for(connection.dialect.name), "compare_type": True}
+            diff = compare_metadata(MigrationContext.configure(connection, opts=options), metadata)
             inspector = inspect(connection)
             tables = set(inspector.get_table_names())
             indexes = {i["name"] for t in tables for i in inspector.get_indexes(t)}

@@ -123,6 +123,15 @@ class Settings(DatabaseSettings):
         default=24, ge=1, le=24 * 30, description="How long an Idempotency-Key's answer is kept."
     )
 
+    # Lists: above this many matching rows, PostgreSQL reports X-Total-Count as the planner's
+    # estimate (X-Total-Count-Estimated: true) instead of counting every row per page.
+    exact_count_limit: int = Field(
+        default=10_000,
+        ge=0,
+        le=100_000_000,
+        description="Largest X-Total-Count of the employee list that is counted exactly.",
+    )
+
     # Transport
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
     cors_origins: Annotated[list[str], NoDecode] = []

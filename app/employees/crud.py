@@ -1,9 +1,22 @@
 """All SQL that touches employee records; every change writes its audit row in the same commit."""
 
+import json
 from typing import Any, NoReturn, cast
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import ColumnElement, CursorResult, Table, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Select,
+    Table,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,22 +54,74 @@ def _filters(city: str | None, country: str | None) -> list[ColumnElement[bool]]
 async def list_employees(
     *,
     session: AsyncSession,
-    offset: int,
     limit: int,
+    offset: int = 0,
+    after: tuple[Any, int] | None = None,
     city: str | None = None,
     country: str | None = None,
     sort_by: SortField = SortField.emp_id,
     order: SortOrder = SortOrder.asc,
-) -> tuple[list[Employee], int]:
+) -> tuple[list[Employee], bool]:
+    """One page in (sort key, emp_id) order, and whether more rows follow it.
+
+    `after` is a keyset position: the page starts past that row through an index range scan, so
+    the thousandth page costs what the first does; `offset` skips rows one by one.
+    """
     conditions = _filters(city, country)
-    total = (
-        await session.execute(select(func.count()).select_from(Employee).where(*conditions))
-    ).scalar_one()
     columns = employee_table.c
     keys = [columns[sort_by.value]] + ([] if sort_by is SortField.emp_id else [columns.emp_id])
-    ordering = [key.desc() if order is SortOrder.desc else key.asc() for key in keys]
-    statement = select(Employee).where(*conditions).order_by(*ordering).offset(offset).limit(limit)
-    return list((await session.execute(statement)).scalars()), total
+    descending = order is SortOrder.desc
+    if after is not None:
+        # A row comparison, (key, emp_id) > (last key, last emp_id): one index range condition.
+        row, past = tuple_(*keys), tuple_(*(after[1:] if len(keys) == 1 else after))
+        conditions.append(row < past if descending else row > past)
+    ordering = [key.desc() if descending else key.asc() for key in keys]
+    statement = (
+        select(Employee).where(*conditions).order_by(*ordering).offset(offset).limit(limit + 1)
+    )
+    rows = list((await session.execute(statement)).scalars())
+    return rows[:limit], len(rows) > limit
+
+
+async def count_employees(
+    *, session: AsyncSession, city: str | None, country: str | None, exact_up_to: int
+) -> tuple[int, bool]:
+    """How many rows match, and whether that number is exact.
+
+    On PostgreSQL, counting a million rows would cost more than the page itself: counts above
+    `exact_up_to` are the planner's estimate instead (pg_class.reltuples for the whole table,
+    the plan's row estimate for a filter), which ANALYZE keeps close.
+    """
+    conditions = _filters(city, country)
+    if (await session.connection()).dialect.name != "postgresql":
+        every = select(func.count()).select_from(employee_table).where(*conditions)
+        return (await session.execute(every)).scalar_one(), True
+    if not conditions:
+        estimate = (await session.execute(text(TABLE_ESTIMATE))).scalar_one()
+        if estimate > exact_up_to:
+            return int(estimate), False
+    capped = select(literal(1)).select_from(employee_table).where(*conditions)
+    limited = select(func.count()).select_from(capped.limit(exact_up_to + 1).subquery())
+    count = (await session.execute(limited)).scalar_one()
+    if count <= exact_up_to:
+        return count, True
+    planned = await _planned_rows(session, capped)
+    return max(count, planned), False
+
+
+TABLE_ESTIMATE = "SELECT reltuples::bigint FROM pg_class WHERE oid = 'employee'::regclass"
+
+
+async def _planned_rows(session: AsyncSession, statement: Select[Any]) -> int:
+    """The planner's row estimate for a statement: EXPLAIN, with the values still bound."""
+    connection = await session.connection()
+    compiled = statement.compile(dialect=connection.dialect)
+    values = tuple(compiled.params[name] for name in compiled.positiontup or ())
+    result = await connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", values)
+    plan = result.scalar_one()
+    # asyncpg hands back the json column decoded; other drivers give the text.
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def build_employee(data: EmployeeCreate) -> Employee:

@@ -60,6 +60,20 @@ class Employee(SQLModel, table=True):
         Index("ix_employee_city_emp_id", "city", "emp_id"),
         Index("ix_employee_country_emp_id", "country", "emp_id"),
         Index("ix_employee_emp_dob_emp_id", "emp_dob", "emp_id"),
+        # Case-insensitive "contains" filters (ILIKE '%term%' on PostgreSQL) use trigram indexes
+        # instead of reading the whole table; SQLite has no such index type.
+        *(
+            Index(
+                f"ix_employee_{name}_trgm",
+                name,
+                postgresql_using="gin",
+                postgresql_ops={name: "gin_trgm_ops"},
+                # No pending list: new rows are searchable through the index at once, instead
+                # of piling up unindexed until a vacuum (and turning the plan into a seq scan).
+                postgresql_with={"fastupdate": "off"},
+            ).ddl_if(dialect="postgresql")
+            for name in ("city", "country")
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid, primary_key=True))

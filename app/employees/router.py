@@ -14,10 +14,15 @@ from app.audit.dependencies import AdminActor
 from app.auth.dependencies import CurrentUser, SettingsDep
 from app.core.db import SessionDep
 from app.core.openapi import error_responses
-from app.core.pagination import PageDep, set_page_headers
+from app.core.pagination import (
+    MAX_CURSOR_LENGTH,
+    InvalidCursorError,
+    PageDep,
+    set_keyset_headers,
+)
 from app.core.preconditions import none_match
 from app.core.types import SearchTerm
-from app.employees import crud, service
+from app.employees import crud, paging, service
 from app.employees.dependencies import EmployeeDep, IfNoneMatchHeader, WriteTargetDep
 from app.employees.models import (
     Employee,
@@ -35,6 +40,13 @@ CityFilter = Annotated[
 ]
 CountryFilter = Annotated[
     SearchTerm | None, Query(description="Case-insensitive substring of the country.")
+]
+CursorQuery = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_CURSOR_LENGTH,
+        description="Where the page starts: copy it from the `next` link; not with `offset`.",
+    ),
 ]
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -62,6 +74,7 @@ WRITE_ERRORS = error_responses(401, 403, 404, 409, 412, 422, 428)
 async def list_employees(
     _: CurrentUser,
     session: SessionDep,
+    settings: SettingsDep,
     page: PageDep,
     request: Request,
     response: Response,
@@ -69,18 +82,40 @@ async def list_employees(
     country: CountryFilter = None,
     sort_by: SortField = SortField.emp_id,
     order: SortOrder = SortOrder.asc,
+    cursor: CursorQuery = None,
 ) -> list[Employee]:
-    """List employees, filtered and sorted; `X-Total-Count` and `Link` describe the pages."""
-    employees, total = await crud.list_employees(
+    """List employees, filtered and sorted; `X-Total-Count` and `Link` describe the pages.
+
+    Follow `Link: rel="next"` (a keyset cursor) to walk the list: every page costs the same.
+    """
+    after = None
+    if cursor is not None:
+        if page.offset:
+            raise InvalidCursorError("cannot be combined with offset")
+        after = paging.parse_cursor(cursor, sort_by, order)
+    employees, more = await crud.list_employees(
         session=session,
-        offset=page.offset,
         limit=page.limit,
+        offset=page.offset,
+        after=after,
         city=city,
         country=country,
         sort_by=sort_by,
         order=order,
     )
-    set_page_headers(request, response, page, total)
+    total, exact = await crud.count_employees(
+        session=session, city=city, country=country, exact_up_to=settings.exact_count_limit
+    )
+    next_cursor = paging.cursor_after(employees[-1], sort_by, order) if more else None
+    set_keyset_headers(
+        request,
+        response,
+        page,
+        total,
+        exact=exact,
+        next_cursor=next_cursor,
+        from_cursor=cursor is not None,
+    )
     return employees
 
 

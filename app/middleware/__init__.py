@@ -27,6 +27,7 @@ CORS_REQUEST_HEADERS = [
 ]
 CORS_EXPOSED_HEADERS = [
     "X-Total-Count",
+    "X-Total-Count-Estimated",
     "Link",
     "Location",
     "Retry-After",
