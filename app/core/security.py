@@ -1,10 +1,15 @@
 """Password hashing: argon2 through passlib's CryptContext, always off the event loop."""
 
+import asyncio
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial
+from typing import TypeVar
 
-import anyio
 from passlib.context import CryptContext
+
+T = TypeVar("T")
 
 # OWASP's first argon2id profile (19 MiB, 2 passes, 1 lane). bcrypt hashes from older
 # deployments still verify and are replaced by argon2 at the next successful login.
@@ -17,24 +22,35 @@ password_context = CryptContext(
     argon2__parallelism=1,
 )
 
-_limiter: anyio.CapacityLimiter | None = None
+_executor: ThreadPoolExecutor | None = None
 
 
 def configure_hash_concurrency(limit: int) -> None:
-    """Cap concurrent hash computations per process: each one holds 19 MiB and a CPU core."""
-    global _limiter
-    _limiter = anyio.CapacityLimiter(limit)
+    """Cap concurrent hash computations per process: each one holds 19 MiB and a CPU core.
+
+    The hashes run on a pool of exactly `limit` threads of their own. Spread over a general
+    pool's dozens of threads instead, each thread's malloc arena would keep its own 19 MiB
+    after the hash, and a worker's memory would grow by hundreds of MB under a login storm.
+    """
+    global _executor
+    previous, _executor = _executor, ThreadPoolExecutor(limit, thread_name_prefix="password-hash")
+    if previous is not None:
+        previous.shutdown(wait=False)
 
 
-def _get_limiter() -> anyio.CapacityLimiter:
-    if _limiter is None:
+def _get_executor() -> ThreadPoolExecutor:
+    if _executor is None:
         configure_hash_concurrency(1)  # the setting's default; lifespan applies the setting
-    assert _limiter is not None
-    return _limiter
+    assert _executor is not None
+    return _executor
+
+
+async def _off_loop(function: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_get_executor(), function)
 
 
 async def hash_password(password: str) -> str:
-    return await anyio.to_thread.run_sync(password_context.hash, password, limiter=_get_limiter())
+    return await _off_loop(partial(password_context.hash, password))
 
 
 def _verify_and_update(password: str, hashed: str) -> tuple[bool, str | None]:
@@ -49,8 +65,7 @@ def _verify_and_update(password: str, hashed: str) -> tuple[bool, str | None]:
 
 async def verify_password(password: str, hashed: str) -> tuple[bool, str | None]:
     """Return (matches, replacement hash when the stored one uses outdated parameters)."""
-    verify = partial(_verify_and_update, password, hashed)
-    return await anyio.to_thread.run_sync(verify, limiter=_get_limiter())
+    return await _off_loop(partial(_verify_and_update, password, hashed))
 
 
 @lru_cache(maxsize=1)
@@ -60,5 +75,5 @@ def _dummy_hash() -> str:
 
 async def verify_dummy_password(password: str) -> None:
     """Spend the time a real check takes, so unknown usernames cannot be told apart by timing."""
-    dummy = await anyio.to_thread.run_sync(_dummy_hash, limiter=_get_limiter())
+    dummy = await _off_loop(_dummy_hash)
     await verify_password(password, dummy)
