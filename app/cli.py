@@ -5,6 +5,7 @@
 
 import asyncio
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -162,6 +163,13 @@ def create_admin(
     typer.echo(message)
 
 
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
 @cli.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -170,6 +178,12 @@ def serve(
         int,
         typer.Option(min=1, max=64, envvar="WEB_CONCURRENCY", help="Worker processes."),
     ] = 1,
+    log_level: Annotated[
+        LogLevel, typer.Option(envvar="LOG_LEVEL", help="uvicorn's log level.")
+    ] = LogLevel.info,
+    access_log: Annotated[
+        bool, typer.Option(help="One log line per request (at the info level).")
+    ] = True,
 ) -> None:
     """Run the API with uvicorn; on SIGTERM in-flight requests get SHUTDOWN_DRAIN_SECONDS."""
     import uvicorn
@@ -186,4 +200,6 @@ def serve(
         workers=workers,
         proxy_headers=True,
         timeout_graceful_shutdown=settings.shutdown_drain_seconds,
+        log_level=log_level.value,
+        access_log=access_log,
     )

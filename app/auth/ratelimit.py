@@ -23,7 +23,8 @@ from limits.errors import StorageError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from app.core.config import Settings, get_settings
+from app.auth.dependencies import SettingsDep
+from app.core.config import Settings
 from app.core.errors import ServiceUnavailableError, TooManyRequestsError, UnauthorizedError
 
 logger = logging.getLogger(__name__)
@@ -140,9 +141,7 @@ class LoginGuard:
         return self.limiter.attempt(username, self.address)
 
 
-def get_login_guard(
-    request: Request, settings: Annotated[Settings, Depends(get_settings)]
-) -> LoginGuard:
+async def get_login_guard(request: Request, settings: SettingsDep) -> LoginGuard:
     limiter = getattr(request.app.state, "login_limiter", None)
     if limiter is None:
         limiter = request.app.state.login_limiter = LoginLimiter(settings)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
-    options: dict[str, Any] = {"echo": settings.sql_echo, "pool_pre_ping": True}
+    options: dict[str, Any] = {"echo": settings.sql_echo}
     if settings.is_sqlite:
         # sqlite3's busy timeout: a writer waits for another instead of failing at once.
         options["connect_args"] = {"timeout": settings.db_pool_timeout}
@@ -30,8 +30,8 @@ def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
             "pool_size": settings.db_pool_size,
             "max_overflow": settings.db_max_overflow,
             "pool_timeout": settings.db_pool_timeout,
-            # asyncpg's command_timeout bounds every statement, the pre-ping's too, on the client
-            # side: it also ends the wait when the server is stopped (SIGSTOP, lost network).
+            # asyncpg's command_timeout bounds every statement on the client side: it also ends
+            # the wait when the server is stopped (SIGSTOP, lost network).
             "connect_args": {
                 "timeout": settings.db_connect_timeout,
                 "command_timeout": settings.db_statement_timeout,
@@ -40,7 +40,22 @@ def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
     engine = create_async_engine(settings.database_url, **(options | overrides))
     if settings.is_sqlite:
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
+    else:
+        event.listen(engine.sync_engine, "checkout", _replace_closed_connection)
     return engine
+
+
+def _replace_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Detect a pooled connection the server closed (restart, failover) before it is used.
+
+    asyncpg marks a connection closed as soon as the event loop reads the server's goodbye, so
+    checking that flag finds what `pool_pre_ping` finds without its three round trips (BEGIN,
+    a query, ROLLBACK) on every checkout. DisconnectionError makes the pool discard the
+    connection and hand out another.
+    """
+    connection = getattr(dbapi_connection, "_connection", None)
+    if connection is not None and connection.is_closed():
+        raise DisconnectionError()
 
 
 def _configure_sqlite(dbapi_connection: Any, _: Any) -> None:

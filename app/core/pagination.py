@@ -19,7 +19,7 @@ class Page(BaseModel):
     limit: int
 
 
-def page_params(
+async def page_params(
     offset: Annotated[int, Query(ge=0, le=INT32_MAX, description="Rows to skip.")] = 0,
     limit: Annotated[
         int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page (at most 100).")

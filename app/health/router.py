@@ -1,17 +1,16 @@
 """Health probes: no authentication; liveness never touches the database."""
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from app.core.config import Settings, get_settings
+from app.auth.dependencies import SettingsDep
 from app.health.checks import NOT_AT_HEAD, Readiness, check_readiness
 
 router = APIRouter(prefix="/health", tags=["health"])
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 RETRY_AFTER_SECONDS = 5
 
 
