@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test fuzz lint format migrate clean
+.PHONY: run test fuzz lint format migrate clean bench bench-needs-wrk
 
 # The stamp files re-run pip whenever a requirements file changes.
 $(BIN)/python:
@@ -35,6 +35,27 @@ test: $(VENV)/.installed-dev
 # Property-based fuzzing of every operation (schemathesis); `make test` runs it with 15 examples.
 fuzz: $(VENV)/.installed-dev
 	FUZZ_EXAMPLES=100 $(BIN)/pytest tests/test_fuzz.py $(PYTEST_ARGS)
+
+# Ours against the seed baseline on the local PostgreSQL (BENCH_DSN, default postgres@127.0.0.1);
+# writes bench/results/. Needs wrk (apt-get install -y wrk). More options: BENCH_ARGS=--million.
+SEED_APP ?= ../shared/anchors/seed_app
+BENCH_ARGS ?=
+
+bench-needs-wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+		echo "make bench needs wrk (HTTP load generator): apt-get install -y wrk" >&2; exit 1; }
+
+$(VENV)/.installed-bench: bench/requirements.txt $(VENV)/.installed
+	$(BIN)/pip install -q -r bench/requirements.txt
+	touch $@
+
+bench/.venv-seed/.installed: $(SEED_APP)/requirements.txt
+	$(PYTHON) -m venv bench/.venv-seed
+	bench/.venv-seed/bin/pip install -q -r $(SEED_APP)/requirements.txt
+	touch $@
+
+bench: bench-needs-wrk $(VENV)/.installed-bench bench/.venv-seed/.installed
+	BENCH_SEED_APP=$(SEED_APP) $(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

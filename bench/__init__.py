@@ -1,0 +1,1 @@
+"""Benchmark harness (`make bench`): our service against the seed baseline, same data."""

@@ -1,0 +1,220 @@
+"""`python -m bench.run`: ours vs the seed on the same data; results under bench/results/."""
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from bench import servers
+from bench.data import copy_rows, create_database, database_dsn, drop_database, unique_name
+from bench.report import SYSTEMS, markdown, summarise, write_outputs
+from bench.scenarios import SCENARIOS, Settings, memory_soak, run_scenario
+from bench.wrk import require_wrk
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--n", type=int, default=100_000, help="employees to seed")
+    parser.add_argument("--million", action="store_true", help="N = 1,000,000")
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("BENCH_DSN", DEFAULT_DSN),
+        help="maintenance database DSN (env BENCH_DSN); bench databases are "
+        "created next to it and dropped at the end",
+    )
+    parser.add_argument("--duration", type=float, default=10, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up first")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per system")
+    parser.add_argument("--storm-connections", type=int, default=50, help="(h) login clients")
+    parser.add_argument("--walk-budget", type=float, default=300, help="(g) max seconds a walk")
+    parser.add_argument(
+        "--memory-minutes",
+        type=float,
+        default=0,
+        help="then a mixed load this long per system, RSS sampled at minute 1 and the end",
+    )
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="e.g. a,b,g")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--logs", type=Path, help="keep the servers' stderr logs in this folder")
+    return parser.parse_args(argv)
+
+
+def scenario_keys(text: str) -> list[str]:
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = sorted(set(keys) - set(SCENARIOS))
+    if unknown:
+        raise SystemExit(f"unknown scenarios: {', '.join(unknown)} (known: {', '.join(SCENARIOS)})")
+    if "h" in keys and "a" not in keys:
+        keys.insert(0, "a")  # (h) is judged against (a) alone in the same round
+    return [k for k in SCENARIOS if k in keys]
+
+
+def migrate(dsn: str) -> None:
+    env = {**os.environ, "DATABASE_URL": servers.asyncpg_url(dsn)}
+    subprocess.run(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "alembic",
+            "-x",
+            f"url={servers.asyncpg_url(dsn)}",
+            "upgrade",
+            "head",
+        ],
+        cwd=servers.REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def on_sigterm(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def prepare(
+    args: argparse.Namespace,
+    n: int,
+    dsns: dict[str, str],
+    logdir: Path,
+    running: dict[str, servers.Server],
+) -> None:
+    migrate(dsns["ours"])
+    # The seed creates its tables and admin at start-up; two workers doing it at once crash.
+    first = servers.start_seed(dsns["seed"], 1, logdir)
+    try:
+        servers.wait_ready(first)
+    finally:
+        servers.stop(first)
+    started = time.monotonic()
+    for system, dsn in dsns.items():
+        asyncio.run(copy_rows(dsn, n, with_timestamps=system == "ours"))
+    log(f"seeded {n:,} rows into each database in {time.monotonic() - started:.1f} s")
+    # Filled one by one, so a failure starting the second still stops the first.
+    running["ours"] = servers.start_ours(dsns["ours"], args.workers, logdir)
+    running["seed"] = servers.start_seed(dsns["seed"], args.workers, logdir)
+
+
+def measure(
+    args: argparse.Namespace,
+    keys: list[str],
+    running: dict[str, servers.Server],
+    settings: Settings,
+) -> list[dict[str, Any]]:
+    rounds = []
+    for number in range(args.rounds):
+        # Alternate who goes first so drift (caches, autovacuum) does not favour one side.
+        order = SYSTEMS if number % 2 == 0 else SYSTEMS[::-1]
+        results: dict[str, Any] = {system: {} for system in SYSTEMS}
+        for key in keys:
+            for system in order:
+                result = run_scenario(key, running[system], settings)
+                results[system][key] = result.to_dict()
+                log(
+                    f"round {number + 1} ({key}) {system}: {result.rps:,.1f} req/s, "
+                    f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+                    f"non-2xx {result.non2xx}, errors {result.errors}"
+                )
+        rounds.append(results)
+    return rounds
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    require_wrk()
+    n = 1_000_000 if args.million else args.n
+    keys = scenario_keys(args.scenarios)
+    names = {system: unique_name(f"bench_{system}") for system in SYSTEMS}
+    dsns = {system: database_dsn(args.dsn, name) for system, name in names.items()}
+    logdir = args.logs or Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    logdir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    running: dict[str, servers.Server] = {}
+    created: list[str] = []
+    failed = True
+    started = time.monotonic()
+    try:
+        for name in names.values():
+            asyncio.run(create_database(args.dsn, name))
+            created.append(name)
+        prepare(args, n, dsns, logdir, running)
+        for server in running.values():
+            servers.wait_ready(server)
+            servers.prepare_accounts(server)
+        log(f"both servers up ({args.workers} workers each); scenarios {','.join(keys)}")
+        settings = Settings(
+            dsns,
+            n,
+            args.duration,
+            args.warmup,
+            args.connections,
+            args.threads,
+            args.storm_connections,
+            args.walk_budget,
+        )
+        rounds = measure(args, keys, running, settings)
+        memory = {system: servers.worker_memory(server) for system, server in running.items()}
+        soak = {}
+        for system in SYSTEMS if args.memory_minutes > 0 else ():
+            log(f"memory soak: {args.memory_minutes:g} min of mixed load on {system}")
+            soak[system] = memory_soak(running[system], settings, args.memory_minutes)
+        failed = False
+    finally:
+        for server in running.values():
+            servers.stop(server)
+        for name in created:
+            asyncio.run(drop_database(args.dsn, name))
+        if failed:
+            for path in sorted(logdir.glob("*.log")):
+                print(
+                    f"--- {path.name} (last lines)\n"
+                    + "\n".join(path.read_text().splitlines()[-20:])
+                )
+        if args.logs is None:
+            shutil.rmtree(logdir, ignore_errors=True)
+    meta = {
+        "n": n,
+        "rounds": args.rounds,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "connections": args.connections,
+        "threads": args.threads,
+        "workers": args.workers,
+        "storm_connections": args.storm_connections,
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "memory": memory,
+        "soak": soak,
+        "command": " ".join(["python -m bench.run", *(sys.argv[1:] if argv is None else argv)]),
+    }
+    summary = summarise(rounds)
+    write_outputs(args.out, rounds, summary, meta)
+    print(markdown(summary, meta))
+    log(f"wrote {args.out}/results.md, results.json, chart.png in {meta['wall_seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""The benchmark harness's pure parts (no servers, no wrk): parsing, statistics, the report."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bench.data import database_dsn, generate_rows
+from bench.report import markdown, summarise, write_outputs
+from bench.run import scenario_keys
+from bench.walk import parse_link_header, percentile, walk
+from bench.wrk import WrkError, build_script, parse_wrk_output
+
+WRK_STDOUT = """Running 10s test @ http://127.0.0.1:8000
+  2 threads and 64 connections
+  12000 requests in 10.00s, 3.10MB read
+BENCH_JSON {"requests": 12000, "duration_us": 10000000, "bytes": 3100000, \
+"errors": {"connect": 0, "read": 2, "write": 0, "status": 30, "timeout": 1}, \
+"latency_us": {"mean": 5300.5, "max": 90000, "p50": 4200, "p90": 8000, "p99": 21500, \
+"p999": 50000}, "statuses": {"200": 11950, "404": 20, "500": 10, "201": 20}}
+Requests/sec:   1200.00
+"""
+
+
+class TestWrkOutput:
+    def test_summary_line_becomes_rps_latency_in_ms_and_failures(self) -> None:
+        result = parse_wrk_output(WRK_STDOUT)
+        assert result.requests == 12000
+        assert result.rps == 1200.0
+        assert (result.p50_ms, result.p90_ms, result.p99_ms) == (4.2, 8.0, 21.5)
+        assert result.max_ms == 90.0
+        assert result.non2xx == 30  # 404s and 500s; 200 and 201 are successes
+        assert result.errors == 3  # socket read errors and timeouts, not the status count
+        assert result.statuses == {"200": 11950, "201": 20, "404": 20, "500": 10}
+
+    def test_output_without_the_summary_line_is_an_error(self) -> None:
+        with pytest.raises(WrkError, match="BENCH_JSON"):
+            parse_wrk_output("unable to connect to 127.0.0.1:8000 Connection refused\n")
+
+    def test_every_scenario_script_gets_the_shared_done_and_its_own_request(self) -> None:
+        script = build_script("get_one")
+        assert "function done(summary, latency, requests)" in script
+        assert 'wrk.format("GET", "/employees/"' in script
+        assert script.index("function done") < script.index("request = function")
+
+
+class TestLinkHeader:
+    def test_our_link_header_gives_each_rel_its_url(self) -> None:
+        header = (
+            '<http://h/employees/?offset=0&limit=100>; rel="first", '
+            '<http://h/employees/?offset=100&limit=100>; rel="prev", '
+            '<http://h/employees/?cursor=abc%3D&limit=100>; rel="next"'
+        )
+        links = parse_link_header(header)
+        assert links == {
+            "first": "http://h/employees/?offset=0&limit=100",
+            "prev": "http://h/employees/?offset=100&limit=100",
+            "next": "http://h/employees/?cursor=abc%3D&limit=100",
+        }
+
+    def test_unquoted_and_multiple_rels_and_absent_header(self) -> None:
+        links = parse_link_header('</p?page=3>; rel=next, </p?page=9>; title=x; rel="last end"')
+        assert links == {"next": "/p?page=3", "last": "/p?page=9", "end": "/p?page=9"}
+        assert parse_link_header(None) == {}
+        assert parse_link_header("") == {}
+
+
+def paged_api(total: int, *, links: bool) -> httpx.MockTransport:
+    """A fake list endpoint: `total` rows, 100 a page, with or without `Link: next`."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == "Bearer t"
+        offset = int(request.url.params.get("offset", 0))
+        rows = [{"emp_id": i} for i in range(offset, min(offset + 100, total))]
+        headers = {}
+        if links and offset + 100 < total:
+            headers["Link"] = f'</employees/?offset={offset + 100}&limit=100>; rel="next"'
+        return httpx.Response(200, json=rows, headers=headers)
+
+    return httpx.MockTransport(handler)
+
+
+class TestWalk:
+    def test_following_link_next_visits_every_page_once(self) -> None:
+        result = walk(
+            "http://h",
+            "t",
+            follow_links=True,
+            budget_seconds=60,
+            transport=paged_api(250, links=True),
+        )
+        assert result.extra["pages"] == 3
+        assert result.extra["complete"] is True
+        assert result.non2xx == 0
+
+    def test_offset_walk_stops_at_the_first_short_page(self) -> None:
+        result = walk(
+            "http://h",
+            "t",
+            follow_links=False,
+            budget_seconds=60,
+            transport=paged_api(300, links=False),
+        )
+        assert result.extra["pages"] == 4  # 100, 100, 100, then an empty page ends it
+        assert result.extra["complete"] is True
+
+    def test_a_failing_page_ends_the_walk_and_is_counted(self) -> None:
+        transport = httpx.MockTransport(lambda request: httpx.Response(503))
+        result = walk("http://h", "t", follow_links=True, budget_seconds=60, transport=transport)
+        assert (result.non2xx, result.extra["pages"], result.extra["complete"]) == (1, 1, False)
+
+    def test_percentile_is_nearest_rank(self) -> None:
+        values = [float(v) for v in range(1, 101)]
+        assert percentile(values, 50) == 50.0
+        assert percentile(values, 99) == 99.0
+        assert percentile([7.0], 99) == 7.0
+
+
+def run(rps: float, p50: float, p99: float, non2xx: int = 0, requests: int = 100) -> dict[str, Any]:
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "non2xx": non2xx,
+        "errors": 0,
+        "requests": requests,
+    }
+
+
+ROUNDS = [
+    {
+        "ours": {"a": run(4000, 5, 30), "b": run(900, 30, 80, non2xx=2), "h": run(3000, 8, 50)},
+        "seed": {"a": run(1000, 50, 200), "b": run(500, 90, 400), "h": run(5, 900, 9000)},
+    },
+    {
+        "ours": {"a": run(4400, 5, 40), "b": run(1100, 30, 90, non2xx=1), "h": run(3200, 9, 70)},
+        "seed": {"a": run(1000, 52, 220), "b": run(520, 95, 420), "h": run(0, 0, 0, requests=0)},
+    },
+]
+META = {
+    "n": 100_000,
+    "rounds": 2,
+    "duration": 10,
+    "warmup": 2,
+    "connections": 64,
+    "threads": 2,
+    "workers": 2,
+    "cpus": 2,
+    "date": "2026-11-23 12:00 UTC",
+    "command": "python -m bench.run",
+    "memory": {"ours": [{"pid": 1, "VmHWM": 102400, "VmRSS": 90000}]},
+}
+
+
+class TestSummary:
+    def test_medians_ratios_and_verdicts(self) -> None:
+        summary = summarise(ROUNDS)
+        a, b = summary["a"], summary["b"]
+        assert a["ours"]["rps"] == 4200 and a["seed"]["rps"] == 1000
+        assert a["ratio"] == 4.2 and a["met"] is True  # >= 4x and p99 35 ms < 50 ms
+        assert b["ours"]["non2xx"] == 3  # failures are added up over the rounds
+        assert b["ratio"] == pytest.approx(1000 / 510, abs=0.01) and b["met"] is False
+
+    def test_storm_p99_is_judged_against_a_alone(self) -> None:
+        storm = summarise(ROUNDS)["h"]
+        assert storm["ours"]["p99_vs_alone"] == round(60 / 35, 2)
+        assert storm["met"] is True
+        # the seed finished no request in one round, so its median of requests is 50, not 0
+        assert storm["seed"]["p99_vs_alone"] == round(4500 / 210, 2)
+
+    def test_a_p99_over_50_ms_fails_a_even_at_a_high_ratio(self) -> None:
+        rounds = [{"ours": {"a": run(9000, 5, 60)}, "seed": {"a": run(1000, 50, 200)}}]
+        assert summarise(rounds)["a"]["met"] is False
+
+    def test_a_stalled_system_is_reported_as_such(self) -> None:
+        rounds = [
+            {
+                "ours": {"a": run(100, 5, 10), "h": run(0, 0, 0, requests=0)},
+                "seed": {"a": run(100, 5, 10), "h": run(0, 0, 0, requests=0)},
+            }
+        ]
+        summary = summarise(rounds)
+        assert summary["h"]["ours"]["p99_vs_alone"] is None
+        assert summary["h"]["met"] is False
+        assert "none finished" in markdown(summary, META)
+
+
+class TestOutputs:
+    def test_markdown_table_has_one_row_per_scenario_with_ratio_target_and_verdict(self) -> None:
+        text = markdown(summarise(ROUNDS), META)
+        rows = [line for line in text.splitlines() if line.startswith("| (")]
+        assert [row.split(")")[0] for row in rows] == ["| (a", "| (b", "| (h"]
+        assert "| 4,200 | 5 | 35.0 | 0 | 1,000 |" in rows[0]
+        assert rows[0].endswith("| 4.20x | >= 4x, p99 < 50 ms | yes |")
+        assert rows[1].endswith("| >= 2x | **no** |")
+        assert "Peak RSS per worker (VmHWM, MB), ours: 100" in text
+
+    def test_memory_soak_is_judged_on_end_rss_and_growth(self) -> None:
+        def soak(first_kb: int, end_kb: int) -> dict[str, Any]:
+            worker = {"pid": 1, "rss_first_kb": first_kb, "rss_end_kb": end_kb}
+            return {"minutes": 5, "rps": 900, "non2xx": 0, "workers": [worker]}
+
+        meta = {**META, "soak": {"ours": soak(100 * 1024, 105 * 1024)}}
+        assert "105 MB (+5.0%); target < 150 MB and < 10%: target met" in markdown({}, meta)
+        meta["soak"] = {"ours": soak(100 * 1024, 120 * 1024)}  # +20% between minute 1 and 5
+        assert "120 MB (+20.0%); target < 150 MB and < 10%: **target missed**" in markdown({}, meta)
+
+    def test_json_and_markdown_written_and_chart_drawn(self, tmp_path: Path) -> None:
+        pytest.importorskip("matplotlib")
+        write_outputs(tmp_path, ROUNDS, summarise(ROUNDS), META)
+        document = json.loads((tmp_path / "results.json").read_text())
+        assert document["rounds"] == ROUNDS
+        assert document["summary"]["a"]["ratio"] == 4.2
+        assert (tmp_path / "results.md").read_text().startswith("# Benchmark")
+        assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class TestInputs:
+    def test_h_brings_a_along_and_scenarios_keep_their_order(self) -> None:
+        assert scenario_keys("h,c") == ["a", "c", "h"]
+        with pytest.raises(SystemExit, match="unknown scenarios: z"):
+            scenario_keys("a,z")
+
+    def test_rows_are_deterministic_and_emp_ids_are_1_to_n(self) -> None:
+        rows = list(generate_rows(500))
+        assert rows == list(generate_rows(500))
+        assert sorted(row[1] for row in rows) == list(range(1, 501))
+        assert [row[1] for row in rows[:5]] != [1, 2, 3, 4, 5]  # shuffled heap order
+
+    def test_bench_databases_live_on_the_same_server(self) -> None:
+        assert database_dsn("postgresql://u:p@db:5432/postgres?sslmode=disable", "b1") == (
+            "postgresql://u:p@db:5432/b1?sslmode=disable"
+        )
+        assert database_dsn("postgresql://postgres@127.0.0.1", "b2") == (
+            "postgresql://postgres@127.0.0.1/b2"
+        )
