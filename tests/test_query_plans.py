@@ -139,3 +139,18 @@ async def test_one_employee_by_emp_id_is_a_unique_index_lookup(filled):
     plan = await explain(filled, *statements[0])
     assert plan["Node Type"] == "Index Scan"
     assert plan["Index Name"] == "uq_employee_emp_id"
+
+
+async def test_a_deep_offset_page_skips_rows_in_the_index_only(filled):
+    # The visibility map (set by VACUUM) lets the index alone answer which rows to skip.
+    connection = await asyncpg.connect(asyncpg_dsn(filled.url), command_timeout=120)
+    try:
+        await connection.execute("VACUUM employee")
+    finally:
+        await connection.close()
+    plan = await page_plan(filled, limit=100, offset=20_000)
+    skipping = [n for n in nodes(plan) if n["Node Type"] == "Index Only Scan"]
+    assert skipping and skipping[0]["Heap Fetches"] == 0
+    fetched = [n for n in nodes(plan) if n["Node Type"] == "Index Scan"]
+    # Only the page's rows come from the table.
+    assert sum(n["Actual Rows"] * n.get("Actual Loops", 1) for n in fetched) <= 101

@@ -76,9 +76,25 @@ async def list_employees(
         row, past = tuple_(*keys), tuple_(*(after[1:] if len(keys) == 1 else after))
         conditions.append(row < past if descending else row > past)
     ordering = [key.desc() if descending else key.asc() for key in keys]
-    statement = (
-        select(Employee).where(*conditions).order_by(*ordering).offset(offset).limit(limit + 1)
-    )
+    statement = select(Employee).where(*conditions).order_by(*ordering).limit(limit + 1)
+    if offset:
+        # Deferred join: the rows to skip are counted in the (sort key, emp_id) index alone
+        # (an index-only scan), and only the page's rows are read from the table, instead of
+        # fetching every skipped row from the heap.
+        page = (
+            select(columns.emp_id)
+            .where(*conditions)
+            .order_by(*ordering)
+            .offset(offset)
+            .limit(limit + 1)
+            .subquery()
+        )
+        statement = (
+            select(Employee)
+            .join(page, columns.emp_id == page.c.emp_id)
+            .order_by(*ordering)
+            .limit(limit + 1)
+        )
     rows = list((await session.execute(statement)).scalars())
     return rows[:limit], len(rows) > limit
 
