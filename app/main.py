@@ -14,7 +14,7 @@ from app.auth.router import password_router
 from app.auth.router import router as auth_router
 from app.core.bootstrap import start_first_admin
 from app.core.config import get_settings
-from app.core.db import create_engine, create_sessionmaker
+from app.core.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.openapi import document_body_errors
 from app.core.security import configure_hash_concurrency
@@ -38,6 +38,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     configure_hash_concurrency(settings.password_hash_concurrency)
     engine = create_engine(settings)
     app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.read_sessionmaker = create_read_sessionmaker(engine)
     # The service starts while the database is down: /health/ready says 503 until it answers.
     admin_task = await start_first_admin(settings, app.state.sessionmaker)
     try:

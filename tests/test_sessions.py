@@ -1,0 +1,29 @@
+"""Read requests' sessions: autocommit on PostgreSQL (no BEGIN/ROLLBACK round trips)."""
+
+import pytest
+from sqlalchemy import text
+
+from app.core.db import create_engine, create_read_sessionmaker, create_sessionmaker
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.postgres_only
+
+# Inside a transaction now() is the transaction's start, before the 10 ms sleep; in autocommit
+# every statement is a transaction of its own, so now() is (within microseconds) its own start.
+SAME_TRANSACTION = "SELECT statement_timestamp() - now() > interval '5 milliseconds'"
+
+
+async def in_one_transaction(sessionmaker) -> bool:
+    async with sessionmaker() as session:
+        await session.execute(text("SELECT pg_sleep(0.01)"))
+        return bool((await session.execute(text(SAME_TRANSACTION))).scalar_one())
+
+
+async def test_read_sessions_run_each_statement_on_its_own(database_url):
+    engine = create_engine(make_settings(database_url))
+    try:
+        assert not await in_one_transaction(create_read_sessionmaker(engine))
+        # Writes keep their transaction: the audit row and the change commit together.
+        assert await in_one_transaction(create_sessionmaker(engine))
+    finally:
+        await engine.dispose()
