@@ -4,6 +4,7 @@
 fits the query; each test captures the SQL a crud call sends and asks PostgreSQL how it ran it.
 """
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -11,14 +12,14 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.core.db import create_engine
 from app.employees import crud
 from app.employees.models import SortField, SortOrder
+from tests.conftest import make_settings, require_postgres
 from tests.pg import asyncpg_dsn
-
-pytestmark = pytest.mark.postgres_only
 
 ROWS = 30_000
 FILL = """
@@ -31,16 +32,33 @@ FROM generate_series(1, :rows) AS g
 """
 
 
-@pytest.fixture
-async def filled(engine: AsyncEngine, backend: str) -> AsyncIterator[AsyncEngine]:
+async def _fill(url: str) -> None:
     # Filling takes longer than the service's statement timeout allows a request.
-    connection = await asyncpg.connect(asyncpg_dsn(engine.url), command_timeout=120)
+    connection = await asyncpg.connect(asyncpg_dsn(make_url(url)), command_timeout=120)
     try:
         await connection.execute(FILL.replace(":rows", "$1"), ROWS)
-        await connection.execute("ANALYZE employee")
+        # Statistics, and the visibility map that lets an index alone answer which rows to skip.
+        await connection.execute("VACUUM ANALYZE employee")
     finally:
         await connection.close()
+
+
+@pytest.fixture(scope="module")
+def filled_url(postgres_server: Any, postgres_template: Any) -> Iterator[str]:
+    """One filled database for the module: the tests only read it."""
+    server = require_postgres(postgres_server)
+    name = asyncio.run(server.create_database(template=postgres_template))
+    url = server.url_for(name)
+    asyncio.run(_fill(url))
+    yield url
+    asyncio.run(server.drop_database(name))
+
+
+@pytest.fixture
+async def filled(filled_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(make_settings(filled_url))
     yield engine
+    await engine.dispose()
 
 
 @contextmanager
@@ -142,12 +160,6 @@ async def test_one_employee_by_emp_id_is_a_unique_index_lookup(filled):
 
 
 async def test_a_deep_offset_page_skips_rows_in_the_index_only(filled):
-    # The visibility map (set by VACUUM) lets the index alone answer which rows to skip.
-    connection = await asyncpg.connect(asyncpg_dsn(filled.url), command_timeout=120)
-    try:
-        await connection.execute("VACUUM employee")
-    finally:
-        await connection.close()
     plan = await page_plan(filled, limit=100, offset=20_000)
     skipping = [n for n in nodes(plan) if n["Node Type"] == "Index Only Scan"]
     assert skipping and skipping[0]["Heap Fetches"] == 0
