@@ -1,10 +1,8 @@
 """Transport: body size limit, security headers, CORS and trusted hosts."""
 
 import json
-import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from httpx import ASGITransport, AsyncClient
@@ -192,20 +190,6 @@ def assert_security_headers(response: Any) -> None:
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
 
 
-def csp_allows(csp: str, directive: str, url: str) -> bool:
-    """Whether `csp` lets the page load `url` under `directive` (falling back to default-src)."""
-    policies = {}
-    for part in csp.split(";"):
-        words = part.split()
-        if words:
-            policies[words[0]] = words[1:]
-    sources = policies.get(directive, policies.get("default-src"))
-    if sources is None:
-        return True
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
-    return "*" in sources or origin in sources or url in sources
-
-
 class TestSecurityHeaders:
     async def test_success_gets_the_strict_api_policy(self, normal_user_client):
         response = await normal_user_client.get("/employees/")
@@ -243,22 +227,6 @@ class TestSecurityHeaders:
         response = await client.post("/auth/register", content=b"x" * (LIMIT + 1), headers=JSON)
         assert response.status_code == 413
         assert_security_headers(response)
-
-    @pytest.mark.parametrize("path", ["/docs", "/redoc"])
-    async def test_docs_policy_lets_the_page_load_its_assets(self, client, path):
-        response = await client.get(path)
-        assert response.status_code == 200
-        assert_security_headers(response)
-        csp = response.headers["content-security-policy"]
-        scripts = re.findall(r'<script[^>]+src="([^"]+)"', response.text)
-        styles = re.findall(r'<link[^>]+href="(https?://[^"]+)"', response.text)
-        assert any("cdn.jsdelivr.net" in url for url in scripts)
-        for url in scripts:
-            assert csp_allows(csp, "script-src", url), url
-        for url in styles:
-            assert csp_allows(csp, "style-src", url) or csp_allows(csp, "img-src", url), url
-        # The inline script that starts Swagger UI must not be blocked either.
-        assert "script-src" not in csp and "default-src" not in csp
 
     async def test_token_answers_are_not_stored(self, client, normal_user):
         response = await client.post(

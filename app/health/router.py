@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from app.auth.dependencies import SettingsDep
 from app.health.checks import NOT_AT_HEAD, Readiness, check_readiness
@@ -15,6 +15,8 @@ RETRY_AFTER_SECONDS = 5
 
 
 class Liveness(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
     status: Literal["ok"] = "ok"
 
 
@@ -24,6 +26,12 @@ class ReadinessChecks(BaseModel):
 
 
 class ReadinessReport(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"status": "ready", "checks": {"database": "ok", "migrations": "ok"}}]
+        }
+    )
+
     status: Literal["ready"] = "ready"
     checks: ReadinessChecks
 

@@ -8,9 +8,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The API serves JSON only: nothing it returns should load anything or be framed.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-# Swagger UI and ReDoc pull scripts, styles and fonts from CDNs and run an inline script, so
-# their pages keep only the anti-framing part of the policy.
-DOCS_CSP = "frame-ancestors 'none'"
+# Swagger UI and ReDoc pages set their own policy (app/docs.py: same origin, inline script by
+# hash); this one covers their other answers (assets, errors), which load nothing.
+DOCS_CSP = "default-src 'none'; frame-ancestors 'none'"
 HSTS = "max-age=31536000; includeSubDomains"
 COMMON_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -37,6 +37,8 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         extra = self._headers_for(scope)
+        # Docs pages keep the policy they set themselves (it names their inline script).
+        docs_page = "Content-Security-Policy" not in extra
         response_started = False
 
         async def send_with_headers(message: Message) -> None:
@@ -46,6 +48,8 @@ class SecurityHeadersMiddleware:
                 headers = MutableHeaders(scope=message)
                 for name, value in extra.items():
                     headers[name] = value
+                if docs_page:
+                    headers.setdefault("Content-Security-Policy", DOCS_CSP)
             await send(message)
 
         try:
@@ -61,7 +65,9 @@ class SecurityHeadersMiddleware:
     def _headers_for(self, scope: Scope) -> dict[str, str]:
         path = route_path(scope)
         is_docs = any(path == docs or path.startswith(docs + "/") for docs in self.docs_paths)
-        headers = COMMON_HEADERS | {"Content-Security-Policy": DOCS_CSP if is_docs else API_CSP}
+        headers = dict(COMMON_HEADERS)
+        if not is_docs:
+            headers["Content-Security-Policy"] = API_CSP
         if path == "/auth" or path.startswith("/auth/") or "authorization" in Headers(scope=scope):
             headers["Cache-Control"] = "no-store"
         if scope.get("scheme") == "https":

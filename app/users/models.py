@@ -83,6 +83,20 @@ class UserUpdate(PartialUpdate):
 
 
 class UserRead(SQLModel):
+    model_config = ConfigDict(  # type: ignore[assignment]
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f2c8e4a-9b1d-4c6e-8f0a-2d5b7c9e1a34",
+                    "username": "jane.doe",
+                    "is_admin": False,
+                    "is_active": True,
+                    "created_at": "2026-01-15T09:30:00Z",
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     username: str
     is_admin: bool
