@@ -31,6 +31,7 @@ CREDENTIALS_DETAIL = "Could not validate credentials"
 
 
 async def get_current_user(
+    request: Request,
     token: Annotated[str | None, Depends(oauth2_scheme)],
     session: SessionDep,
     settings: SettingsDep,
@@ -46,6 +47,7 @@ async def get_current_user(
     # so do tokens issued before a sign-out everywhere or a password change (a newer version).
     if user is None or not user.is_active or user.token_version != claims.version:
         raise UnauthorizedError(CREDENTIALS_DETAIL)
+    request.state.user_id = user.id  # for the access log line
     return user
 
 

@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 from app.auth.dependencies import SettingsDep
 from app.core.config import Settings
 from app.core.errors import ServiceUnavailableError, TooManyRequestsError, UnauthorizedError
+from app.observability.metrics import RATE_LIMITED
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class LoginLimiter:
         return True
 
     async def _refuse(self, item: RateLimitItem, keys: Keys) -> None:
+        RATE_LIMITED.labels(keys[0]).inc()  # "client" or "user"
         stats = await self.limiter.get_window_stats(item, *keys)
         raise TooManyRequestsError(
             TOO_MANY_FAILURES, retry_after=math.ceil(stats.reset_time - time.time())

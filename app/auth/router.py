@@ -11,9 +11,11 @@ from app.auth.dependencies import CurrentUser, SettingsDep
 from app.auth.models import PasswordChange, RefreshRequest, TokenResponse
 from app.auth.ratelimit import LoginGuardDep
 from app.core.db import SessionDep
+from app.core.errors import UnauthorizedError
 from app.core.openapi import ErrorMessage, error_responses
 from app.core.passwords import password_problem
 from app.core.types import reject_control_characters
+from app.observability.metrics import LOGIN_FAILURES
 from app.users.models import User, UserCreate, UserRead
 
 # Cache-Control: no-store on every /auth answer (RFC 6749 5.1) comes from the security headers
@@ -53,8 +55,12 @@ async def login(
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
 ) -> TokenResponse:
     """Exchange a username and password (OAuth2 password form) for access and refresh tokens."""
-    async with guard(username):
-        user = await service.authenticate(session=session, username=username, password=password)
+    try:
+        async with guard(username):
+            user = await service.authenticate(session=session, username=username, password=password)
+    except UnauthorizedError:
+        LOGIN_FAILURES.inc()
+        raise
     pair = await service.start_session(session=session, user=user, settings=settings)
     return token_response(pair)
 

@@ -1,0 +1,68 @@
+"""One access-log line and the request metrics per HTTP request, measured once.
+
+The line names the route template (`/employees/{emp_id}`), never the raw path with its query
+string: query strings and headers can carry tokens, and bodies carry passwords, so none of them
+is logged. The user id comes from `request.state.user_id`, set by the auth dependency.
+"""
+
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.observability.metrics import IN_FLIGHT, UNMATCHED_ROUTE, observe_request
+
+logger = logging.getLogger("app.access")
+
+
+def route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+class AccessLogMiddleware:
+    def __init__(self, app: ASGIApp, *, access_log: bool, metrics: bool) -> None:
+        self.app = app
+        self.access_log = access_log
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what the client gets when the app raises before answering
+        start = time.perf_counter()
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        if self.metrics:
+            IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            seconds = time.perf_counter() - start
+            route = route_template(scope)
+            if self.metrics:
+                IN_FLIGHT.dec()
+                observe_request(scope["method"], route, status, seconds)
+            if self.access_log and logger.isEnabledFor(logging.INFO):
+                self._log(scope, route, status, seconds)
+
+    @staticmethod
+    def _log(scope: Scope, route: str, status: int, seconds: float) -> None:
+        fields = {
+            "method": scope["method"],
+            "path": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "user_id": None,
+        }
+        user_id = scope.get("state", {}).get("user_id")
+        if user_id is not None:
+            fields["user_id"] = str(user_id)
+        logger.info("request", extra=fields)

@@ -1,0 +1,111 @@
+"""Prometheus metrics, served at GET /metrics.
+
+With several worker processes every worker writes its samples to files in
+PROMETHEUS_MULTIPROC_DIR (set before the first import of prometheus_client; `python -m app
+serve` does it) and a scrape, whichever worker answers it, adds up all of them.
+"""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Requests that matched no route share one label: raw paths would let any caller create series.
+UNMATCHED_ROUTE = "<unmatched>"
+SAMPLE_FILE_PREFIXES = ("counter_", "gauge_", "histogram_", "summary_")
+
+REQUESTS = Counter("http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time from the request's arrival to the end of its answer.",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+IN_FLIGHT = Gauge(
+    "http_requests_in_progress", "HTTP requests being answered.", multiprocess_mode="livesum"
+)
+POOL_CHECKED_OUT = Gauge(
+    "db_pool_checked_out_connections",
+    "Database connections lent out by the pool right now.",
+    multiprocess_mode="livesum",
+)
+LOGIN_FAILURES = Counter("login_failures_total", "Sign-ins refused for bad credentials (401).")
+RATE_LIMITED = Counter(
+    "login_rate_limited_total",
+    "Sign-ins refused by the failed-login limits (429), by the window that was spent.",
+    ["window"],
+)
+
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    key = (method, route, status)
+    children = _children.get(key)
+    if children is None:
+        # Resolving labels takes a lock and a lookup; the children are cached per label set.
+        labels = (method, route, str(status))
+        children = _children[key] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+    children[0].inc()
+    children[1].observe(seconds)
+
+
+def track_pool(engine: AsyncEngine) -> None:
+    """Count the engine's checked-out connections into POOL_CHECKED_OUT."""
+    pool_events = engine.sync_engine.pool
+    event.listen(pool_events, "checkout", lambda *_: POOL_CHECKED_OUT.inc())
+    event.listen(pool_events, "checkin", lambda *_: POOL_CHECKED_OUT.dec())
+
+
+def mark_worker_stopped() -> None:
+    # A stopped worker's in-flight and pool gauges must not stay in the sums.
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(os.getpid())
+
+
+def render() -> bytes:
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+@contextmanager
+def multiprocess_directory(workers: int) -> Iterator[None]:
+    """Give several workers a shared PROMETHEUS_MULTIPROC_DIR for as long as the server runs.
+
+    Set by the operator, its stale files from an earlier run are removed (counters would carry
+    over); unset with more than one worker, a temporary directory is used and removed at exit.
+    """
+    configured = os.environ.get(MULTIPROC_ENV)
+    if configured:
+        for stale in Path(configured).glob("*.db"):
+            if stale.name.startswith(SAMPLE_FILE_PREFIXES):
+                stale.unlink(missing_ok=True)
+        yield
+        return
+    if workers == 1:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="prometheus-") as path:
+        os.environ[MULTIPROC_ENV] = path
+        try:
+            yield
+        finally:
+            os.environ.pop(MULTIPROC_ENV, None)
