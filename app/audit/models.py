@@ -28,6 +28,15 @@ class Actor:
     request_id: str | None
 
 
+@dataclass(frozen=True)
+class SystemActor:
+    """A job without an account (e.g. `cli:import-csv`): its audit rows have no actor_id."""
+
+    username: str
+    user_id: None = None
+    request_id: None = None
+
+
 class EmployeeAudit(SQLModel, table=True):
     __tablename__ = "employee_audit"
     __table_args__ = (
