@@ -4,6 +4,7 @@
 """
 
 import asyncio
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +19,7 @@ from app.core.config import ConfigurationError, DatabaseSettings, Settings, get_
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import ConflictError
 from app.core.security import hash_password
+from app.employees import commands as data_commands
 from app.users import crud
 from app.users.models import User, UserCreate, Username
 
@@ -34,6 +36,13 @@ cli = typer.Typer(
 @cli.callback()
 def main() -> None:
     """Administration commands for the employee records API (reads DATABASE_URL)."""
+
+
+# Data commands, kept with the CSV code in app/employees/commands.py.
+cli.command("seed-demo")(data_commands.seed_demo)
+cli.command("import-csv")(data_commands.import_csv)
+cli.command("export-csv")(data_commands.export_csv)
+cli.command("check")(data_commands.check)
 
 
 class BadInput(Exception):
@@ -179,27 +188,38 @@ def serve(
         typer.Option(min=1, max=64, envvar="WEB_CONCURRENCY", help="Worker processes."),
     ] = 1,
     log_level: Annotated[
-        LogLevel, typer.Option(envvar="LOG_LEVEL", help="uvicorn's log level.")
+        LogLevel, typer.Option(envvar="LOG_LEVEL", help="Log level of the app and uvicorn.")
     ] = LogLevel.info,
     access_log: Annotated[
-        bool, typer.Option(help="One log line per request (at the info level).")
+        bool,
+        typer.Option(envvar="ACCESS_LOG", help="One log line per request (at the info level)."),
     ] = True,
 ) -> None:
     """Run the API with uvicorn; on SIGTERM in-flight requests get SHUTDOWN_DRAIN_SECONDS."""
     import uvicorn
 
+    from app.core.logging import configure_logging
+    from app.observability.metrics import multiprocess_directory
+
+    # Workers read their settings from the environment: the options reach them that way.
+    os.environ["LOG_LEVEL"] = log_level.value
+    os.environ["ACCESS_LOG"] = str(access_log).lower()
     try:
         settings = get_settings()  # refuse a bad configuration before any worker starts
     except ConfigurationError as error:
         raise fail(str(error), EXIT_BAD_INPUT) from None
+    configure_logging(settings)
     # --proxy-headers trusts X-Forwarded-* only from FORWARDED_ALLOW_IPS (default: localhost).
-    uvicorn.run(
-        "app.main:app",
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=True,
-        timeout_graceful_shutdown=settings.shutdown_drain_seconds,
-        log_level=log_level.value,
-        access_log=access_log,
-    )
+    # log_config=None: uvicorn's lines go through app/core/logging.py; the access line too.
+    with multiprocess_directory(workers):
+        uvicorn.run(
+            "app.main:app",
+            host=host,
+            port=port,
+            workers=workers,
+            proxy_headers=True,
+            timeout_graceful_shutdown=settings.shutdown_drain_seconds,
+            log_config=None,
+            log_level=log_level.value,
+            access_log=False,
+        )

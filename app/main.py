@@ -16,11 +16,17 @@ from app.core.bootstrap import start_first_admin
 from app.core.config import get_settings
 from app.core.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from app.core.errors import install_error_handlers
+from app.core.logging import configure_logging
 from app.core.openapi import document_body_errors
 from app.core.security import configure_hash_concurrency
+from app.docs import install_docs
+from app.employees.csv_router import router as employees_csv_router
 from app.employees.router import router as employees_router
 from app.health.router import router as health_router
 from app.middleware import install_middleware
+from app.observability.metrics import mark_worker_stopped, track_pool
+from app.observability.router import router as metrics_router
+from app.observability.tracing import configure_tracing, shutdown_tracing
 from app.users.router import router as users_router
 
 logger = logging.getLogger("app")
@@ -35,8 +41,12 @@ read, only administrators can create, change or delete records.
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Tests swap settings through dependency_overrides; start-up reads them the same way.
     settings = app.dependency_overrides.get(get_settings, get_settings)()
+    # Here, not at import: each uvicorn worker process runs its own lifespan.
+    configure_logging(settings)
+    tracer_provider = configure_tracing()  # only when OTEL_* variables ask for it
     configure_hash_concurrency(settings.password_hash_concurrency)
     engine = create_engine(settings)
+    track_pool(engine)
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.read_sessionmaker = create_read_sessionmaker(engine)
     # The service starts while the database is down: /health/ready says 503 until it answers.
@@ -49,6 +59,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await admin_task
         await engine.dispose()
+        mark_worker_stopped()
+        await asyncio.to_thread(shutdown_tracing, tracer_provider)
 
 
 def create_app() -> FastAPI:
@@ -58,16 +70,23 @@ def create_app() -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
+        # app/docs.py serves both pages with their assets from the service, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     document_body_errors(app)
     install_middleware(app)
+    install_docs(app)
     app.include_router(auth_router)
     app.include_router(users_router)
     app.include_router(password_router)
+    # Before the employees router: /employees/export.csv is not an {emp_id}.
+    app.include_router(employees_csv_router)
     app.include_router(employees_router)
     app.include_router(audit_router)
     app.include_router(health_router)
+    app.include_router(metrics_router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

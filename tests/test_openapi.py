@@ -22,6 +22,8 @@ OPERATIONS = {
     },
     ("delete", "/employees/{emp_id}"): {"401", "403", "404", "409", "412", "422", "428"},
     ("get", "/employees/{emp_id}/history"): {"401", "403", "404", "422"},
+    ("get", "/employees/export.csv"): {"401", "422"},
+    ("post", "/employees/import"): {"400", "401", "403", "409", "413", "422"},
     ("get", "/health/live"): set(),
     ("get", "/health/ready"): set(),
     ("post", "/auth/refresh"): {"400", "401", "413", "422"},
@@ -132,3 +134,55 @@ async def test_swagger_ui_page_keeps_authorization():
     assert '"persistAuthorization": true' in page.text
     assert "/openapi.json" in page.text
     assert root.status_code == 307 and root.headers["location"] == "/docs"
+
+
+def schema_of(schema: dict[str, Any], media: dict[str, Any]) -> dict[str, Any]:
+    body = media.get("schema", {})
+    body = body.get("items", body) if body.get("type") == "array" else body
+    if "$ref" in body:
+        return dict(schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]])
+    return dict(body)
+
+
+def has_examples(schema: dict[str, Any], media: dict[str, Any]) -> bool:
+    if media.get("example") or media.get("examples"):
+        return True
+    body = schema_of(schema, media)
+    if body.get("examples"):
+        return True
+    # A form: every field the caller must fill in shows an example; an uploaded file cannot.
+    required = [body["properties"][name] for name in body.get("required", [])]
+    return bool(required) and all(
+        field.get("examples") or field.get("contentMediaType") == "application/octet-stream"
+        for field in required
+    )
+
+
+def main_responses() -> list[tuple[str, str, str]]:
+    return sorted(
+        (method, path, code)
+        for (method, path), operation in operations(create_app().openapi()).items()
+        for code, response in operation["responses"].items()
+        if code.startswith("2") and response.get("content")
+    )
+
+
+def request_bodies() -> list[tuple[str, str]]:
+    return sorted(
+        key
+        for key, operation in operations(create_app().openapi()).items()
+        if "requestBody" in operation
+    )
+
+
+@pytest.mark.parametrize(("method", "path"), request_bodies())
+def test_request_body_shows_an_example(schema, method, path):
+    for media in operations(schema)[(method, path)]["requestBody"]["content"].values():
+        assert has_examples(schema, media), media
+
+
+@pytest.mark.parametrize(("method", "path", "code"), main_responses())
+def test_main_response_shows_an_example(schema, method, path, code):
+    content = operations(schema)[(method, path)]["responses"][code]["content"]
+    for media in content.values():
+        assert has_examples(schema, media), media

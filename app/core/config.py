@@ -39,7 +39,8 @@ class DatabaseSettings(BaseSettings):
 
     database_url: str = Field(
         default=DEFAULT_SQLITE_URL,
-        description="SQLAlchemy URL; postgresql:// is normalised to postgresql+asyncpg://.",
+        description="SQLAlchemy URL: postgresql+asyncpg://USER:PASSWORD@HOST:5432/DB or "
+        "sqlite+aiosqlite:///PATH; postgresql:// and sqlite:// are normalised.",
     )
 
     @field_validator("database_url")
@@ -68,16 +69,38 @@ def normalise_database_url(value: str) -> str:
 
 class Settings(DatabaseSettings):
     jwt_secret_key: SecretStr = Field(description="HMAC key for access tokens (32+ characters).")
-    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
-    access_token_expire_minutes: int = Field(default=30, ge=1, le=1440)
-    first_admin_username: str | None = None
-    first_admin_password: SecretStr | None = None
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field(
+        default="HS256",
+        description="HMAC algorithm of access tokens; tokens signed with any other are refused.",
+    )
+    access_token_expire_minutes: int = Field(
+        default=30, ge=1, le=1440, description="Access token lifetime in minutes."
+    )
+    first_admin_username: str | None = Field(
+        default=None,
+        description="With FIRST_ADMIN_PASSWORD: an admin account created at start-up when it is "
+        "missing (safe with several workers).",
+    )
+    first_admin_password: SecretStr | None = Field(
+        default=None, description="The first admin's password; unset: no account is created."
+    )
 
-    sql_echo: bool = False
-    db_pool_size: int = Field(default=10, ge=1, le=100)
-    db_max_overflow: int = Field(default=10, ge=0, le=100)
-    db_pool_timeout: float = Field(default=10.0, gt=0, le=300)
-    db_connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    sql_echo: bool = Field(default=False, description="Log every SQL statement (development only).")
+    db_pool_size: int = Field(
+        default=10, ge=1, le=100, description="Connections kept open per worker, on PostgreSQL."
+    )
+    db_max_overflow: int = Field(
+        default=10, ge=0, le=100, description="Extra connections per worker during bursts."
+    )
+    db_pool_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds a request waits for a free pooled connection.",
+    )
+    db_connect_timeout: float = Field(
+        default=5.0, gt=0, le=300, description="Seconds to wait when opening a new connection."
+    )
     # A stalled server never answers: every wait on it has an end, so a request gets its 503
     # within ~7 s (statement timeout + SQLAlchemy's 2 s close) instead of hanging.
     db_statement_timeout: float = Field(
@@ -100,19 +123,51 @@ class Settings(DatabaseSettings):
         description="On SIGTERM, seconds in-flight requests get to finish (python -m app serve); "
         "below Kubernetes' default 30 s grace period.",
     )
-    password_hash_concurrency: int = Field(default=1, ge=1, le=64)
+    password_hash_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Concurrent argon2 computations per worker; 1 leaves a core for reads on a "
+        "2-core host.",
+    )
 
     # Token lifecycle
-    jwt_issuer: str = Field(default="employee-records-api", min_length=1, max_length=200)
-    jwt_audience: str = Field(default="employee-records-api", min_length=1, max_length=200)
-    refresh_token_expire_days: int = Field(default=7, ge=1, le=90)
+    jwt_issuer: str = Field(
+        default="employee-records-api",
+        min_length=1,
+        max_length=200,
+        description="The `iss` claim written into and required of every token.",
+    )
+    jwt_audience: str = Field(
+        default="employee-records-api",
+        min_length=1,
+        max_length=200,
+        description="The `aud` claim written into and required of every token.",
+    )
+    refresh_token_expire_days: int = Field(
+        default=7, ge=1, le=90, description="Refresh token lifetime in days."
+    )
 
     # Login brute-force limits ("N/period" in the `limits` notation); counters live in Redis
     # when REDIS_URL is set, so every worker and replica shares them.
-    redis_url: str | None = None
-    login_limit_per_client: str = "5/minute"
-    login_limit_per_username: str = "100/hour"
-    rate_limit_fail_open: bool = True
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for sign-in counters shared by every worker and replica, e.g. "
+        "redis://127.0.0.1:6379/0; unset: each worker counts in memory.",
+    )
+    login_limit_per_client: str = Field(
+        default="5/minute",
+        description="Failed sign-ins allowed per username and client address (`N/second`, "
+        "`N/minute`, `N/hour`).",
+    )
+    login_limit_per_username: str = Field(
+        default="100/hour", description="Failed sign-ins allowed per username, all addresses."
+    )
+    rate_limit_fail_open: bool = Field(
+        default=True,
+        description="With Redis unreachable: true signs in without limits (logged), false "
+        "answers 503.",
+    )
 
     # Concurrency and retries (conditional writes, idempotent creates)
     require_if_match: bool = Field(
@@ -131,11 +186,50 @@ class Settings(DatabaseSettings):
         le=100_000_000,
         description="Largest X-Total-Count of the employee list that is counted exactly.",
     )
+    import_max_rows: int = Field(
+        default=20_000,
+        ge=1,
+        le=1_000_000,
+        description="Most rows POST /employees/import accepts in one file; larger files go "
+        "through `python -m app import-csv`, which has no limit.",
+    )
 
     # Transport
-    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
-    cors_origins: Annotated[list[str], NoDecode] = []
-    trusted_hosts: Annotated[list[str], NoDecode] = ["*"]
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        le=100 * 1_048_576,
+        description="Largest request body in bytes; larger ones get 413 before parsing.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Comma-separated browser origins allowed to call the API, each one named "
+        "(`*` is refused); empty: no CORS.",
+    )
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        default=["*"],
+        description="Comma-separated accepted `Host` headers (others get 400); `*` accepts any.",
+    )
+
+    # Observability
+    log_format: Literal["json", "console"] = Field(
+        default="json",
+        description="json: one JSON object per line (production); console: readable, coloured.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level logged, by the app, uvicorn and SQLAlchemy."
+    )
+    access_log: bool = Field(
+        default=True, description="One log line per request (method, route, status, duration)."
+    )
+    metrics_enabled: bool = Field(
+        default=True, description="Serve Prometheus metrics at GET /metrics (keep it internal)."
+    )
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("cors_origins", "trusted_hosts", mode="before")
     @classmethod

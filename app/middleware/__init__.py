@@ -12,6 +12,8 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.config import Settings, get_settings
+from app.docs import DOCS_PATHS
+from app.middleware.access_log import AccessLogMiddleware
 from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.security_headers import SecurityHeadersMiddleware
@@ -55,7 +57,7 @@ class DeferredMiddleware:
 
 
 def install_middleware(app: FastAPI) -> None:
-    """Outermost first: request id, security headers, trusted hosts, body limit, CORS.
+    """Outermost first: request id, access log, security headers, trusted hosts, body limit, CORS.
 
     Security headers wrap everything so that the 400 for a bad Host and the 413 carry them too;
     they only touch the response, so nothing is read before the host and size checks.
@@ -86,11 +88,20 @@ def install_middleware(app: FastAPI) -> None:
             return inner
         return TrustedHostMiddleware(inner, allowed_hosts=hosts, www_redirect=False)
 
+    def access_log(inner: ASGIApp) -> ASGIApp:
+        current = settings()
+        if not (current.access_log or current.metrics_enabled):
+            return inner
+        return AccessLogMiddleware(
+            inner, access_log=current.access_log, metrics=current.metrics_enabled
+        )
+
     # add_middleware puts each new one outside the previous ones.
     app.add_middleware(DeferredMiddleware, build=cors)
     app.add_middleware(DeferredMiddleware, build=body_limit)
     app.add_middleware(DeferredMiddleware, build=trusted_hosts)
-    docs_paths = [path for path in (app.docs_url, app.redoc_url) if path]
-    app.add_middleware(SecurityHeadersMiddleware, docs_paths=docs_paths)
+    app.add_middleware(SecurityHeadersMiddleware, docs_paths=DOCS_PATHS)
+    # Inside the request id (its lines carry it), outside the rest (a 400 or 413 is counted too).
+    app.add_middleware(DeferredMiddleware, build=access_log)
     # Outermost, so that every answer, a refused Host or an oversized body included, carries it.
     app.add_middleware(RequestIdMiddleware)
