@@ -13,18 +13,15 @@ from typing import Annotated
 import typer
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
 from app.core.config import ConfigurationError, DatabaseSettings, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import ConflictError
 from app.core.security import hash_password
 from app.employees import commands as data_commands
+from app.employees.commands import EXIT_BAD_INPUT, CommandError, fail, run
 from app.users import crud
 from app.users.models import User, UserCreate, Username
-
-EXIT_UNAVAILABLE = 1
-EXIT_BAD_INPUT = 2
 
 cli = typer.Typer(
     help="Administration commands for the employee records API.",
@@ -45,13 +42,11 @@ cli.command("export-csv")(data_commands.export_csv)
 cli.command("check")(data_commands.check)
 
 
-class BadInput(Exception):
+class BadInput(CommandError):
     """The operator's input is refused; the message says why."""
 
-
-def fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(code)
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_BAD_INPUT)
 
 
 def check_username(username: str) -> str:
@@ -153,22 +148,12 @@ def create_admin(
     ] = False,
 ) -> None:
     """Create an admin account, or promote and reactivate an existing one (any letter case)."""
-    try:
-        username = check_username(username)
-        message = asyncio.run(
-            _create_admin(username, from_stdin=password_stdin, reset_password=reset_password)
+    checked = run(lambda: check_username(username))
+    message = run(
+        lambda: asyncio.run(
+            _create_admin(checked, from_stdin=password_stdin, reset_password=reset_password)
         )
-    except BadInput as error:
-        raise fail(str(error), EXIT_BAD_INPUT) from None
-    except ConfigurationError as error:
-        raise fail(str(error), EXIT_BAD_INPUT) from None
-    except (DBAPIError, OSError) as error:
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        raise fail(
-            "the database is unreachable or not migrated (run `alembic upgrade head`): "
-            f"{type(error).__name__}: {reason}",
-            EXIT_UNAVAILABLE,
-        ) from None
+    )
     typer.echo(message)
 
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated
+from typing import IO, TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 EXIT_UNAVAILABLE = 1
 EXIT_BAD_INPUT = 2
 SHOWN_ERRORS = 50
+T = TypeVar("T")
 
 # Demo data: a locale's names and cities, with its country.
 DEMO_LOCALES = {
@@ -64,10 +65,10 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def run(job: Callable[[], object]) -> None:
+def run(job: Callable[[], T]) -> T:
     """Run a command's body; a refused input or an unreachable database is a clean exit."""
     try:
-        job()
+        return job()
     except CommandError as error:
         raise fail(str(error), error.code) from None
     except ConfigurationError as error:
