@@ -44,7 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Here, not at import: each uvicorn worker process runs its own lifespan.
     configure_logging(settings)
     tracer_provider = configure_tracing()  # only when OTEL_* variables ask for it
-    configure_hash_concurrency(settings.password_hash_concurrency)
+    configure_hash_concurrency(settings.password_hash_concurrency, nice=settings.password_hash_nice)
     engine = create_engine(settings)
     track_pool(engine)
     app.state.sessionmaker = create_sessionmaker(engine)

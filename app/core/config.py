@@ -130,6 +130,13 @@ class Settings(DatabaseSettings):
         description="Concurrent argon2 computations per worker; 1 leaves a core for reads on a "
         "2-core host.",
     )
+    password_hash_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Nice increment for the argon2 threads, so reads and the database get the CPU "
+        "first during a login storm; 0 = same priority as requests.",
+    )
 
     # Token lifecycle
     jwt_issuer: str = Field(

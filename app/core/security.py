@@ -1,7 +1,10 @@
 """Password hashing: argon2 through passlib's CryptContext, always off the event loop."""
 
 import asyncio
+import logging
+import os
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial
@@ -22,25 +25,54 @@ password_context = CryptContext(
     argon2__parallelism=1,
 )
 
+logger = logging.getLogger(__name__)
+
 _executor: ThreadPoolExecutor | None = None
+_priority_warned = False
 
 
-def configure_hash_concurrency(limit: int) -> None:
+def _lower_thread_priority(nice: int) -> None:
+    """Executor initializer: renice this hashing thread by `nice` above the process's own.
+
+    argon2 releases the GIL, so without this a login storm takes the cores from the request
+    thread and PostgreSQL at equal priority; niced, reads come first and logins get what is left.
+    On Linux, PRIO_PROCESS with a thread id applies to that one thread.
+    """
+    global _priority_warned
+    if nice == 0:
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    except (AttributeError, OSError) as error:  # no setpriority (Windows), or not permitted
+        if not _priority_warned:
+            _priority_warned = True
+            logger.warning("password hashing runs at normal CPU priority: %r", error)
+
+
+def configure_hash_concurrency(limit: int, nice: int = 10) -> None:
     """Cap concurrent hash computations per process: each one holds 19 MiB and a CPU core.
 
     The hashes run on a pool of exactly `limit` threads of their own. Spread over a general
     pool's dozens of threads instead, each thread's malloc arena would keep its own 19 MiB
     after the hash, and a worker's memory would grow by hundreds of MB under a login storm.
+    Those threads run `nice` steps below the process's CPU priority (0: the same).
     """
     global _executor
-    previous, _executor = _executor, ThreadPoolExecutor(limit, thread_name_prefix="password-hash")
+    executor = ThreadPoolExecutor(
+        limit,
+        thread_name_prefix="password-hash",
+        initializer=_lower_thread_priority,
+        initargs=(nice,),
+    )
+    previous, _executor = _executor, executor
     if previous is not None:
         previous.shutdown(wait=False)
 
 
 def _get_executor() -> ThreadPoolExecutor:
     if _executor is None:
-        configure_hash_concurrency(1)  # the setting's default; lifespan applies the setting
+        configure_hash_concurrency(1)  # the settings' defaults; lifespan applies the settings
     assert _executor is not None
     return _executor
 
