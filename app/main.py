@@ -26,7 +26,7 @@ from app.health.router import router as health_router
 from app.middleware import install_middleware
 from app.observability.metrics import mark_worker_stopped, track_pool
 from app.observability.router import router as metrics_router
-from app.observability.tracing import configure_tracing, shutdown_tracing
+from app.observability.tracing import configure_tracing, requested_exporter, shutdown_tracing
 from app.users.router import router as users_router
 
 logger = logging.getLogger("app")
@@ -73,6 +73,10 @@ def create_app() -> FastAPI:
         # app/docs.py serves both pages with their assets from the service, not from a CDN.
         docs_url=None,
         redoc_url=None,
+        # FastAPI asks OpenTelemetry on every request whether a provider was installed since;
+        # that costs more than a small request's routing. Tracing is decided once, here, by the
+        # same OTEL_* variables `configure_tracing` reads; metrics are Prometheus' (/metrics).
+        telemetry={"tracing": requested_exporter() is not None, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     document_body_errors(app)

@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 from alembic import command
+from opentelemetry import metrics, trace
 
 from app.observability.tracing import requested_exporter
 from tests.conftest import SECRET
@@ -57,3 +58,21 @@ def test_a_server_with_the_console_exporter_writes_a_span_per_request(tmp_path: 
     assert output_text.count('"name": "GET /health/live"') == 1
     assert output_text.count('"name": "GET /employees/{emp_id}"') == 1
     assert '"service.name": "traced-api"' in output_text
+
+
+async def test_with_tracing_off_requests_do_not_consult_opentelemetry(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FastAPI would otherwise ask for the global providers on every request, in case one was
+    # installed since: a cost the size of a small request's routing, for nothing.
+    asked: list[str] = []
+    for module, name in ((trace, "get_tracer_provider"), (metrics, "get_meter_provider")):
+        original = getattr(module, name)
+        monkeypatch.setattr(
+            module, name, lambda original=original, name=name: asked.append(name) or original()
+        )
+
+    assert (await client.get("/health/live")).status_code == 200
+    assert (await client.get("/employees/7")).status_code == 401
+
+    assert asked == []
