@@ -16,8 +16,10 @@ from jose import jwt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core import tokens
 from app.core.config import Settings
 from app.core.tokens import (
+    CLOCK_SKEW,
     AccessClaims,
     InvalidTokenError,
     create_access_token,
@@ -225,6 +227,36 @@ class TestDecodeAccessToken:
         token = sign(user_id, iat=now() + 10, exp=now() + 600)
 
         assert decode_access_token(token, unit_settings).user_id == user_id
+
+    def test_a_remembered_token_still_expires(
+        self, unit_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        user_id = uuid.uuid4()
+        expires_at = now() + 60
+        token = sign(user_id, exp=expires_at)
+        assert decode_access_token(token, unit_settings).user_id == user_id  # now cached
+
+        later = expires_at + CLOCK_SKEW.total_seconds() + 1
+        monkeypatch.setattr(tokens.time, "time", lambda: later)
+
+        with pytest.raises(InvalidTokenError):
+            decode_access_token(token, unit_settings)
+
+    def test_a_remembered_token_is_verified_again_under_another_secret(
+        self, unit_settings: Settings
+    ) -> None:
+        token = sign(uuid.uuid4())
+        assert decode_access_token(token, unit_settings)
+        rotated = make_settings("sqlite+aiosqlite://", jwt_secret_key=OTHER_SECRET)
+
+        with pytest.raises(InvalidTokenError):
+            decode_access_token(token, rotated)
+
+    def test_a_refused_token_is_refused_every_time(self, unit_settings: Settings) -> None:
+        token = FORGED["wrong-key"](uuid.uuid4())
+        for _ in range(3):
+            with pytest.raises(InvalidTokenError):
+                decode_access_token(token, unit_settings)
 
     @pytest.mark.parametrize("name", list(FORGED))
     def test_forged_token_raises_invalid_token_error(

@@ -12,9 +12,11 @@ the database holds nothing that can be presented back to the service.
 
 import hashlib
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from jose import jwt
 from jose.exceptions import JOSEError
@@ -25,6 +27,8 @@ TOKEN_TYPE = "access"  # noqa: S105 (a claim value, not a secret)
 MAX_TOKEN_LENGTH = 4096
 CLOCK_SKEW = timedelta(seconds=30)
 REFRESH_TOKEN_BYTES = 32
+# Verified access tokens remembered per worker (about 1 KB each).
+VERIFIED_TOKEN_CACHE_SIZE = 4096
 
 
 class InvalidTokenError(Exception):
@@ -71,19 +75,42 @@ def create_access_token(user_id: uuid.UUID, settings: Settings, *, version: int 
 
 
 def decode_access_token(token: str, settings: Settings) -> AccessClaims:
-    """Return whom the token was issued to and at which token version, or raise."""
+    """Return whom the token was issued to and at which token version, or raise.
+
+    Verifying the signature and claims costs more than the rest of a small request; a token seen
+    before is answered from a cache of verified tokens, keyed by the token and the settings it was
+    verified with. Expiry is checked on every call, cached or not.
+    """
     if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
         raise InvalidTokenError("malformed token")
+    claims, expires_at = _verify(
+        token,
+        settings.jwt_secret_key.get_secret_value(),
+        settings.jwt_algorithm,
+        settings.jwt_audience,
+        settings.jwt_issuer,
+    )
+    if expires_at + CLOCK_SKEW.total_seconds() < time.time():
+        raise InvalidTokenError("expired token")
+    return claims
+
+
+@lru_cache(maxsize=VERIFIED_TOKEN_CACHE_SIZE)
+def _verify(
+    token: str, secret: str, algorithm: str, audience: str, issuer: str
+) -> tuple[AccessClaims, int]:
+    """The token's claims and expiry, once its signature and claims are verified (cached:
+    errors are raised again on every call, successes are remembered)."""
     try:
         header = jwt.get_unverified_header(token)
-        if header.get("alg") != settings.jwt_algorithm or "crit" in header:
+        if header.get("alg") != algorithm or "crit" in header:
             raise InvalidTokenError("unexpected token header")
         claims = jwt.decode(
             token,
-            settings.jwt_secret_key.get_secret_value(),
-            algorithms=[settings.jwt_algorithm],
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
+            secret,
+            algorithms=[algorithm],
+            audience=audience,
+            issuer=issuer,
             options={
                 "require_exp": True,
                 "require_iat": True,
@@ -106,16 +133,19 @@ def decode_access_token(token: str, settings: Settings) -> AccessClaims:
         RecursionError,
     ) as error:
         raise InvalidTokenError("invalid token") from error
-    return _check_claims(claims, settings)
+    expires_at = claims.get("exp")
+    if not isinstance(expires_at, int) or isinstance(expires_at, bool):
+        raise InvalidTokenError("invalid exp")
+    return _check_claims(claims, issuer), expires_at
 
 
-def _check_claims(claims: dict[str, object], settings: Settings) -> AccessClaims:
+def _check_claims(claims: dict[str, object], issuer: str) -> AccessClaims:
     issued_at = claims.get("iat")
     if not isinstance(issued_at, int) or isinstance(issued_at, bool):
         raise InvalidTokenError("invalid iat")
     if issued_at > datetime.now(UTC).timestamp() + CLOCK_SKEW.total_seconds():
         raise InvalidTokenError("token issued in the future")
-    if claims.get("iss") != settings.jwt_issuer:
+    if claims.get("iss") != issuer:
         raise InvalidTokenError("wrong issuer")
     if claims.get("type") != TOKEN_TYPE:
         raise InvalidTokenError("not an access token")
