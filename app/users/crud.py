@@ -6,6 +6,8 @@ from typing import Any, NoReturn, cast
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
+    Row,
+    Table,
     and_,
     delete,
     exists,
@@ -27,11 +29,22 @@ from app.core.errors import ConflictError, NotFoundError
 from app.core.types import utc_now
 from app.users.models import User
 
+user_table = cast(Table, User.__table__)  # type: ignore[attr-defined]
 LAST_ADMIN = "This is the last active administrator; promote another account first"
 
 
 async def get_user(*, session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id, populate_existing=True)
+
+
+ACCESS_COLUMNS = ("id", "username", "is_admin", "is_active", "token_version")
+
+
+async def get_user_access(*, session: AsyncSession, user_id: uuid.UUID) -> Row[Any] | None:
+    """What authorizing a request needs of an account, as a plain row: a Core statement costs
+    a fraction of loading the ORM instance, and it runs on every request."""
+    columns = [user_table.c[name] for name in ACCESS_COLUMNS]
+    return (await session.execute(select(*columns).where(user_table.c.id == user_id))).first()
 
 
 async def get_user_by_username(*, session: AsyncSession, username: str) -> User | None:
