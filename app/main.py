@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -51,6 +52,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.read_sessionmaker = create_read_sessionmaker(engine)
     # The service starts while the database is down: /health/ready says 503 until it answers.
     admin_task = await start_first_admin(settings, app.state.sessionmaker)
+    freeze_startup_objects()
     try:
         yield
     finally:
@@ -61,6 +63,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.dispose()
         mark_worker_stopped()
         await asyncio.to_thread(shutdown_tracing, tracer_provider)
+
+
+def freeze_startup_objects() -> None:
+    """Move what start-up built (modules, routes, the app) out of the collector's sight.
+
+    It lives as long as the worker, yet every full collection would walk it again: a pause of
+    tens of milliseconds under load, straight into the tail latency. Once per process (later
+    lifespans, as in tests, add nothing that must stay frozen).
+    """
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
 
 
 def create_app() -> FastAPI:

@@ -1,6 +1,7 @@
 """Start-up: configuration is checked, the first admin appears exactly once, no table is made."""
 
 import asyncio
+import gc
 import os
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.core.config import ConfigurationError, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.security import password_context
-from app.main import create_app
+from app.main import create_app, freeze_startup_objects
 from app.users.models import User
 from tests.conftest import SECRET, employee_payload, make_settings
 from tests.pg import ROOT, alembic_config
@@ -267,3 +268,22 @@ class TestServerProcess:
         server = uvicorn(free_port(), tmp_path, env)
         assert server.wait(timeout=30) != 0
         assert "JWT_SECRET_KEY: is required" in (tmp_path / "server.log").read_text()
+
+
+def test_start_up_freezes_the_long_lived_objects_once() -> None:
+    was_frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    try:
+        freeze_startup_objects()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        later = [[] for _ in range(1000)]  # what a later lifespan (a test's app) would add
+
+        freeze_startup_objects()
+
+        assert gc.get_freeze_count() == frozen
+        assert later
+    finally:
+        gc.unfreeze()
+        if was_frozen:
+            gc.freeze()
