@@ -24,11 +24,11 @@ def thread_nice(tid: int) -> int:
 
 @pytest.fixture(autouse=True)
 def restore_executor() -> Iterator[None]:
-    """Other tests expect the default pool: drop the one each test configures."""
-    previous = security._executor
+    """Other tests expect the default pool: drop the one each test configures (configuring one
+    shuts the previous pool down, so the next hash builds a fresh default pool)."""
     yield
-    configured, security._executor = security._executor, previous
-    if configured is not None and configured is not previous:
+    configured, security._executor = security._executor, None
+    if configured is not None:
         configured.shutdown(wait=True)
 
 
