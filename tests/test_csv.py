@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app.audit.models import EmployeeAudit
 from app.core.config import get_settings
-from app.employees import crud, csv_io
+from app.employees import csv_io, queries
 from app.employees.models import Employee
 
 EXPORT = "/employees/export.csv"
@@ -73,13 +73,13 @@ class TestExportCsv:
         )  # 24 rows: 8 batches of 3
 
         pages = []
-        list_employees = crud.list_employees
+        list_employees = queries.list_employees
 
         async def spy(**kwargs: Any) -> Any:
             pages.append((kwargs["limit"], kwargs["after"]))
             return await list_employees(**kwargs)
 
-        monkeypatch.setattr(crud, "list_employees", spy)
+        monkeypatch.setattr(queries, "list_employees", spy)
 
         response = await normal_user_client.get(
             EXPORT, params={"city": "par", "sort_by": "emp_name", "order": "desc"}
@@ -100,14 +100,14 @@ class TestExportCsv:
         monkeypatch.setattr(csv_io, "BATCH_SIZE", 2)
         await make_employees(*({"emp_id": n} for n in range(1, 6)))
         in_use = []
-        list_employees = crud.list_employees
+        list_employees = queries.list_employees
 
         async def spy(**kwargs: Any) -> Any:
             rows = await list_employees(**kwargs)
             in_use.append(engine.pool.checkedout())
             return rows
 
-        monkeypatch.setattr(crud, "list_employees", spy)
+        monkeypatch.setattr(queries, "list_employees", spy)
 
         response = await normal_user_client.get(EXPORT)
 

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient
+from sqlalchemy import select
 
+from app.employees.models import Employee, EmployeeRead
 from tests.conftest import employee_payload
 
 
@@ -160,6 +162,29 @@ class TestPagination:
         assert response.json() == []
         assert response.headers["x-total-count"] == "10"
         assert "offset=5" in links(response)["prev"]
+
+
+class TestListBody:
+    async def test_rows_are_exactly_what_employee_read_gives(
+        self, normal_user_client, make_employees, session
+    ):
+        await make_employees(
+            *PEOPLE, person(6, "Zoë O'Brien", "Zürich", "Österreich", "1900-01-01")
+        )
+        response = await normal_user_client.get(
+            "/employees/", params={"sort_by": "emp_name", "order": "desc", "offset": 1}
+        )
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        stored = sorted(
+            await session.scalars(select(Employee)), key=lambda e: (e.emp_name, e.emp_id)
+        )
+        expected = [EmployeeRead.model_validate(e).model_dump(mode="json") for e in stored]
+        expected = expected[::-1][1:]
+        body = response.json()
+        assert body == expected
+        # The same fields in the same order as the response model.
+        assert [list(row) for row in body] == [list(EmployeeRead.model_fields)] * 5
 
 
 class TestSorting:

@@ -2,9 +2,14 @@
 
 import base64
 import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import employee_payload, make_settings
 from tests.test_employees_read import emp_ids, links
@@ -22,6 +27,21 @@ async def walk(client: Any, url: str) -> tuple[list[int], int]:
         url = links(response).get("next", "")
         pages += 1
     return seen, pages
+
+
+@contextmanager
+def captured(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements sent while inside the block."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 def cursor_of(values: list[Any]) -> str:
@@ -141,7 +161,8 @@ class TestTotalCount:
     async def test_larger_counts_are_flagged_as_estimates_on_postgres(
         self, normal_user_client, staff, backend
     ):
-        response = await normal_user_client.get("/employees/?city=l")
+        # Not the last page: that one counts itself (below).
+        response = await normal_user_client.get("/employees/?city=l&limit=5")
         total = int(response.headers["x-total-count"])
         if backend == "sqlite":
             # The embedded database counts exactly: it holds small tables.
@@ -150,3 +171,43 @@ class TestTotalCount:
         else:
             assert response.headers["x-total-count-estimated"] == "true"
             assert total >= 6
+
+    async def test_the_last_page_counts_itself_without_a_count_query(
+        self, normal_user_client, staff, engine
+    ):
+        # 12 rows, more than the limit of 5: still exact, from the page's offset and rows alone.
+        with captured(engine) as statements:
+            response = await normal_user_client.get("/employees/?city=l&offset=10&limit=5")
+        assert emp_ids(response) == [11, 12]
+        assert response.headers["x-total-count"] == "12"
+        assert "x-total-count-estimated" not in response.headers
+        assert not [s for s in statements if re.search(r"count\(|EXPLAIN|reltuples", s, re.I)]
+
+    async def test_rows_added_show_in_the_last_page_total(
+        self, normal_user_client, staff, make_employees
+    ):
+        await make_employees(*({"emp_id": n, "city": "Leeds"} for n in range(100, 104)))
+        response = await normal_user_client.get("/employees/?city=l&offset=14&limit=5")
+        assert emp_ids(response) == [102, 103]
+        assert response.headers["x-total-count"] == "16"
+        assert "x-total-count-estimated" not in response.headers
+
+    async def test_a_last_keyset_page_still_counts_the_rows_before_it(
+        self, normal_user_client, staff, backend
+    ):
+        first = await normal_user_client.get("/employees/?limit=10")
+        response = await normal_user_client.get(links(first)["next"])
+        assert emp_ids(response) == [11, 12]
+        total = int(response.headers["x-total-count"])
+        if backend == "sqlite":
+            assert total == 12
+        else:
+            assert response.headers["x-total-count-estimated"] == "true"
+            assert total >= 6
+
+    async def test_past_the_end_is_counted(self, normal_user_client, staff, backend):
+        response = await normal_user_client.get("/employees/?offset=40&limit=5")
+        assert response.json() == []
+        if backend == "sqlite":
+            assert response.headers["x-total-count"] == "12"
+        assert int(response.headers["x-total-count"]) >= 6

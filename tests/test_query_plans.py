@@ -16,7 +16,7 @@ from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.db import create_engine
-from app.employees import crud
+from app.employees import crud, queries
 from app.employees.models import SortField, SortOrder
 from tests.conftest import make_settings, require_postgres
 from tests.pg import asyncpg_dsn
@@ -95,7 +95,7 @@ def nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
 async def page_plan(engine: AsyncEngine, **kwargs: Any) -> dict[str, Any]:
     with captured(engine) as statements:
         async with AsyncSession(engine) as session:
-            await crud.list_employees(session=session, **kwargs)
+            await queries.list_employees(session=session, **kwargs)
     (statement,) = [s for s in statements if s[0].lstrip().startswith("SELECT employee")]
     return await explain(engine, *statement)
 
@@ -143,11 +143,35 @@ async def test_a_common_city_substring_reads_no_more_than_it_needs(filled):
 async def test_the_count_of_a_big_list_is_not_a_full_count(filled):
     with captured(filled) as statements:
         async with AsyncSession(filled) as session:
-            total, exact = await crud.count_employees(
+            total, exact = await queries.count_employees(
                 session=session, city=None, country=None, exact_up_to=10_000
             )
     assert not exact and abs(total - ROWS) < ROWS * 0.1
     assert len(statements) == 1 and "reltuples" in statements[0][0]
+
+
+async def test_a_filter_with_many_matches_is_estimated_without_counting(filled):
+    # "on" is in London, Lisbon: a quarter of the rows, well above the limit.
+    with captured(filled) as statements:
+        async with AsyncSession(filled) as session:
+            total, exact = await queries.count_employees(
+                session=session, city="on", country=None, exact_up_to=1_000
+            )
+    assert not exact and abs(total - ROWS / 4) < ROWS / 4 * 0.5
+    assert len(statements) == 1 and statements[0][0].startswith("EXPLAIN")
+
+
+async def test_a_filter_with_few_matches_is_counted_exactly(filled):
+    with captured(filled) as statements:
+        async with AsyncSession(filled) as session:
+            total, exact = await queries.count_employees(
+                session=session, city="Paris 17", country=None, exact_up_to=1_000
+            )
+    # g % 8 == 1 and g % 500 in (17, 170..179): 8 of every 4000 rows.
+    assert exact and total == sum(
+        1 for g in range(1, ROWS + 1) if g % 8 == 1 and str(g % 500).startswith("17")
+    )
+    assert [s.split()[0] for s, _ in statements] == ["EXPLAIN", "SELECT"]
 
 
 async def test_one_employee_by_emp_id_is_a_unique_index_lookup(filled):
@@ -166,3 +190,24 @@ async def test_a_deep_offset_page_skips_rows_in_the_index_only(filled):
     fetched = [n for n in nodes(plan) if n["Node Type"] == "Index Scan"]
     # Only the page's rows come from the table.
     assert sum(n["Actual Rows"] * n.get("Actual Loops", 1) for n in fetched) <= 101
+
+
+async def test_a_deep_offset_page_stays_cheap_under_a_generic_plan(filled):
+    # asyncpg prepares statements; after five runs PostgreSQL may reuse a plan made without the
+    # bound values. That plan must still look up only the page's rows, not merge-join the table.
+    with captured(filled) as statements:
+        async with AsyncSession(filled) as session:
+            await queries.list_employees(session=session, limit=100, offset=20_000)
+    ((statement, parameters),) = statements
+    values = ", ".join(str(value) for value in parameters)
+    async with filled.connect() as connection:
+        await connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        await connection.exec_driver_sql(f"PREPARE page AS {statement}")
+        result = await connection.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page({values})"
+        )
+        plan = result.scalar_one()
+        await connection.rollback()
+    plan = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+    fetched = [n for n in nodes(plan) if n["Node Type"] == "Index Scan"]
+    assert sum(n["Actual Rows"] * n.get("Actual Loops", 1) for n in fetched) <= 101, plan

@@ -4,10 +4,11 @@ import uuid
 from typing import Any, cast
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import Actor, AuditAction, EmployeeAudit
+from app.core.types import utc_now
 from app.employees.models import Employee
 
 audit_table = cast(Table, EmployeeAudit.__table__)  # type: ignore[attr-defined]
@@ -17,7 +18,8 @@ employee_table = cast(Table, Employee.__table__)  # type: ignore[attr-defined]
 AUDITED_FIELDS = ("emp_id", "emp_name", "city", "country", "emp_dob")
 
 
-def snapshot(employee: Employee) -> dict[str, Any]:
+def snapshot(employee: Any) -> dict[str, Any]:
+    """The audited fields of a record (a row or an instance) as JSON values."""
     return {field: to_jsonable_python(getattr(employee, field)) for field in AUDITED_FIELDS}
 
 
@@ -31,31 +33,36 @@ def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[st
     }
 
 
-def record_change(
+_INSERT_CHANGE = insert(audit_table)
+
+
+async def record_change(
     *,
     session: AsyncSession,
     actor: Actor,
     action: AuditAction,
-    employee: Employee,
+    employee: Any,
     changes: dict[str, Any],
     version: int | None = None,
 ) -> None:
-    """Add the audit row to the session; it is written by the same commit as the change.
+    """Write the audit row of a change to a record (a row or an instance), in the caller's
+    transaction: the change's commit writes both, or neither.
 
-    `version` is the record's version after the change (a deletion counts as one more).
+    `version` is the record's version after the change (a deletion counts as one more). A Core
+    INSERT: building an ORM instance and flushing it cost several times the statement itself.
     """
-    session.add(
-        EmployeeAudit(
-            employee_id=employee.id,
-            emp_id=employee.emp_id,
-            action=action.value,
-            version=employee.version if version is None else version,
-            actor_id=actor.user_id,
-            actor_username=actor.username,
-            request_id=actor.request_id,
-            changes=changes,
-        )
-    )
+    values = {
+        "employee_id": employee.id,
+        "emp_id": employee.emp_id,
+        "action": action.value,
+        "version": employee.version if version is None else version,
+        "actor_id": actor.user_id,
+        "actor_username": actor.username,
+        "request_id": actor.request_id,
+        "changed_at": utc_now(),
+        "changes": changes,
+    }
+    await session.execute(_INSERT_CHANGE, values)
 
 
 async def find_employee_id(*, session: AsyncSession, emp_id: int) -> uuid.UUID | None:

@@ -188,7 +188,7 @@ class Settings(DatabaseSettings):
     # Lists: above this many matching rows, PostgreSQL reports X-Total-Count as the planner's
     # estimate (X-Total-Count-Estimated: true) instead of counting every row per page.
     exact_count_limit: int = Field(
-        default=10_000,
+        default=1_000,
         ge=0,
         le=100_000_000,
         description="Largest X-Total-Count of the employee list that is counted exactly.",

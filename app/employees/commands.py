@@ -24,7 +24,7 @@ from app.core.config import ConfigurationError, Settings, describe_validation_er
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import ConflictError
 from app.core.types import INT32_MAX
-from app.employees import crud, csv_io
+from app.employees import crud, csv_io, queries
 from app.employees.csv_io import Row, RowError
 from app.employees.models import EmployeeCreate, SortField, SortOrder
 from app.health import checks
@@ -235,7 +235,7 @@ async def export_rows(
 ) -> int:
     async with database() as sessionmaker:
         async with sessionmaker() as session:
-            total, _ = await crud.count_employees(
+            total, _ = await queries.count_employees(
                 session=session, city=city, country=country, exact_up_to=INT32_MAX
             )
         written = 0

@@ -1,20 +1,18 @@
 """All SQL that touches employee records; every change writes its audit row in the same commit."""
 
-import json
-from typing import Any, NoReturn, cast
+import uuid
+from datetime import date, datetime
+from typing import Any, NamedTuple, NoReturn, cast
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import (
-    ColumnElement,
     CursorResult,
-    Select,
+    Row,
     Table,
+    bindparam,
     delete,
-    func,
-    literal,
+    insert,
     select,
-    text,
-    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +22,8 @@ from app.audit import crud as audit
 from app.audit.models import Actor, AuditAction
 from app.core.errors import ConflictError, NotFoundError, PreconditionFailedError
 from app.core.types import utc_now
-from app.employees.models import Employee, EmployeeCreate, SortField, SortOrder
+from app.employees.models import Employee, EmployeeCreate
+from app.employees.queries import read_columns
 
 # The Core table: its typed columns build filters and orderings.
 employee_table = cast(Table, Employee.__table__)  # type: ignore[attr-defined]
@@ -41,140 +40,75 @@ async def get_employee_by_emp_id(
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-def _filters(city: str | None, country: str | None) -> list[ColumnElement[bool]]:
-    # autoescape: a client's "%" or "_" matches itself, not "anything".
-    conditions = []
-    if city is not None:
-        conditions.append(employee_table.c.city.icontains(city, autoescape=True))
-    if country is not None:
-        conditions.append(employee_table.c.country.icontains(country, autoescape=True))
-    return conditions
+# A write reads and returns records as plain rows in the shape of `EmployeeRead` (Core, no ORM
+# instances): the handler serialises them straight to JSON (`queries.employee_json`).
+WriteRow = Row[Any]
 
 
-async def list_employees(
-    *,
-    session: AsyncSession,
-    limit: int,
-    offset: int = 0,
-    after: tuple[Any, int] | None = None,
-    city: str | None = None,
-    country: str | None = None,
-    sort_by: SortField = SortField.emp_id,
-    order: SortOrder = SortOrder.asc,
-) -> tuple[list[Employee], bool]:
-    """One page in (sort key, emp_id) order, and whether more rows follow it.
-
-    `after` is a keyset position: the page starts past that row through an index range scan, so
-    the thousandth page costs what the first does; `offset` skips rows one by one.
-    """
-    conditions = _filters(city, country)
-    columns = employee_table.c
-    keys = [columns[sort_by.value]] + ([] if sort_by is SortField.emp_id else [columns.emp_id])
-    descending = order is SortOrder.desc
-    if after is not None:
-        # A row comparison, (key, emp_id) > (last key, last emp_id): one index range condition.
-        row, past = tuple_(*keys), tuple_(*(after[1:] if len(keys) == 1 else after))
-        conditions.append(row < past if descending else row > past)
-    ordering = [key.desc() if descending else key.asc() for key in keys]
-    statement = select(Employee).where(*conditions).order_by(*ordering).limit(limit + 1)
-    if offset:
-        # Deferred join: the rows to skip are counted in the (sort key, emp_id) index alone
-        # (an index-only scan), and only the page's rows are read from the table, instead of
-        # fetching every skipped row from the heap.
-        page = (
-            select(columns.emp_id)
-            .where(*conditions)
-            .order_by(*ordering)
-            .offset(offset)
-            .limit(limit + 1)
-            .subquery()
-        )
-        statement = (
-            select(Employee)
-            .join(page, columns.emp_id == page.c.emp_id)
-            .order_by(*ordering)
-            .limit(limit + 1)
-        )
-    rows = list((await session.execute(statement)).scalars())
-    return rows[:limit], len(rows) > limit
+# Statements built once (values bound per request): building one costs more than running it.
+_LOCK = (
+    select(*read_columns).where(employee_table.c.emp_id == bindparam("emp_id")).with_for_update()
+)
+_INSERT = insert(employee_table).returning(*read_columns)
 
 
-async def count_employees(
-    *, session: AsyncSession, city: str | None, country: str | None, exact_up_to: int
-) -> tuple[int, bool]:
-    """How many rows match, and whether that number is exact.
-
-    On PostgreSQL, counting a million rows would cost more than the page itself: counts above
-    `exact_up_to` are the planner's estimate instead (pg_class.reltuples for the whole table,
-    the plan's row estimate for a filter), which ANALYZE keeps close.
-    """
-    conditions = _filters(city, country)
-    if (await session.connection()).dialect.name != "postgresql":
-        every = select(func.count()).select_from(employee_table).where(*conditions)
-        return (await session.execute(every)).scalar_one(), True
-    if not conditions:
-        estimate = (await session.execute(text(TABLE_ESTIMATE))).scalar_one()
-        if estimate > exact_up_to:
-            return int(estimate), False
-    capped = select(literal(1)).select_from(employee_table).where(*conditions)
-    limited = select(func.count()).select_from(capped.limit(exact_up_to + 1).subquery())
-    count = (await session.execute(limited)).scalar_one()
-    if count <= exact_up_to:
-        return count, True
-    planned = await _planned_rows(session, capped)
-    return max(count, planned), False
+async def lock_employee(*, session: AsyncSession, emp_id: int) -> WriteRow | None:
+    """The record a write is about to change, as a row locked until the commit (PostgreSQL):
+    writers of one record queue up behind each other instead of failing on each other's new
+    version. SQLite has no row locks; the version check in the write's WHERE clause decides."""
+    return (await session.execute(_LOCK, {"emp_id": emp_id})).first()
 
 
-TABLE_ESTIMATE = "SELECT reltuples::bigint FROM pg_class WHERE oid = 'employee'::regclass"
+class NewRecord(NamedTuple):
+    """A record before it is written, with the fields of `EmployeeRead` in its order."""
+
+    id: uuid.UUID
+    emp_id: int
+    emp_name: str
+    city: str
+    country: str
+    emp_dob: date
+    created_at: datetime
+    updated_at: datetime
+    version: int
 
 
-async def _planned_rows(session: AsyncSession, statement: Select[Any]) -> int:
-    """The planner's row estimate for a statement: EXPLAIN, with the values still bound."""
-    connection = await session.connection()
-    compiled = statement.compile(dialect=connection.dialect)
-    values = tuple(compiled.params[name] for name in compiled.positiontup or ())
-    result = await connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", values)
-    plan = result.scalar_one()
-    # asyncpg hands back the json column decoded; other drivers give the text.
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-    return int(plan[0]["Plan"]["Plan Rows"])
-
-
-def build_employee(data: EmployeeCreate) -> Employee:
+def new_record(data: EmployeeCreate) -> NewRecord:
     """A new record, complete before it is written: id, timestamps and version 1."""
     now = utc_now()
-    return Employee.model_validate(data, update={"created_at": now, "updated_at": now})
-
-
-async def insert_employee(*, session: AsyncSession, employee: Employee, actor: Actor) -> Employee:
-    """Write a built record and its audit row, with whatever else the session holds."""
-    emp_id = employee.emp_id
-    session.add(employee)
-    changes = audit.diff(None, audit.snapshot(employee))
-    audit.record_change(
-        session=session, actor=actor, action=AuditAction.create, employee=employee, changes=changes
+    return NewRecord(
+        id=uuid.uuid4(), **data.model_dump(), created_at=now, updated_at=now, version=1
     )
+
+
+async def insert_employee(*, session: AsyncSession, record: NewRecord, actor: Actor) -> WriteRow:
+    """Write a new record and its audit row, with whatever else the session holds; commit."""
     try:
+        row = (await session.execute(_INSERT, record._asdict())).one()
+        changes = audit.diff(None, audit.snapshot(row))
+        await audit.record_change(
+            session=session, actor=actor, action=AuditAction.create, employee=row, changes=changes
+        )
         await session.commit()
     except IntegrityError:
         # The unique constraint decides duplicates, so two racing requests cannot both win.
         await session.rollback()
-        raise ConflictError(f"An employee with emp_id {emp_id} already exists") from None
-    return employee
+        raise ConflictError(f"An employee with emp_id {record.emp_id} already exists") from None
+    return row
 
 
-async def create_employee(*, session: AsyncSession, data: EmployeeCreate, actor: Actor) -> Employee:
-    return await insert_employee(session=session, employee=build_employee(data), actor=actor)
+async def create_employee(*, session: AsyncSession, data: EmployeeCreate, actor: Actor) -> WriteRow:
+    return await insert_employee(session=session, record=new_record(data), actor=actor)
 
 
 async def update_employee(
     *,
     session: AsyncSession,
-    employee: Employee,
+    employee: WriteRow,
     changes: dict[str, Any],
     actor: Actor,
     conditional: bool = False,
-) -> Employee:
+) -> WriteRow:
     """Apply `changes` to the version of the record that was read, and only to that version.
 
     A change that alters nothing writes nothing: no new version, no audit row.
@@ -187,7 +121,7 @@ async def update_employee(
         update(employee_table)
         .where(employee_table.c.id == employee.id, employee_table.c.version == employee.version)
         .values(**changes, version=employee.version + 1, updated_at=utc_now())
-        .returning(*employee_table.c)
+        .returning(*read_columns)
     )
     target_emp_id = changes.get("emp_id", employee.emp_id)
     try:
@@ -197,16 +131,15 @@ async def update_employee(
         raise ConflictError(f"An employee with emp_id {target_emp_id} already exists") from None
     if row is None:
         await _refuse_stale_write(session, employee, conditional=conditional)
-    updated = Employee.model_validate(dict(row._mapping))
-    audit.record_change(
-        session=session, actor=actor, action=AuditAction.update, employee=updated, changes=delta
+    await audit.record_change(
+        session=session, actor=actor, action=AuditAction.update, employee=row, changes=delta
     )
     await session.commit()
-    return updated
+    return row
 
 
 async def delete_employee(
-    *, session: AsyncSession, employee: Employee, actor: Actor, conditional: bool = False
+    *, session: AsyncSession, employee: WriteRow, actor: Actor, conditional: bool = False
 ) -> None:
     statement = delete(employee_table).where(
         employee_table.c.id == employee.id, employee_table.c.version == employee.version
@@ -214,7 +147,7 @@ async def delete_employee(
     result = cast(CursorResult[Any], await session.execute(statement))
     if result.rowcount == 0:
         await _refuse_stale_write(session, employee, conditional=conditional)
-    audit.record_change(
+    await audit.record_change(
         session=session,
         actor=actor,
         action=AuditAction.delete,
@@ -226,19 +159,18 @@ async def delete_employee(
 
 
 async def _refuse_stale_write(
-    session: AsyncSession, employee: Employee, *, conditional: bool
+    session: AsyncSession, employee: WriteRow, *, conditional: bool
 ) -> NoReturn:
     """The write matched no row: the record was deleted, or another writer got there first."""
-    emp_id = employee.emp_id  # read before the rollback expires the instance
     still_there = (
         await session.execute(select(employee_table.c.id).where(employee_table.c.id == employee.id))
     ).first()
     await session.rollback()
     if still_there is None:
-        raise NotFoundError(f"Employee {emp_id} not found")
+        raise NotFoundError(f"Employee {employee.emp_id} not found")
     if conditional:
         raise PreconditionFailedError(
             "The record changed since you read it; fetch it again for the current ETag"
         )
     # Only without row locks (SQLite): the record changed between our read and our write.
-    raise ConflictError(f"Employee {emp_id} was changed by another request; retry")
+    raise ConflictError(f"Employee {employee.emp_id} was changed by another request; retry")

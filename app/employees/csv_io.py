@@ -16,6 +16,7 @@ from typing import Any, cast
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 from sqlalchemy import Table, insert, select
+from sqlalchemy.engine import Row as Record
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,7 +24,7 @@ from app.audit import crud as audit
 from app.audit.models import Actor, AuditAction, SystemActor
 from app.core.errors import AppError, ConflictError
 from app.core.types import utc_now
-from app.employees import crud
+from app.employees import queries
 from app.employees.models import Employee, EmployeeCreate, SortField, SortOrder
 
 HEADER = ("emp_id", "emp_name", "city", "country", "emp_dob")
@@ -268,7 +269,7 @@ async def read_batches(
     sort_by: SortField = SortField.emp_id,
     order: SortOrder = SortOrder.asc,
     size: int | None = None,
-) -> AsyncIterator[list[Employee]]:
+) -> AsyncIterator[list[Record[Any]]]:
     """Every matching record, in list order, one keyset page per query.
 
     A session per page: a slow reader holds no connection (nor, on PostgreSQL, an open
@@ -277,7 +278,7 @@ async def read_batches(
     after = None
     while True:
         async with sessionmaker() as session:
-            rows, more = await crud.list_employees(
+            rows, more = await queries.list_employees(
                 session=session,
                 limit=size or BATCH_SIZE,
                 after=after,
@@ -300,7 +301,7 @@ def format_header() -> str:
     return buffer.getvalue()
 
 
-def format_rows(employees: Sequence[Employee]) -> str:
+def format_rows(employees: Sequence[Record[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for employee in employees:

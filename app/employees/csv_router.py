@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit.dependencies import AdminActor
-from app.auth.dependencies import CurrentUser, SettingsDep
+from app.auth.dependencies import CurrentPrincipal, SettingsDep
 from app.core.db import SessionDep, close_session
 from app.core.openapi import error_responses
 from app.employees import csv_io
@@ -56,7 +56,7 @@ class DryRunResult(BaseModel):
     operation_id="export_employees_csv",
 )
 async def export_employees_csv(
-    _: CurrentUser,
+    _: CurrentPrincipal,
     session: SessionDep,
     request: Request,
     city: CityFilter = None,

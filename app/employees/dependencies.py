@@ -11,7 +11,7 @@ from app.core.errors import NotFoundError
 from app.core.preconditions import check_if_match
 from app.core.types import INT32_MAX
 from app.employees import crud
-from app.employees.models import Employee
+from app.employees.queries import etag
 
 EmpIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="The employee's business key.")]
 
@@ -31,19 +31,9 @@ IfNoneMatchHeader = Annotated[
 ]
 
 
-async def get_employee_or_404(emp_id: EmpIdPath, session: SessionDep) -> Employee:
-    employee = await crud.get_employee_by_emp_id(session=session, emp_id=emp_id)
-    if employee is None:
-        raise NotFoundError(f"Employee {emp_id} not found")
-    return employee
-
-
-EmployeeDep = Annotated[Employee, Depends(get_employee_or_404)]
-
-
 @dataclass(frozen=True)
 class WriteTarget:
-    employee: Employee
+    employee: crud.WriteRow
     # The client named the version it read (If-Match with tags): the write applies to that
     # version or not at all.
     conditional: bool
@@ -53,10 +43,10 @@ async def get_write_target(
     emp_id: EmpIdPath, session: SessionDep, settings: SettingsDep, if_match: IfMatchHeader = None
 ) -> WriteTarget:
     """The record, row-locked for this request's write, with its `If-Match` checked."""
-    employee = await crud.get_employee_by_emp_id(session=session, emp_id=emp_id, for_update=True)
+    employee = await crud.lock_employee(session=session, emp_id=emp_id)
     if employee is None:
         raise NotFoundError(f"Employee {emp_id} not found")
-    conditional = check_if_match(if_match, employee.etag, required=settings.require_if_match)
+    conditional = check_if_match(if_match, etag(employee), required=settings.require_if_match)
     return WriteTarget(employee, conditional)
 
 

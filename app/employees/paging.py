@@ -5,17 +5,18 @@ from typing import Any
 
 from app.core.pagination import InvalidCursorError, decode_cursor, encode_cursor
 from app.core.types import INT32_MAX
-from app.employees.models import Employee, SortField, SortOrder
+from app.employees.models import SortField, SortOrder
 
 # (sort key value, emp_id) of the last row of the previous page.
 After = tuple[Any, int]
 
 
-def cursor_after(employee: Employee, sort_by: SortField, order: SortOrder) -> str:
-    value = getattr(employee, sort_by.value)
+def cursor_after(record: Any, sort_by: SortField, order: SortOrder) -> str:
+    """The cursor of the page after `record` (a row or an instance with the list's columns)."""
+    value = getattr(record, sort_by.value)
     if isinstance(value, date):
         value = value.isoformat()
-    return encode_cursor([sort_by.value, order.value, value, employee.emp_id])
+    return encode_cursor([sort_by.value, order.value, value, record.emp_id])
 
 
 def parse_cursor(token: str, sort_by: SortField, order: SortOrder) -> After:

@@ -5,14 +5,15 @@ Every record carries an `ETag` (its id and version): `If-None-Match` makes a rea
 """
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from app.audit.dependencies import AdminActor
-from app.auth.dependencies import CurrentUser, SettingsDep
+from app.auth.dependencies import ClaimsDep, CurrentPrincipal, SettingsDep, authorize
 from app.core.db import SessionDep
+from app.core.errors import NotFoundError
 from app.core.openapi import error_responses
 from app.core.pagination import (
     MAX_CURSOR_LENGTH,
@@ -22,10 +23,13 @@ from app.core.pagination import (
 )
 from app.core.preconditions import none_match
 from app.core.types import SearchTerm
-from app.employees import crud, paging, service
-from app.employees.dependencies import EmployeeDep, IfNoneMatchHeader, WriteTargetDep
+from app.employees import crud, paging, queries, service
+from app.employees.dependencies import (
+    EmpIdPath,
+    IfNoneMatchHeader,
+    WriteTargetDep,
+)
 from app.employees.models import (
-    Employee,
     EmployeeCreate,
     EmployeeRead,
     EmployeeUpdate,
@@ -61,6 +65,7 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 ETAG_HEADER = {"ETag": {"description": "The record's version tag, for If-Match/If-None-Match."}}
+JSON = "application/json"
 WRITE_ERRORS = error_responses(401, 403, 404, 409, 412, 422, 428)
 
 
@@ -72,28 +77,31 @@ WRITE_ERRORS = error_responses(401, 403, 404, 409, 412, 422, 428)
 )
 @router.get("", response_model=list[EmployeeRead], include_in_schema=False)
 async def list_employees(
-    _: CurrentUser,
+    _: CurrentPrincipal,
     session: SessionDep,
     settings: SettingsDep,
     page: PageDep,
     request: Request,
-    response: Response,
     city: CityFilter = None,
     country: CountryFilter = None,
     sort_by: SortField = SortField.emp_id,
     order: SortOrder = SortOrder.asc,
     cursor: CursorQuery = None,
-) -> list[Employee]:
+) -> Response:
     """List employees, filtered and sorted; `X-Total-Count` and `Link` describe the pages.
 
     Follow `Link: rel="next"` (a keyset cursor) to walk the list: every page costs the same.
+
+    `X-Total-Count` is exact on the last page of an offset walk (its offset plus its rows) and
+    whenever at most `EXACT_COUNT_LIMIT` rows match. Above that, on PostgreSQL, it is the query
+    planner's estimate, and the response adds `X-Total-Count-Estimated: true`.
     """
     after = None
     if cursor is not None:
         if page.offset:
             raise InvalidCursorError("cannot be combined with offset")
         after = paging.parse_cursor(cursor, sort_by, order)
-    employees, more = await crud.list_employees(
+    rows, more = await queries.list_employees(
         session=session,
         limit=page.limit,
         offset=page.offset,
@@ -103,10 +111,17 @@ async def list_employees(
         sort_by=sort_by,
         order=order,
     )
-    total, exact = await crud.count_employees(
-        session=session, city=city, country=country, exact_up_to=settings.exact_count_limit
+    total, exact = await queries.list_total(
+        session=session,
+        served=len(rows),
+        more=more,
+        offset=None if cursor is not None else page.offset,
+        city=city,
+        country=country,
+        exact_up_to=settings.exact_count_limit,
     )
-    next_cursor = paging.cursor_after(employees[-1], sort_by, order) if more else None
+    response = Response(queries.employees_json(rows), media_type=JSON)
+    next_cursor = paging.cursor_after(rows[-1], sort_by, order) if more else None
     set_keyset_headers(
         request,
         response,
@@ -116,7 +131,7 @@ async def list_employees(
         next_cursor=next_cursor,
         from_cursor=cursor is not None,
     )
-    return employees
+    return response
 
 
 @router.get(
@@ -130,16 +145,32 @@ async def list_employees(
     operation_id="read_employee",
 )
 async def read_employee(
-    _: CurrentUser,
-    employee: EmployeeDep,
-    response: Response,
+    request: Request,
+    claims: ClaimsDep,
+    session: SessionDep,
+    emp_id: EmpIdPath,
     if_none_match: IfNoneMatchHeader = None,
-) -> Any:
+) -> Response:
     """One employee by business key, with its `ETag`."""
-    if none_match(if_none_match, employee.etag):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": employee.etag})
-    response.headers["ETag"] = employee.etag
-    return employee
+    account, employee = await queries.get_employee_as(
+        session=session, emp_id=emp_id, user_id=claims.user_id
+    )
+    authorize(request, claims, account)
+    if employee is None:
+        raise NotFoundError(f"Employee {emp_id} not found")
+    tag = queries.etag(employee)
+    if none_match(if_none_match, tag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
+    return Response(queries.employee_json(employee), media_type=JSON, headers={"ETag": tag})
+
+
+def written(
+    employee: crud.WriteRow, status_code: int = status.HTTP_200_OK, **headers: str
+) -> Response:
+    """The record a write left, as `EmployeeRead` JSON with its `ETag` (no model validation:
+    the row's typed columns serialise straight to JSON, as a read's do)."""
+    headers["ETag"] = queries.etag(employee)
+    return Response(queries.employee_json(employee), status_code, headers, media_type=JSON)
 
 
 @router.post(
@@ -155,9 +186,8 @@ async def create_employee(
     data: EmployeeCreate,
     session: SessionDep,
     settings: SettingsDep,
-    response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> Any:
+) -> Response:
     """Create an employee (admin only); a taken `emp_id` is a 409. Safe to retry with a key."""
     if idempotency_key is not None:
         answer = await service.create_employee_once(
@@ -170,9 +200,7 @@ async def create_employee(
         headers = answer.headers | ({"Idempotent-Replayed": "true"} if answer.replayed else {})
         return JSONResponse(answer.body, answer.status_code, headers=headers)
     employee = await crud.create_employee(session=session, data=data, actor=actor)
-    response.headers["Location"] = service.location(employee)
-    response.headers["ETag"] = employee.etag
-    return employee
+    return written(employee, status.HTTP_201_CREATED, Location=service.location(employee.emp_id))
 
 
 @router.put(
@@ -186,8 +214,7 @@ async def replace_employee(
     target: WriteTargetDep,
     data: EmployeeCreate,
     session: SessionDep,
-    response: Response,
-) -> Employee:
+) -> Response:
     """Replace every field of an employee (admin only); `emp_id` may change if it is free."""
     employee = await crud.update_employee(
         session=session,
@@ -196,8 +223,7 @@ async def replace_employee(
         actor=actor,
         conditional=target.conditional,
     )
-    response.headers["ETag"] = employee.etag
-    return employee
+    return written(employee)
 
 
 @router.patch(
@@ -211,8 +237,7 @@ async def update_employee(
     target: WriteTargetDep,
     data: EmployeeUpdate,
     session: SessionDep,
-    response: Response,
-) -> Employee:
+) -> Response:
     """Change only the fields sent (admin only); omitted fields keep their values."""
     employee = await crud.update_employee(
         session=session,
@@ -221,8 +246,7 @@ async def update_employee(
         actor=actor,
         conditional=target.conditional,
     )
-    response.headers["ETag"] = employee.etag
-    return employee
+    return written(employee)
 
 
 @router.delete(

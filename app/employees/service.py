@@ -3,18 +3,20 @@
 from datetime import timedelta
 
 from fastapi import status
+from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import Actor
 from app.core.errors import ConflictError
 from app.employees import crud
-from app.employees.models import Employee, EmployeeCreate, EmployeeRead
+from app.employees.models import EmployeeCreate
+from app.employees.queries import etag
 from app.idempotency import crud as idempotency
 from app.idempotency.models import StoredResponse
 
 
-def location(employee: Employee) -> str:
-    return f"/employees/{employee.emp_id}"
+def location(emp_id: int) -> str:
+    return f"/employees/{emp_id}"
 
 
 async def create_employee_once(
@@ -35,11 +37,12 @@ async def create_employee_once(
     stored = await stored_answer()
     if stored is not None:
         return stored
-    employee = crud.build_employee(data)
+    record = crud.new_record(data)
     response = StoredResponse(
         status.HTTP_201_CREATED,
-        EmployeeRead.model_validate(employee).model_dump(mode="json"),
-        {"Location": location(employee), "ETag": employee.etag},
+        # In the shape of `EmployeeRead`, as the answer without a key is.
+        to_jsonable_python(record._asdict()),
+        {"Location": location(data.emp_id), "ETag": etag(record)},
     )
     await idempotency.remember_response(
         session=session,
@@ -50,7 +53,7 @@ async def create_employee_once(
         ttl=ttl,
     )
     try:
-        await crud.insert_employee(session=session, employee=employee, actor=actor)
+        await crud.insert_employee(session=session, record=record, actor=actor)
     except ConflictError:
         # A concurrent retry with this key may have won the race: then its answer is ours.
         stored = await stored_answer()
