@@ -87,7 +87,13 @@ class Settings(DatabaseSettings):
 
     sql_echo: bool = Field(default=False, description="Log every SQL statement (development only).")
     db_pool_size: int = Field(
-        default=10, ge=1, le=100, description="Connections kept open per worker, on PostgreSQL."
+        default=20,
+        ge=1,
+        le=100,
+        description="Connections kept open per worker, on PostgreSQL: about the requests a worker "
+        "has in flight at once (a request waiting for the CPU still holds its connection). Too "
+        "few, and overflow connections are opened and closed on every burst. Workers x "
+        "(pool + overflow) must stay below the server's max_connections.",
     )
     db_max_overflow: int = Field(
         default=10, ge=0, le=100, description="Extra connections per worker during bursts."
