@@ -108,6 +108,8 @@ async def schema_snapshot(url: str) -> dict[str, Any]:
                         (str(f["constrained_columns"]), f["referred_table"])
                         for f in inspector.get_foreign_keys(table)
                     ),
+                    # PostgreSQL storage parameters (autovacuum thresholds)
+                    "options": inspector.get_table_options(table),
                 }
                 for table in inspector.get_table_names()
                 if table != "alembic_version"
@@ -143,6 +145,26 @@ def test_postgres_downgrades_undo_their_upgrades_one_by_one(
         check_each_downgrade_undoes_its_upgrade(server.url_for(name))
     finally:
         asyncio.run(server.drop_database(name))
+
+
+def test_postgres_employee_table_is_vacuumed_after_one_percent_changes(
+    postgres_server: PostgresServer | None,
+):
+    # Offset pages need an up-to-date visibility map (index-only scans): see revision 0005.
+    server = require_postgres(postgres_server)
+    name = asyncio.run(server.create_database())
+    try:
+        url = server.url_for(name)
+        command.upgrade(alembic_config(url), "head")
+        options = asyncio.run(schema_snapshot(url))["employee"]["options"]
+    finally:
+        asyncio.run(server.drop_database(name))
+
+    assert options["postgresql_with"] == {
+        "autovacuum_vacuum_scale_factor": "0.01",
+        "autovacuum_vacuum_insert_scale_factor": "0.01",
+        "autovacuum_analyze_scale_factor": "0.02",
+    }
 
 
 def test_sqlite_downgrades_undo_their_upgrades_one_by_one(tmp_path: Path):
