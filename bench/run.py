@@ -127,6 +127,11 @@ def measure(
         results: dict[str, Any] = {system: {} for system in SYSTEMS}
         for key in keys:
             for system in order:
+                # The other system may still be working through requests its last load queued
+                # (the seed hashes on its event loop after a login storm): it would take this
+                # run's CPU. Both go quiet first.
+                for server in running.values():
+                    servers.quiesce(server)
                 result = run_scenario(key, running[system], settings)
                 results[system][key] = result.to_dict()
                 log(
