@@ -6,6 +6,7 @@ fits the query; each test captures the SQL a crud call sends and asks PostgreSQL
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.db import create_engine
-from app.employees import crud, queries
+from app.employees import queries
 from app.employees.models import SortField, SortOrder
 from tests.conftest import make_settings, require_postgres
 from tests.pg import asyncpg_dsn
@@ -175,12 +176,14 @@ async def test_a_filter_with_few_matches_is_counted_exactly(filled):
 
 
 async def test_one_employee_by_emp_id_is_a_unique_index_lookup(filled):
+    # The statement GET /employees/{emp_id} sends: the caller's account, the record joined to it.
     with captured(filled) as statements:
         async with AsyncSession(filled) as session:
-            await crud.get_employee_by_emp_id(session=session, emp_id=12_345)
+            await queries.get_employee_as(session=session, emp_id=12_345, user_id=uuid.uuid4())
     plan = await explain(filled, *statements[0])
-    assert plan["Node Type"] == "Index Scan"
-    assert plan["Index Name"] == "uq_employee_emp_id"
+    (employee,) = [n for n in nodes(plan) if n.get("Relation Name") == "employee"]
+    assert employee["Node Type"] == "Index Scan"
+    assert employee["Index Name"] == "uq_employee_emp_id"
 
 
 async def test_a_deep_offset_page_skips_rows_in_the_index_only(filled):

@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.employees import crud
 from app.employees.models import Employee, EmployeeRead
-from app.employees.queries import READ_COLUMNS
 from tests.conftest import employee_payload
 
 # Names with characters JSON escapes or encodes in several bytes, and a date and times to format.
@@ -41,10 +40,6 @@ async def check_answer(
     read = await client.get(f"/employees/{body['emp_id']}")
     assert read.content == answer.content
     assert read.headers["ETag"] == answer.headers["ETag"]
-
-
-def test_new_record_has_the_fields_of_employee_read() -> None:
-    assert crud.NewRecord._fields == READ_COLUMNS == tuple(EmployeeRead.model_fields)
 
 
 async def test_create_answers_the_stored_record(

@@ -1,8 +1,7 @@
 """All SQL that touches employee records; every change writes its audit row in the same commit."""
 
 import uuid
-from datetime import date, datetime
-from typing import Any, NamedTuple, NoReturn, cast
+from typing import Any, NoReturn, cast
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import (
@@ -22,22 +21,11 @@ from app.audit import crud as audit
 from app.audit.models import Actor, AuditAction
 from app.core.errors import ConflictError, NotFoundError, PreconditionFailedError
 from app.core.types import utc_now
-from app.employees.models import Employee, EmployeeCreate
+from app.employees.models import Employee, EmployeeCreate, EmployeeRead
 from app.employees.queries import read_columns
 
 # The Core table: its typed columns build filters and orderings.
 employee_table = cast(Table, Employee.__table__)  # type: ignore[attr-defined]
-
-
-async def get_employee_by_emp_id(
-    *, session: AsyncSession, emp_id: int, for_update: bool = False
-) -> Employee | None:
-    """One record; `for_update` locks its row until the commit (PostgreSQL), so that writers
-    queue up behind each other instead of failing on each other's new version."""
-    statement = select(Employee).where(employee_table.c.emp_id == emp_id)
-    if for_update:
-        statement = statement.with_for_update()
-    return (await session.execute(statement)).scalar_one_or_none()
 
 
 # A write reads and returns records as plain rows in the shape of `EmployeeRead` (Core, no ORM
@@ -59,32 +47,18 @@ async def lock_employee(*, session: AsyncSession, emp_id: int) -> WriteRow | Non
     return (await session.execute(_LOCK, {"emp_id": emp_id})).first()
 
 
-class NewRecord(NamedTuple):
-    """A record before it is written, with the fields of `EmployeeRead` in its order."""
-
-    id: uuid.UUID
-    emp_id: int
-    emp_name: str
-    city: str
-    country: str
-    emp_dob: date
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-def new_record(data: EmployeeCreate) -> NewRecord:
+def new_record(data: EmployeeCreate) -> EmployeeRead:
     """A new record, complete before it is written: id, timestamps and version 1."""
     now = utc_now()
-    return NewRecord(
+    return EmployeeRead(
         id=uuid.uuid4(), **data.model_dump(), created_at=now, updated_at=now, version=1
     )
 
 
-async def insert_employee(*, session: AsyncSession, record: NewRecord, actor: Actor) -> WriteRow:
+async def insert_employee(*, session: AsyncSession, record: EmployeeRead, actor: Actor) -> WriteRow:
     """Write a new record and its audit row, with whatever else the session holds; commit."""
     try:
-        row = (await session.execute(_INSERT, record._asdict())).one()
+        row = (await session.execute(_INSERT, record.model_dump())).one()
         changes = audit.diff(None, audit.snapshot(row))
         await audit.record_change(
             session=session, actor=actor, action=AuditAction.create, employee=row, changes=changes

@@ -11,7 +11,7 @@ from app.core.errors import NotFoundError
 from app.core.preconditions import check_if_match
 from app.core.types import INT32_MAX
 from app.employees import crud
-from app.employees.queries import etag
+from app.employees.models import etag
 
 EmpIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="The employee's business key.")]
 

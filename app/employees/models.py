@@ -50,6 +50,15 @@ EXAMPLE: dict[str, Any] = {
 }
 
 
+def etag(record: Any) -> str:
+    """The `ETag` of a record (a row or an instance): its id and version.
+
+    The row id is part of the tag: a record deleted and created again under the same emp_id
+    starts at version 1 once more, and must not match the old record's tags.
+    """
+    return f'"{record.id.hex}-{record.version}"'
+
+
 class Employee(SQLModel, table=True):
     __tablename__ = "employee"
     __table_args__ = (
@@ -96,9 +105,7 @@ class Employee(SQLModel, table=True):
 
     @property
     def etag(self) -> str:
-        # The row id is part of the tag: a record deleted and created again under the same
-        # emp_id starts at version 1 once more, and must not match the old record's tags.
-        return f'"{self.id.hex}-{self.version}"'
+        return etag(self)
 
 
 class EmployeeBase(SQLModel):

@@ -44,11 +44,6 @@ class Account(NamedTuple):
     token_version: int
 
 
-def etag(record: Any) -> str:
-    """The `ETag` of a record (a row or an instance): its id and version."""
-    return f'"{record.id.hex}-{record.version}"'
-
-
 # The caller's account drives the statement and the record is outer-joined to it: no account
 # means no row at all (the caller is refused before anything is said about the record), and an
 # account without a record means 404. Built once; the values are bound per request.

@@ -35,6 +35,7 @@ from app.employees.models import (
     EmployeeUpdate,
     SortField,
     SortOrder,
+    etag,
 )
 
 router = APIRouter(prefix="/employees", tags=["employees"])
@@ -158,7 +159,7 @@ async def read_employee(
     authorize(request, claims, account)
     if employee is None:
         raise NotFoundError(f"Employee {emp_id} not found")
-    tag = queries.etag(employee)
+    tag = etag(employee)
     if none_match(if_none_match, tag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
     return Response(queries.employee_json(employee), media_type=JSON, headers={"ETag": tag})
@@ -169,7 +170,7 @@ def written(
 ) -> Response:
     """The record a write left, as `EmployeeRead` JSON with its `ETag` (no model validation:
     the row's typed columns serialise straight to JSON, as a read's do)."""
-    headers["ETag"] = queries.etag(employee)
+    headers["ETag"] = etag(employee)
     return Response(queries.employee_json(employee), status_code, headers, media_type=JSON)
 
 

@@ -3,14 +3,12 @@
 from datetime import timedelta
 
 from fastapi import status
-from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import Actor
 from app.core.errors import ConflictError
 from app.employees import crud
-from app.employees.models import EmployeeCreate
-from app.employees.queries import etag
+from app.employees.models import EmployeeCreate, etag
 from app.idempotency import crud as idempotency
 from app.idempotency.models import StoredResponse
 
@@ -41,7 +39,7 @@ async def create_employee_once(
     response = StoredResponse(
         status.HTTP_201_CREATED,
         # In the shape of `EmployeeRead`, as the answer without a key is.
-        to_jsonable_python(record._asdict()),
+        record.model_dump(mode="json"),
         {"Location": location(data.emp_id), "ETag": etag(record)},
     )
     await idempotency.remember_response(
