@@ -15,16 +15,23 @@ from app.auth.router import password_router
 from app.auth.router import router as auth_router
 from app.core.bootstrap import start_first_admin
 from app.core.config import get_settings
-from app.core.db import create_engine, create_read_sessionmaker, create_sessionmaker
+from app.core.db import (
+    SessionCloser,
+    create_engine,
+    create_read_sessionmaker,
+    create_sessionmaker,
+)
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.openapi import document_body_errors
 from app.core.security import configure_hash_concurrency
 from app.docs import install_docs
 from app.employees.csv_router import router as employees_csv_router
+from app.employees.queries import estimate_cache
 from app.employees.router import router as employees_router
 from app.health.router import router as health_router
 from app.middleware import install_middleware
+from app.middleware.cut_off import CutOffMiddleware
 from app.observability.metrics import mark_worker_stopped, track_pool
 from app.observability.router import router as metrics_router
 from app.observability.tracing import configure_tracing, requested_exporter, shutdown_tracing
@@ -106,8 +113,14 @@ def create_app() -> FastAPI:
         # same OTEL_* variables `configure_tracing` reads; metrics are Prometheus' (/metrics).
         telemetry={"tracing": requested_exporter() is not None, "metrics": False, "logs": False},
     )
+    # Per app, not per module: tests build an app per database.
+    app.state.count_estimates = estimate_cache()
     install_error_handlers(app)
     document_body_errors(app)
+    # Innermost: the sessions are closed once the answer is out, whatever the layers above do.
+    app.add_middleware(SessionCloser)
+    # Inside the others: the 503 of a request cut off at shutdown gets their headers and log line.
+    app.add_middleware(CutOffMiddleware)
     install_middleware(app)
     install_docs(app)
     # Routes are matched in order: the employee records, most of the traffic, come first.

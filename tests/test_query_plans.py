@@ -162,6 +162,25 @@ async def test_a_filter_with_many_matches_is_estimated_without_counting(filled):
     assert len(statements) == 1 and statements[0][0].startswith("EXPLAIN")
 
 
+async def test_an_estimate_is_reused_for_a_few_seconds(filled):
+    estimates = queries.estimate_cache()
+
+    async def count(city: str) -> tuple[int, bool]:
+        async with AsyncSession(filled) as session:
+            return await queries.count_employees(
+                session=session, city=city, country=None, exact_up_to=1_000, estimates=estimates
+            )
+
+    with captured(filled) as statements:
+        first = await count("on")
+        again = await count("on")
+        other = await count("ar")
+    assert first == again and not first[1]
+    # The second page of the same filter asks nothing; another filter is planned.
+    assert [s.split()[0] for s, _ in statements] == ["EXPLAIN", "EXPLAIN"]
+    assert "ar" in statements[1][1] and other[0] > 1_000
+
+
 async def test_a_filter_with_few_matches_is_counted_exactly(filled):
     with captured(filled) as statements:
         async with AsyncSession(filled) as session:
@@ -177,10 +196,11 @@ async def test_a_filter_with_few_matches_is_counted_exactly(filled):
 
 async def test_one_employee_by_emp_id_is_a_unique_index_lookup(filled):
     # The statement GET /employees/{emp_id} sends: the caller's account, the record joined to it.
-    with captured(filled) as statements:
-        async with AsyncSession(filled) as session:
-            await queries.get_employee_as(session=session, emp_id=12_345, user_id=uuid.uuid4())
-    plan = await explain(filled, *statements[0])
+    # It runs on the driver (app.core.sql), past SQLAlchemy's execution events: its SQL is the
+    # statement compiled for this dialect, as app.core.sql sends it.
+    compiled = queries._EMPLOYEE_AS._compile(filled.dialect)
+    assert compiled.names == ("emp_id", "user_id")
+    plan = await explain(filled, compiled.sql, (12_345, uuid.uuid4()))
     (employee,) = [n for n in nodes(plan) if n.get("Relation Name") == "employee"]
     assert employee["Node Type"] == "Index Scan"
     assert employee["Index Name"] == "uq_employee_emp_id"

@@ -4,10 +4,11 @@ import uuid
 from typing import Any, cast
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import Actor, AuditAction, EmployeeAudit
+from app.core.sql import Query
 from app.core.types import utc_now
 from app.employees.models import Employee
 
@@ -33,7 +34,22 @@ def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[st
     }
 
 
-_INSERT_CHANGE = insert(audit_table)
+_CHANGE_COLUMNS = (
+    "employee_id",
+    "emp_id",
+    "action",
+    "version",
+    "actor_id",
+    "actor_username",
+    "request_id",
+    "changed_at",
+    "changes",
+)
+_INSERT_CHANGE = Query(
+    # inline(): the new row's id is not needed back (no RETURNING).
+    insert(audit_table).values({name: bindparam(name) for name in _CHANGE_COLUMNS}).inline(),
+    tuple,
+)
 
 
 async def record_change(
@@ -49,7 +65,8 @@ async def record_change(
     transaction: the change's commit writes both, or neither.
 
     `version` is the record's version after the change (a deletion counts as one more). A Core
-    INSERT: building an ORM instance and flushing it cost several times the statement itself.
+    INSERT run on the driver (app.core.sql): an ORM instance and a flush cost several times
+    the statement itself.
     """
     values = {
         "employee_id": employee.id,
@@ -62,7 +79,7 @@ async def record_change(
         "changed_at": utc_now(),
         "changes": changes,
     }
-    await session.execute(_INSERT_CHANGE, values)
+    await _INSERT_CHANGE.execute(session, **values)
 
 
 async def find_employee_id(*, session: AsyncSession, emp_id: int) -> uuid.UUID | None:

@@ -18,14 +18,20 @@ from app.users.models import User
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
 
+def request_settings(request: Request) -> Settings:
+    """The settings a request sees: overrides of `get_settings` (the tests' way to configure an
+    app) apply. Called directly by the dependencies on every request, which saves each of them
+    a dependency of its own."""
+    return request.app.dependency_overrides.get(get_settings, get_settings)()
+
+
 async def get_request_settings(request: Request) -> Settings:
     """The settings, as a dependency that runs on the event loop.
 
     FastAPI sends a plain `def` dependency such as `get_settings` to a worker thread on every
-    request, which cost more than the rest of a small request together. Overrides of
-    `get_settings` (the tests' way to configure an app) still apply.
+    request, which cost more than the rest of a small request together.
     """
-    return request.app.dependency_overrides.get(get_settings, get_settings)()
+    return request_settings(request)
 
 
 SettingsDep = Annotated[Settings, Depends(get_request_settings)]
@@ -67,9 +73,9 @@ def bearer_claims(token: str | None, settings: Settings) -> AccessClaims:
 
 
 async def get_claims(
-    token: Annotated[str | None, Depends(oauth2_scheme)], settings: SettingsDep
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> AccessClaims:
-    return bearer_claims(token, settings)
+    return bearer_claims(token, request_settings(request))
 
 
 # For a handler that loads the account together with its own data in one statement: it must
@@ -109,10 +115,14 @@ async def get_current_user(request: Request, claims: ClaimsDep, session: Session
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def get_admin(principal: CurrentPrincipal) -> Principal:
+def require_admin(principal: Principal) -> Principal:
     if not principal.is_admin:
         raise ForbiddenError("Administrator privileges are required")
     return principal
+
+
+async def get_admin(principal: CurrentPrincipal) -> Principal:
+    return require_admin(principal)
 
 
 AdminUser = Annotated[Principal, Depends(get_admin)]

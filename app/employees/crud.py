@@ -1,50 +1,76 @@
 """All SQL that touches employee records; every change writes its audit row in the same commit."""
 
 import uuid
+from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import (
-    CursorResult,
-    Row,
-    Table,
-    bindparam,
-    delete,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import crud as audit
 from app.audit.models import Actor, AuditAction
 from app.core.errors import ConflictError, NotFoundError, PreconditionFailedError
+from app.core.preconditions import check_if_match
+from app.core.sql import Query, transaction
 from app.core.types import utc_now
-from app.employees.models import Employee, EmployeeCreate, EmployeeRead
-from app.employees.queries import read_columns
+from app.employees.models import Employee, EmployeeCreate, EmployeeRead, etag
+from app.employees.queries import READ_COLUMNS, EmployeeRow, read_columns
 
 # The Core table: its typed columns build filters and orderings.
 employee_table = cast(Table, Employee.__table__)  # type: ignore[attr-defined]
+columns = employee_table.c
 
-
-# A write reads and returns records as plain rows in the shape of `EmployeeRead` (Core, no ORM
-# instances): the handler serialises them straight to JSON (`queries.employee_json`).
-WriteRow = Row[Any]
-
-
-# Statements built once (values bound per request): building one costs more than running it.
-_LOCK = (
-    select(*read_columns).where(employee_table.c.emp_id == bindparam("emp_id")).with_for_update()
+# Statements built once, values bound per request. A write reads and returns records as
+# `EmployeeRow`s, which the handler serialises straight to JSON (`queries.employee_json`).
+_LOCK = Query(
+    select(*read_columns).where(columns.emp_id == bindparam("emp_id")).with_for_update(),
+    EmployeeRow._make,
 )
-_INSERT = insert(employee_table).returning(*read_columns)
+_INSERT = Query(
+    insert(employee_table)
+    .values({name: bindparam(name) for name in READ_COLUMNS})
+    .returning(*read_columns),
+    EmployeeRow._make,
+)
+# Every writable column is set, changed or not: one statement for any PATCH. The version in the
+# WHERE clause makes it apply to the version that was read, and only to that one.
+_WRITABLE = ("emp_id", "emp_name", "city", "country", "emp_dob")
+_UPDATE = Query(
+    update(employee_table)
+    .where(columns.id == bindparam("row_id"), columns.version == bindparam("read_version"))
+    .values(
+        {name: bindparam(name) for name in (*_WRITABLE, "version", "updated_at")},
+    )
+    .returning(*read_columns),
+    EmployeeRow._make,
+)
+_DELETE = Query(
+    delete(employee_table).where(
+        columns.id == bindparam("row_id"), columns.version == bindparam("read_version")
+    ),
+    tuple,
+)
+_EXISTS = Query(select(columns.id).where(columns.id == bindparam("row_id")), tuple)
 
 
-async def lock_employee(*, session: AsyncSession, emp_id: int) -> WriteRow | None:
-    """The record a write is about to change, as a row locked until the commit (PostgreSQL):
-    writers of one record queue up behind each other instead of failing on each other's new
-    version. SQLite has no row locks; the version check in the write's WHERE clause decides."""
-    return (await session.execute(_LOCK, {"emp_id": emp_id})).first()
+@dataclass(frozen=True, slots=True)
+class IfMatch:
+    """A write's `If-Match` header, and whether the service requires one."""
+
+    header: str | None = None
+    required: bool = False
+
+
+async def lock_employee(*, session: AsyncSession, emp_id: int) -> EmployeeRow:
+    """The record a write is about to change, locked until the commit (PostgreSQL): writers of
+    one record queue up behind each other instead of failing on each other's new version.
+    SQLite has no row locks; the version check in the write's WHERE clause decides."""
+    employee = await _LOCK.first(session, emp_id=emp_id)
+    if employee is None:
+        raise NotFoundError(f"Employee {emp_id} not found")
+    return employee
 
 
 def new_record(data: EmployeeCreate) -> EmployeeRead:
@@ -55,92 +81,98 @@ def new_record(data: EmployeeCreate) -> EmployeeRead:
     )
 
 
-async def insert_employee(*, session: AsyncSession, record: EmployeeRead, actor: Actor) -> WriteRow:
+async def insert_employee(
+    *, session: AsyncSession, record: EmployeeRead, actor: Actor
+) -> EmployeeRow:
     """Write a new record and its audit row, with whatever else the session holds; commit."""
     try:
-        row = (await session.execute(_INSERT, record.model_dump())).one()
-        changes = audit.diff(None, audit.snapshot(row))
-        await audit.record_change(
-            session=session, actor=actor, action=AuditAction.create, employee=row, changes=changes
-        )
-        await session.commit()
+        async with transaction(session):
+            row = await _INSERT.first(session, **record.model_dump())
+            assert row is not None  # INSERT ... RETURNING returns the row it wrote
+            changes = audit.diff(None, audit.snapshot(row))
+            await audit.record_change(
+                session=session,
+                actor=actor,
+                action=AuditAction.create,
+                employee=row,
+                changes=changes,
+            )
     except IntegrityError:
         # The unique constraint decides duplicates, so two racing requests cannot both win.
-        await session.rollback()
         raise ConflictError(f"An employee with emp_id {record.emp_id} already exists") from None
     return row
 
 
-async def create_employee(*, session: AsyncSession, data: EmployeeCreate, actor: Actor) -> WriteRow:
+async def create_employee(
+    *, session: AsyncSession, data: EmployeeCreate, actor: Actor
+) -> EmployeeRow:
     return await insert_employee(session=session, record=new_record(data), actor=actor)
 
 
 async def update_employee(
     *,
     session: AsyncSession,
-    employee: WriteRow,
+    emp_id: int,
     changes: dict[str, Any],
     actor: Actor,
-    conditional: bool = False,
-) -> WriteRow:
-    """Apply `changes` to the version of the record that was read, and only to that version.
+    if_match: IfMatch,
+) -> EmployeeRow:
+    """Apply `changes` to the record's current version, once `If-Match` allows it.
 
     A change that alters nothing writes nothing: no new version, no audit row.
     """
-    before = audit.snapshot(employee)
-    delta = audit.diff(before, before | to_jsonable_python(changes))
-    if not delta:
-        return employee
-    statement = (
-        update(employee_table)
-        .where(employee_table.c.id == employee.id, employee_table.c.version == employee.version)
-        .values(**changes, version=employee.version + 1, updated_at=utc_now())
-        .returning(*read_columns)
-    )
-    target_emp_id = changes.get("emp_id", employee.emp_id)
-    try:
-        row = (await session.execute(statement)).one_or_none()
-    except IntegrityError:
-        await session.rollback()
-        raise ConflictError(f"An employee with emp_id {target_emp_id} already exists") from None
-    if row is None:
-        await _refuse_stale_write(session, employee, conditional=conditional)
-    await audit.record_change(
-        session=session, actor=actor, action=AuditAction.update, employee=row, changes=delta
-    )
-    await session.commit()
+    async with transaction(session):
+        employee = await lock_employee(session=session, emp_id=emp_id)
+        conditional = check_if_match(if_match.header, etag(employee), required=if_match.required)
+        before = audit.snapshot(employee)
+        delta = audit.diff(before, before | to_jsonable_python(changes))
+        if not delta:
+            return employee
+        values = {name: changes.get(name, getattr(employee, name)) for name in _WRITABLE}
+        try:
+            row = await _UPDATE.first(
+                session,
+                **values,
+                version=employee.version + 1,
+                updated_at=utc_now(),
+                row_id=employee.id,
+                read_version=employee.version,
+            )
+        except IntegrityError:
+            taken = values["emp_id"]
+            raise ConflictError(f"An employee with emp_id {taken} already exists") from None
+        if row is None:
+            await _refuse_stale_write(session, employee, conditional=conditional)
+        await audit.record_change(
+            session=session, actor=actor, action=AuditAction.update, employee=row, changes=delta
+        )
     return row
 
 
 async def delete_employee(
-    *, session: AsyncSession, employee: WriteRow, actor: Actor, conditional: bool = False
+    *, session: AsyncSession, emp_id: int, actor: Actor, if_match: IfMatch
 ) -> None:
-    statement = delete(employee_table).where(
-        employee_table.c.id == employee.id, employee_table.c.version == employee.version
-    )
-    result = cast(CursorResult[Any], await session.execute(statement))
-    if result.rowcount == 0:
-        await _refuse_stale_write(session, employee, conditional=conditional)
-    await audit.record_change(
-        session=session,
-        actor=actor,
-        action=AuditAction.delete,
-        employee=employee,
-        changes=audit.diff(audit.snapshot(employee), None),
-        version=employee.version + 1,
-    )
-    await session.commit()
+    async with transaction(session):
+        employee = await lock_employee(session=session, emp_id=emp_id)
+        conditional = check_if_match(if_match.header, etag(employee), required=if_match.required)
+        deleted = await _DELETE.execute(session, row_id=employee.id, read_version=employee.version)
+        if deleted == 0:
+            await _refuse_stale_write(session, employee, conditional=conditional)
+        await audit.record_change(
+            session=session,
+            actor=actor,
+            action=AuditAction.delete,
+            employee=employee,
+            changes=audit.diff(audit.snapshot(employee), None),
+            version=employee.version + 1,
+        )
 
 
 async def _refuse_stale_write(
-    session: AsyncSession, employee: WriteRow, *, conditional: bool
+    session: AsyncSession, employee: EmployeeRow, *, conditional: bool
 ) -> NoReturn:
     """The write matched no row: the record was deleted, or another writer got there first."""
-    still_there = (
-        await session.execute(select(employee_table.c.id).where(employee_table.c.id == employee.id))
-    ).first()
-    await session.rollback()
-    if still_there is None:
+    if await _EXISTS.first(session, row_id=employee.id) is None:
         raise NotFoundError(f"Employee {employee.emp_id} not found")
     if conditional:
         raise PreconditionFailedError(

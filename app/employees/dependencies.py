@@ -1,17 +1,12 @@
-"""Path parameters resolved to records, and the conditional-request headers of a write."""
+"""The employee path parameter and the conditional-request headers."""
 
-from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Path
+from fastapi import Depends, Header, Path, Request
 
-from app.auth.dependencies import SettingsDep
-from app.core.db import SessionDep
-from app.core.errors import NotFoundError
-from app.core.preconditions import check_if_match
+from app.auth.dependencies import request_settings
 from app.core.types import INT32_MAX
 from app.employees import crud
-from app.employees.models import etag
 
 EmpIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="The employee's business key.")]
 
@@ -31,23 +26,9 @@ IfNoneMatchHeader = Annotated[
 ]
 
 
-@dataclass(frozen=True)
-class WriteTarget:
-    employee: crud.WriteRow
-    # The client named the version it read (If-Match with tags): the write applies to that
-    # version or not at all.
-    conditional: bool
+async def get_if_match(request: Request, if_match: IfMatchHeader = None) -> crud.IfMatch:
+    return crud.IfMatch(if_match, required=request_settings(request).require_if_match)
 
 
-async def get_write_target(
-    emp_id: EmpIdPath, session: SessionDep, settings: SettingsDep, if_match: IfMatchHeader = None
-) -> WriteTarget:
-    """The record, row-locked for this request's write, with its `If-Match` checked."""
-    employee = await crud.lock_employee(session=session, emp_id=emp_id)
-    if employee is None:
-        raise NotFoundError(f"Employee {emp_id} not found")
-    conditional = check_if_match(if_match, etag(employee), required=settings.require_if_match)
-    return WriteTarget(employee, conditional)
-
-
-WriteTargetDep = Annotated[WriteTarget, Depends(get_write_target)]
+# A write's precondition: checked against the record once it is locked (app.employees.crud).
+IfMatchDep = Annotated[crud.IfMatch, Depends(get_if_match)]

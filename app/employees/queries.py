@@ -5,10 +5,13 @@ instances and validating them into response models, and the values come from typ
 already, so they go straight to JSON in the shape of `EmployeeRead`.
 """
 
+import datetime
 import json
 import uuid
+from collections.abc import MutableMapping
 from typing import Any, NamedTuple, cast
 
+from cachetools import TTLCache
 from pydantic_core import to_json
 from sqlalchemy import (
     ColumnElement,
@@ -24,53 +27,62 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.employees.models import Employee, EmployeeRead, SortField, SortOrder
-from app.users.crud import ACCESS_COLUMNS, user_table
+from app.core.sql import Query
+from app.employees.models import Employee, SortField, SortOrder
+from app.users.crud import ACCESS_COLUMNS, Access, user_table
 
 employee_table = cast(Table, Employee.__table__)  # type: ignore[attr-defined]
 
+
+class EmployeeRow(NamedTuple):
+    """A record as statements return it: the columns of `EmployeeRead`, in its order (a test
+    holds the two together)."""
+
+    id: uuid.UUID
+    emp_id: int
+    emp_name: str
+    city: str
+    country: str
+    emp_dob: datetime.date
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
 # The columns a read returns, in the order and under the names of `EmployeeRead`.
-READ_COLUMNS = tuple(EmployeeRead.model_fields)
+READ_COLUMNS = EmployeeRow._fields
 read_columns = [employee_table.c[name] for name in READ_COLUMNS]
 
 
-class Account(NamedTuple):
-    """The calling account's access columns, read in the same statement as the data."""
-
-    id: uuid.UUID
-    username: str
-    is_admin: bool
-    is_active: bool
-    token_version: int
+def _account_and_record(values: Any) -> tuple[Access, EmployeeRow | None]:
+    width = len(READ_COLUMNS)
+    record = EmployeeRow._make(values[:width]) if values[0] is not None else None
+    return Access._make(values[width:]), record
 
 
 # The caller's account drives the statement and the record is outer-joined to it: no account
 # means no row at all (the caller is refused before anything is said about the record), and an
 # account without a record means 404. Built once; the values are bound per request.
 _account_columns = [user_table.c[name].label(f"account_{name}") for name in ACCESS_COLUMNS]
-_EMPLOYEE_AS = (
+_EMPLOYEE_AS = Query(
     select(*read_columns, *_account_columns)
     .select_from(
         user_table.outerjoin(employee_table, employee_table.c.emp_id == bindparam("emp_id"))
     )
-    .where(user_table.c.id == bindparam("user_id"))
+    .where(user_table.c.id == bindparam("user_id")),
+    _account_and_record,
 )
 
 
 async def get_employee_as(
     *, session: AsyncSession, emp_id: int, user_id: uuid.UUID
-) -> tuple[Account | None, Row[Any] | None]:
+) -> tuple[Access | None, EmployeeRow | None]:
     """The caller's account and one record, in one round trip."""
-    result = await session.execute(_EMPLOYEE_AS, {"emp_id": emp_id, "user_id": user_id})
-    row = result.first()
-    if row is None:
-        return None, None
-    values = tuple(row)
-    account = Account(*values[len(READ_COLUMNS) :])
-    return account, (row if values[0] is not None else None)
+    found = await _EMPLOYEE_AS.first(session, emp_id=emp_id, user_id=user_id)
+    return (None, None) if found is None else found
 
 
-def employee_json(row: Row[Any]) -> bytes:
+def employee_json(row: EmployeeRow | Row[Any]) -> bytes:
     """One record as `EmployeeRead` JSON."""
     return to_json(dict(zip(READ_COLUMNS, row, strict=False)))
 
@@ -146,6 +158,17 @@ async def list_employees(
     return rows[:limit], len(rows) > limit
 
 
+# The planner's estimates, remembered for a few seconds per filter: a client walking the pages
+# of one filter would otherwise have every page planned twice (the page, and EXPLAIN for its
+# count). An estimate a few seconds old is as good as a new one.
+Estimates = MutableMapping[tuple[str | None, str | None], int]
+ESTIMATE_SECONDS = 5.0
+
+
+def estimate_cache() -> Estimates:
+    return TTLCache(maxsize=1024, ttl=ESTIMATE_SECONDS)
+
+
 async def list_total(
     *,
     session: AsyncSession,
@@ -155,6 +178,7 @@ async def list_total(
     city: str | None,
     country: str | None,
     exact_up_to: int,
+    estimates: Estimates | None = None,
 ) -> tuple[int, bool]:
     """`X-Total-Count` of a page of `served` rows (`offset` None: a keyset page), and whether
     it is exact.
@@ -165,7 +189,11 @@ async def list_total(
     if offset is not None and not more and (served or not offset):
         return offset + served, True
     total, exact = await count_employees(
-        session=session, city=city, country=country, exact_up_to=exact_up_to
+        session=session,
+        city=city,
+        country=country,
+        exact_up_to=exact_up_to,
+        estimates=estimates,
     )
     if exact:
         return total, True
@@ -173,24 +201,35 @@ async def list_total(
 
 
 async def count_employees(
-    *, session: AsyncSession, city: str | None, country: str | None, exact_up_to: int
+    *,
+    session: AsyncSession,
+    city: str | None,
+    country: str | None,
+    exact_up_to: int,
+    estimates: Estimates | None = None,
 ) -> tuple[int, bool]:
     """How many rows match, and whether that number is exact.
 
     On PostgreSQL the planner is asked first (pg_class.reltuples for the whole table, the plan's
     row estimate for a filter; ANALYZE keeps both close): above `exact_up_to` that estimate is
     the answer, since counting thousands of matches would cost more than the page itself. Below,
-    the rows are counted, but never more than `exact_up_to` + 1 of them.
+    the rows are counted, but never more than `exact_up_to` + 1 of them. `estimates` keeps
+    the planner's answers for a few seconds (`estimate_cache`).
     """
     conditions = list_filters(city, country)
     if (await session.connection()).dialect.name != "postgresql":
         every = select(func.count()).select_from(employee_table).where(*conditions)
         return (await session.execute(every)).scalar_one(), True
     matching = select(literal(1)).select_from(employee_table).where(*conditions)
-    if conditions:
-        estimate = await _planned_rows(session, matching)
-    else:
-        estimate = (await session.execute(TABLE_ESTIMATE)).scalar_one()
+    key = (city, country)
+    estimate = None if estimates is None else estimates.get(key)
+    if estimate is None:
+        if conditions:
+            estimate = await _planned_rows(session, matching)
+        else:
+            estimate = (await session.execute(TABLE_ESTIMATE)).scalar_one()
+        if estimates is not None:
+            estimates[key] = estimate
     if estimate > exact_up_to:
         return int(estimate), False
     capped = select(func.count()).select_from(matching.limit(exact_up_to + 1).subquery())

@@ -24,11 +24,7 @@ from app.core.pagination import (
 from app.core.preconditions import none_match
 from app.core.types import SearchTerm
 from app.employees import crud, paging, queries, service
-from app.employees.dependencies import (
-    EmpIdPath,
-    IfNoneMatchHeader,
-    WriteTargetDep,
-)
+from app.employees.dependencies import EmpIdPath, IfMatchDep, IfNoneMatchHeader
 from app.employees.models import (
     EmployeeCreate,
     EmployeeRead,
@@ -120,6 +116,7 @@ async def list_employees(
         city=city,
         country=country,
         exact_up_to=settings.exact_count_limit,
+        estimates=getattr(request.app.state, "count_estimates", None),
     )
     response = Response(queries.employees_json(rows), media_type=JSON)
     next_cursor = paging.cursor_after(rows[-1], sort_by, order) if more else None
@@ -166,7 +163,7 @@ async def read_employee(
 
 
 def written(
-    employee: crud.WriteRow, status_code: int = status.HTTP_200_OK, **headers: str
+    employee: queries.EmployeeRow, status_code: int = status.HTTP_200_OK, **headers: str
 ) -> Response:
     """The record a write left, as `EmployeeRead` JSON with its `ETag` (no model validation:
     the row's typed columns serialise straight to JSON, as a read's do)."""
@@ -212,17 +209,14 @@ async def create_employee(
 )
 async def replace_employee(
     actor: AdminActor,
-    target: WriteTargetDep,
+    emp_id: EmpIdPath,
+    if_match: IfMatchDep,
     data: EmployeeCreate,
     session: SessionDep,
 ) -> Response:
     """Replace every field of an employee (admin only); `emp_id` may change if it is free."""
     employee = await crud.update_employee(
-        session=session,
-        employee=target.employee,
-        changes=data.model_dump(),
-        actor=actor,
-        conditional=target.conditional,
+        session=session, emp_id=emp_id, changes=data.model_dump(), actor=actor, if_match=if_match
     )
     return written(employee)
 
@@ -235,17 +229,18 @@ async def replace_employee(
 )
 async def update_employee(
     actor: AdminActor,
-    target: WriteTargetDep,
+    emp_id: EmpIdPath,
+    if_match: IfMatchDep,
     data: EmployeeUpdate,
     session: SessionDep,
 ) -> Response:
     """Change only the fields sent (admin only); omitted fields keep their values."""
     employee = await crud.update_employee(
         session=session,
-        employee=target.employee,
+        emp_id=emp_id,
         changes=data.model_dump(exclude_unset=True),
         actor=actor,
-        conditional=target.conditional,
+        if_match=if_match,
     )
     return written(employee)
 
@@ -256,8 +251,8 @@ async def update_employee(
     responses=WRITE_ERRORS,
     operation_id="delete_employee",
 )
-async def delete_employee(actor: AdminActor, target: WriteTargetDep, session: SessionDep) -> None:
+async def delete_employee(
+    actor: AdminActor, emp_id: EmpIdPath, if_match: IfMatchDep, session: SessionDep
+) -> None:
     """Delete an employee (admin only); its history stays readable."""
-    await crud.delete_employee(
-        session=session, employee=target.employee, actor=actor, conditional=target.conditional
-    )
+    await crud.delete_employee(session=session, emp_id=emp_id, actor=actor, if_match=if_match)

@@ -1,0 +1,206 @@
+"""app.core.sql: the hot statements on the driver give what SQLAlchemy gives, errors included."""
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import Float, bindparam, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.db import create_engine, create_read_sessionmaker
+from app.core.sql import Query, transaction
+from app.employees import crud, queries
+from app.employees.models import EmployeeCreate, EmployeeRead
+from tests.conftest import employee_payload
+from tests.pg import asyncpg_dsn
+
+table = queries.employee_table
+BY_EMP_ID = select(*queries.read_columns).where(table.c.emp_id == bindparam("emp_id"))
+ONE = Query(BY_EMP_ID, queries.EmployeeRow._make)
+ALL = Query(select(*queries.read_columns).order_by(table.c.emp_id), queries.EmployeeRow._make)
+RENAME = Query(
+    update(table).where(table.c.city == bindparam("old")).values(city=bindparam("new")), tuple
+)
+COUNT = select(func.count()).select_from(table)
+SLEEP = Query(select(func.pg_sleep(bindparam("seconds", type_=Float))), tuple)
+Sessions = async_sessionmaker[AsyncSession]
+
+
+def test_employee_row_has_the_fields_of_employee_read() -> None:
+    assert queries.EmployeeRow._fields == tuple(EmployeeRead.model_fields)
+
+
+async def test_rows_are_what_sqlalchemy_returns(
+    session: AsyncSession, make_employees: Callable[..., Any]
+) -> None:
+    await make_employees({"emp_id": 1}, {"emp_id": 2, "city": "Paris"})
+
+    row = await ONE.first(session, emp_id=2)
+    expected = (await session.execute(BY_EMP_ID, {"emp_id": 2})).one()
+
+    assert row == tuple(expected)
+    assert isinstance(row, queries.EmployeeRow) and row.city == "Paris"
+    assert row.created_at.tzinfo is not None  # the column type's result processing applied
+    assert await ONE.first(session, emp_id=3) is None
+    assert [r.emp_id for r in await ALL.all(session)] == [1, 2]
+
+
+async def test_execute_counts_the_rows_changed(
+    session: AsyncSession, make_employees: Callable[..., Any]
+) -> None:
+    await make_employees({"emp_id": 1}, {"emp_id": 2}, {"emp_id": 3, "city": "Paris"})
+
+    assert await RENAME.execute(session, old="London", new="Leeds") == 2
+    assert await RENAME.execute(session, old="Nowhere", new="Leeds") == 0
+
+
+async def test_a_duplicate_is_an_integrity_error(session: AsyncSession) -> None:
+    record = crud.new_record(EmployeeCreate(**employee_payload(7)))
+    await crud._INSERT.first(session, **record.model_dump())
+
+    again = crud.new_record(EmployeeCreate(**employee_payload(7)))
+    with pytest.raises(IntegrityError):
+        await crud._INSERT.first(session, **again.model_dump())
+
+
+async def _count(sessionmaker: Sessions) -> int:
+    async with sessionmaker() as session:
+        return int((await session.execute(COUNT)).scalar_one())
+
+
+async def _insert(session: AsyncSession, emp_id: int) -> None:
+    record = crud.new_record(EmployeeCreate(**employee_payload(emp_id)))
+    await crud._INSERT.first(session, **record.model_dump())
+
+
+@pytest.mark.postgres_only
+async def test_a_transaction_commits_all_or_nothing(sessionmaker: Sessions) -> None:
+    async with sessionmaker() as session, transaction(session):
+        await _insert(session, 1)
+        await _insert(session, 2)
+    assert await _count(sessionmaker) == 2
+
+    async with sessionmaker() as session:
+        with pytest.raises(IntegrityError):
+            async with transaction(session):
+                await _insert(session, 3)
+                await _insert(session, 1)  # taken: the whole block is undone
+    assert await _count(sessionmaker) == 2
+
+    async with sessionmaker() as session:
+        with pytest.raises(RuntimeError):
+            async with transaction(session):
+                await _insert(session, 4)
+                raise RuntimeError("the handler failed after the insert")
+    assert await _count(sessionmaker) == 2
+
+
+@pytest.mark.postgres_only
+async def test_statements_outside_a_transaction_commit_at_once(sessionmaker: Sessions) -> None:
+    """A read session's statements run in autocommit: nothing is left open on the connection."""
+    async with sessionmaker() as session:
+        await _insert(session, 1)
+        driver = (await (await session.connection()).get_raw_connection()).driver_connection
+        assert not driver.is_in_transaction()
+        assert await _count(sessionmaker) == 1  # seen from another connection
+
+
+@pytest.mark.postgres_only
+async def test_a_cancelled_transaction_leaves_nothing_behind(sessionmaker: Sessions) -> None:
+    inserted = asyncio.Event()
+
+    async def slow_write() -> None:
+        async with sessionmaker() as session, transaction(session):
+            await _insert(session, 1)
+            inserted.set()
+            await asyncio.sleep(30)  # the client went away meanwhile
+
+    task = asyncio.create_task(slow_write())
+    await inserted.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert await _count(sessionmaker) == 0
+    async with sessionmaker() as session:  # the pool hands out no connection inside a transaction
+        driver = (await (await session.connection()).get_raw_connection()).driver_connection
+        assert not driver.is_in_transaction()
+        await _insert(session, 2)
+    assert await _count(sessionmaker) == 1
+
+
+@pytest.mark.postgres_only
+async def test_a_lost_connection_is_an_operational_error_and_is_replaced(
+    sessionmaker: Sessions, postgres_server: Any
+) -> None:
+    async with sessionmaker() as session:
+        await ONE.first(session, emp_id=1)
+        connection = await session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        killer = await asyncpg.connect(asyncpg_dsn(postgres_server.url))
+        try:
+            await killer.execute("SELECT pg_terminate_backend($1)", driver.get_server_pid())
+        finally:
+            await killer.close()
+        with pytest.raises(OperationalError) as raised:
+            await ONE.first(session, emp_id=1)
+        assert raised.value.connection_invalidated
+
+    async with sessionmaker() as session:  # a new connection; the dead one is gone
+        assert await ONE.first(session, emp_id=1) is None
+
+
+@pytest.mark.postgres_only
+async def test_a_statement_cancelled_midway_does_not_poison_the_pool(settings: Any) -> None:
+    """uvicorn cancels requests still running when a shutdown's drain time is up: the connection
+    is then halfway through a statement, and must not be handed to the next request as it is."""
+    engine = create_engine(settings, pool_size=1, max_overflow=0)
+    sessions = create_read_sessionmaker(engine)
+    try:
+        started = asyncio.Event()
+
+        async def slow_read() -> None:
+            async with sessions() as session:
+                started.set()
+                await SLEEP.first(session, seconds=30)
+
+        task = asyncio.create_task(slow_read())
+        await started.wait()
+        await asyncio.sleep(0.2)  # the statement is on the server now
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        async with sessions() as session:  # the pool's only connection, or its replacement
+            assert await ONE.first(session, emp_id=1) is None
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_a_transaction_left_open_is_closed_not_pooled(
+    sessionmaker: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second cancellation can cut the ROLLBACK short too: the connection is closed then,
+    rather than handed to the next request inside the half-done transaction."""
+
+    async def cancelled_rollback(self: Any) -> None:
+        raise asyncio.CancelledError
+
+    async with sessionmaker() as session:
+        driver = (await (await session.connection()).get_raw_connection()).driver_connection
+        with pytest.raises(asyncio.CancelledError):
+            async with transaction(session):
+                await _insert(session, 1)
+                monkeypatch.setattr(asyncpg.transaction.Transaction, "rollback", cancelled_rollback)
+                raise RuntimeError("the handler failed")
+        monkeypatch.undo()
+        assert driver.is_closed()
+
+    assert await _count(sessionmaker) == 0
+    async with sessionmaker() as session:
+        await _insert(session, 2)
+    assert await _count(sessionmaker) == 1
