@@ -204,3 +204,24 @@ async def test_a_transaction_left_open_is_closed_not_pooled(
     async with sessionmaker() as session:
         await _insert(session, 2)
     assert await _count(sessionmaker) == 1
+
+
+@pytest.mark.postgres_only
+async def test_after_a_commit_the_statements_follow_the_session_to_its_new_connection(
+    sessionmaker: Sessions,
+) -> None:
+    """A commit hands the session's connection back to the pool; another request may take it."""
+    pid = Query(select(func.pg_backend_pid()), tuple)
+
+    async def backend(session: AsyncSession) -> tuple[int, int]:
+        driven = await pid.first(session)
+        assert driven is not None
+        return driven[0], (await session.execute(select(func.pg_backend_pid()))).scalar_one()
+
+    async with sessionmaker() as session:
+        await backend(session)
+        await session.commit()
+        async with sessionmaker() as other:  # takes the connection the first session gave back
+            taken, _ = await backend(other)
+            now, holding = await backend(session)
+            assert now == holding != taken

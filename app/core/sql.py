@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import Executable
 
 R = TypeVar("R")
-_DRIVER = "sql.driver"  # session.info key: the session's asyncpg connection, once looked up
+_DRIVER = "app.sql.driver"  # connection.info key: its asyncpg connection, once looked up
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +116,18 @@ async def _run(
 
 
 async def _driver(session: AsyncSession) -> tuple[Any, AsyncConnection]:
-    """The session's connection, and its asyncpg connection (None on any other driver)."""
+    """The session's connection, and its asyncpg connection (None on any other driver).
+
+    The asyncpg connection is remembered in the pooled connection's `info`, which lives exactly
+    as long as that database connection (a session may hold another one after a commit).
+    """
     connection = await session.connection()
-    driver = session.info.get(_DRIVER)
-    if driver is None and connection.dialect.driver == "asyncpg":
+    if connection.dialect.driver != "asyncpg":
+        return None, connection
+    driver = connection.info.get(_DRIVER)
+    if driver is None:
         driver = (await connection.get_raw_connection()).driver_connection
-        session.info[_DRIVER] = driver
+        connection.info[_DRIVER] = driver
     return driver, connection
 
 
