@@ -59,11 +59,11 @@ async def test_execute_counts_the_rows_changed(
 
 async def test_a_duplicate_is_an_integrity_error(session: AsyncSession) -> None:
     record = crud.new_record(EmployeeCreate(**employee_payload(7)))
-    await crud._INSERT.first(session, **record.model_dump())
+    await crud._INSERT.write.first(session, **record.model_dump())
 
     again = crud.new_record(EmployeeCreate(**employee_payload(7)))
     with pytest.raises(IntegrityError):
-        await crud._INSERT.first(session, **again.model_dump())
+        await crud._INSERT.write.first(session, **again.model_dump())
 
 
 async def _count(sessionmaker: Sessions) -> int:
@@ -73,7 +73,7 @@ async def _count(sessionmaker: Sessions) -> int:
 
 async def _insert(session: AsyncSession, emp_id: int) -> None:
     record = crud.new_record(EmployeeCreate(**employee_payload(emp_id)))
-    await crud._INSERT.first(session, **record.model_dump())
+    await crud._INSERT.write.first(session, **record.model_dump())
 
 
 @pytest.mark.postgres_only
@@ -225,3 +225,50 @@ async def test_after_a_commit_the_statements_follow_the_session_to_its_new_conne
             taken, _ = await backend(other)
             now, holding = await backend(session)
             assert now == holding != taken
+
+
+class RoundTrips:
+    """The statements sent on asyncpg (BEGIN and COMMIT included), by their first word."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent: list[str] = []
+        for owner, name in (
+            (asyncpg.connection.Connection, "fetchrow"),
+            (asyncpg.connection.Connection, "fetch"),
+            (asyncpg.connection.Connection, "execute"),
+            (asyncpg.connection.Connection, "prepare"),  # SQLAlchemy's own path
+        ):
+            monkeypatch.setattr(owner, name, self._counting(name, getattr(owner, name)))
+
+    def _counting(self, name: str, method: Any) -> Any:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            sql = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
+            self.sent.append(f"{name} {sql.split()[0].rstrip(';') if sql else ''}".strip())
+            return await method(*args, **kwargs)
+
+        return counted
+
+
+@pytest.mark.postgres_only
+async def test_the_writes_round_trips_on_postgresql(
+    admin_user_client: Any, make_employees: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A create is the account and one statement (the record with its audit row); a PATCH adds
+    the row lock, and BEGIN/COMMIT around the two."""
+    await make_employees({"emp_id": 1})
+    trips = RoundTrips(monkeypatch)
+
+    created = await admin_user_client.post("/employees/", json=employee_payload(2))
+    assert created.status_code == 201
+    assert trips.sent == ["fetchrow SELECT", "fetchrow WITH"]  # the account; record + audit row
+
+    trips.sent.clear()
+    patched = await admin_user_client.patch("/employees/1", json={"city": "Porto"})
+    assert patched.status_code == 200
+    assert trips.sent == [
+        "fetchrow SELECT",  # the account
+        "execute BEGIN",
+        "fetchrow SELECT",  # the row lock
+        "fetchrow WITH",  # the new version and its audit row
+        "execute COMMIT",
+    ]

@@ -1,10 +1,11 @@
 """Audit rows: written in the caller's transaction, so a rolled-back change leaves none behind."""
 
 import uuid
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar, cast
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import Insert, Select, Table, Update, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import Actor, AuditAction, EmployeeAudit
@@ -50,6 +51,59 @@ _INSERT_CHANGE = Query(
     insert(audit_table).values({name: bindparam(name) for name in _CHANGE_COLUMNS}).inline(),
     tuple,
 )
+
+
+R = TypeVar("R")
+# Who made a change, when, and what it changed; the record's id, emp_id and version come from
+# the row the write returns.
+_WHO = ("action", "actor_id", "actor_username", "request_id", "changed_at", "changes")
+
+
+def _logged(write: Insert | Update) -> Select[Any]:
+    """A write returning the record, and the audit row of it, as one statement (PostgreSQL).
+
+    A data-modifying CTE: the audit INSERT reads the rows the write returns, so a write that
+    matches no row logs nothing, and both happen in one round trip.
+    """
+    written = write.cte("written")
+    who = [bindparam(name, type_=audit_table.c[name].type) for name in _WHO]
+    change = select(written.c.id, written.c.emp_id, written.c.version, *who)
+    columns = ["employee_id", "emp_id", "version", *_WHO]
+    log = insert(audit_table).from_select(columns, change).cte("logged")
+    return select(*written.c).add_cte(log)
+
+
+class LoggedWrite(Generic[R]):
+    """A write of one record together with its audit row: one statement on PostgreSQL, the
+    write and then `record_change` elsewhere (SQLite has no data-modifying CTEs)."""
+
+    def __init__(
+        self, write: Insert | Update, action: AuditAction, row: Callable[[Sequence[Any]], R]
+    ) -> None:
+        self.action = action
+        self.write = Query(write, row)
+        self.logged = Query(_logged(write), row)
+
+    async def first(
+        self, session: AsyncSession, *, actor: Actor, changes: dict[str, Any], **values: Any
+    ) -> R | None:
+        """The written record (None when the write matched no row, and nothing is logged)."""
+        if session.get_bind().dialect.name == "postgresql":
+            who = {
+                "action": self.action.value,
+                "actor_id": actor.user_id,
+                "actor_username": actor.username,
+                "request_id": actor.request_id,
+                "changed_at": utc_now(),
+                "changes": changes,
+            }
+            return await self.logged.first(session, **values, **who)
+        row = await self.write.first(session, **values)
+        if row is not None:
+            await record_change(
+                session=session, actor=actor, action=self.action, employee=row, changes=changes
+            )
+        return row
 
 
 async def record_change(

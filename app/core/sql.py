@@ -157,14 +157,18 @@ async def _raise_translated(
 
 
 @contextlib.asynccontextmanager
-async def transaction(session: AsyncSession) -> AsyncIterator[None]:
+async def transaction(session: AsyncSession, *, one_statement: bool = False) -> AsyncIterator[None]:
     """Commit the block's statements together, or none of them.
 
-    With asyncpg and no transaction open yet, the driver's own BEGIN and COMMIT frame the block.
+    With asyncpg and no transaction open yet, the driver's own BEGIN and COMMIT frame the block;
+    a block that sends `one_statement` on asyncpg needs neither (a statement is atomic by itself).
     Otherwise (SQLite, or the session's statements already opened a transaction) the session
     commits it all, its earlier statements included; an error rolls it all back.
     """
     driver, _ = await _driver(session)
+    if driver is not None and one_statement and not driver.is_in_transaction():
+        yield
+        return
     if driver is None or driver.is_in_transaction():
         try:
             yield

@@ -28,22 +28,24 @@ _LOCK = Query(
     select(*read_columns).where(columns.emp_id == bindparam("emp_id")).with_for_update(),
     EmployeeRow._make,
 )
-_INSERT = Query(
+_INSERT = audit.LoggedWrite(
     insert(employee_table)
     .values({name: bindparam(name) for name in READ_COLUMNS})
     .returning(*read_columns),
+    AuditAction.create,
     EmployeeRow._make,
 )
 # Every writable column is set, changed or not: one statement for any PATCH. The version in the
 # WHERE clause makes it apply to the version that was read, and only to that one.
 _WRITABLE = ("emp_id", "emp_name", "city", "country", "emp_dob")
-_UPDATE = Query(
+_UPDATE = audit.LoggedWrite(
     update(employee_table)
     .where(columns.id == bindparam("row_id"), columns.version == bindparam("read_version"))
     .values(
         {name: bindparam(name) for name in (*_WRITABLE, "version", "updated_at")},
     )
     .returning(*read_columns),
+    AuditAction.update,
     EmployeeRow._make,
 )
 _DELETE = Query(
@@ -85,18 +87,12 @@ async def insert_employee(
     *, session: AsyncSession, record: EmployeeRead, actor: Actor
 ) -> EmployeeRow:
     """Write a new record and its audit row, with whatever else the session holds; commit."""
+    changes = audit.diff(None, audit.snapshot(record))
     try:
-        async with transaction(session):
-            row = await _INSERT.first(session, **record.model_dump())
+        # On PostgreSQL the record and its audit row are one statement, atomic by itself.
+        async with transaction(session, one_statement=True):
+            row = await _INSERT.first(session, actor=actor, changes=changes, **record.model_dump())
             assert row is not None  # INSERT ... RETURNING returns the row it wrote
-            changes = audit.diff(None, audit.snapshot(row))
-            await audit.record_change(
-                session=session,
-                actor=actor,
-                action=AuditAction.create,
-                employee=row,
-                changes=changes,
-            )
     except IntegrityError:
         # The unique constraint decides duplicates, so two racing requests cannot both win.
         raise ConflictError(f"An employee with emp_id {record.emp_id} already exists") from None
@@ -132,6 +128,8 @@ async def update_employee(
         try:
             row = await _UPDATE.first(
                 session,
+                actor=actor,
+                changes=delta,
                 **values,
                 version=employee.version + 1,
                 updated_at=utc_now(),
@@ -143,9 +141,6 @@ async def update_employee(
             raise ConflictError(f"An employee with emp_id {taken} already exists") from None
         if row is None:
             await _refuse_stale_write(session, employee, conditional=conditional)
-        await audit.record_change(
-            session=session, actor=actor, action=AuditAction.update, employee=row, changes=delta
-        )
     return row
 
 
