@@ -17,7 +17,7 @@ from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.db import create_engine
-from app.employees import queries
+from app.employees import crud, queries
 from app.employees.models import SortField, SortOrder
 from tests.conftest import make_settings, require_postgres
 from tests.pg import asyncpg_dsn
@@ -198,10 +198,26 @@ async def test_one_employee_by_emp_id_is_a_unique_index_lookup(filled):
     # The statement GET /employees/{emp_id} sends: the caller's account, the record joined to it.
     # It runs on the driver (app.core.sql), past SQLAlchemy's execution events: its SQL is the
     # statement compiled for this dialect, as app.core.sql sends it.
-    compiled = queries._EMPLOYEE_AS._compile(filled.dialect)
+    compiled = queries.EMPLOYEE_AS._compile(filled.dialect)
     assert compiled.names == ("emp_id", "user_id")
     plan = await explain(filled, compiled.sql, (12_345, uuid.uuid4()))
     (employee,) = [n for n in nodes(plan) if n.get("Relation Name") == "employee"]
+    assert employee["Node Type"] == "Index Scan"
+    assert employee["Index Name"] == "uq_employee_emp_id"
+
+
+async def test_a_write_locks_its_record_through_the_unique_index(filled):
+    # The statement PUT, PATCH and DELETE send: the account, and the record locked (LATERAL).
+    compiled = crud._LOCK_AS._compile(filled.dialect)
+    assert "FOR UPDATE" in compiled.sql and compiled.names == ("emp_id", "user_id")
+    async with filled.connect() as connection:  # EXPLAIN ANALYZE locks too: in a transaction
+        result = await connection.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled.sql}", (12_345, uuid.uuid4())
+        )
+        plan = result.scalar_one()
+        await connection.rollback()
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    (employee,) = [n for n in nodes(plan[0]["Plan"]) if n.get("Relation Name") == "employee"]
     assert employee["Node Type"] == "Index Scan"
     assert employee["Index Name"] == "uq_employee_emp_id"
 

@@ -253,8 +253,8 @@ class RoundTrips:
 async def test_the_writes_round_trips_on_postgresql(
     admin_user_client: Any, make_employees: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A create is the account and one statement (the record with its audit row); a PATCH adds
-    the row lock, and BEGIN/COMMIT around the two."""
+    """A create is the account and one statement (the record with its audit row); a PATCH reads
+    the account with the record it locks, then writes, between BEGIN and COMMIT."""
     await make_employees({"emp_id": 1})
     trips = RoundTrips(monkeypatch)
 
@@ -266,9 +266,8 @@ async def test_the_writes_round_trips_on_postgresql(
     patched = await admin_user_client.patch("/employees/1", json={"city": "Porto"})
     assert patched.status_code == 200
     assert trips.sent == [
-        "fetchrow SELECT",  # the account
         "execute BEGIN",
-        "fetchrow SELECT",  # the row lock
+        "fetchrow SELECT",  # the account, and the record locked
         "fetchrow WITH",  # the new version and its audit row
         "execute COMMIT",
     ]

@@ -1,6 +1,7 @@
 """The employee audit trail: who changed which fields of a record, when, and in which request."""
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -26,6 +27,17 @@ class Actor:
     user_id: uuid.UUID
     username: str
     request_id: str | None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks for a write, before their account is read: the token's account id, and the
+    check that account must pass (401 or 403 otherwise) to become the write's `Actor`.
+
+    The write reads the account in the same statement that locks the record."""
+
+    user_id: uuid.UUID
+    admit: Callable[[Any], Actor]
 
 
 @dataclass(frozen=True)

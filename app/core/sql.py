@@ -39,17 +39,29 @@ class Query(Generic[R]):
     """A Core statement with named bind parameters, compiled once per dialect.
 
     `row` builds what a caller gets from the values of one result row (a NamedTuple's `_make`).
+    `postgresql` replaces the statement on PostgreSQL (SQL that SQLite lacks, such as LATERAL).
     """
 
-    def __init__(self, statement: Executable, row: Callable[[Sequence[Any]], R]) -> None:
+    def __init__(
+        self,
+        statement: Executable,
+        row: Callable[[Sequence[Any]], R],
+        *,
+        postgresql: Executable | None = None,
+    ) -> None:
         self.statement = statement
         self.row = row
+        self._statements = {"postgresql": postgresql} if postgresql is not None else {}
         self._compiled: dict[str, _Compiled] = {}
+
+    def statement_for(self, dialect: Dialect) -> Executable:
+        return self._statements.get(dialect.name, self.statement)
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
         if compiled is None:
-            done = self.statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+            statement = self.statement_for(dialect)
+            done = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
             names = tuple(done.positiontup or ())
             binds = tuple(
                 done.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
@@ -57,7 +69,7 @@ class Query(Generic[R]):
             )
             results = tuple(
                 column.type.dialect_impl(dialect).result_processor(dialect, None)
-                for column in getattr(self.statement, "exported_columns", ())
+                for column in getattr(statement, "exported_columns", ())
             )
             compiled = _Compiled(str(done), names, binds, results)
             self._compiled[dialect.name] = compiled
@@ -71,7 +83,8 @@ class Query(Generic[R]):
         """The first row the statement returns, or None."""
         driver, connection = await _driver(session)
         if driver is None:
-            row = (await session.execute(self.statement, values)).first()
+            statement = self.statement_for(connection.dialect)
+            row = (await session.execute(statement, values)).first()
             return None if row is None else self.row(tuple(row))
         compiled = self._compile(connection.dialect)
         record = await _run(driver, "fetchrow", connection, compiled, values)
@@ -81,7 +94,8 @@ class Query(Generic[R]):
         """Every row the statement returns."""
         driver, connection = await _driver(session)
         if driver is None:
-            return [self.row(tuple(row)) for row in await session.execute(self.statement, values)]
+            rows = await session.execute(self.statement_for(connection.dialect), values)
+            return [self.row(tuple(row)) for row in rows]
         compiled = self._compile(connection.dialect)
         records = await _run(driver, "fetch", connection, compiled, values)
         return [self._make(compiled, record) for record in records]
@@ -90,7 +104,7 @@ class Query(Generic[R]):
         """Run a statement that returns no rows; how many rows it changed."""
         driver, connection = await _driver(session)
         if driver is None:
-            result = await session.execute(self.statement, values)
+            result = await session.execute(self.statement_for(connection.dialect), values)
             return int(result.rowcount)  # type: ignore[attr-defined]
         compiled = self._compile(connection.dialect)
         status = await _run(driver, "execute", connection, compiled, values)

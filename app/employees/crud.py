@@ -5,18 +5,20 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import crud as audit
-from app.audit.models import Actor, AuditAction
+from app.audit.models import Actor, AuditAction, Caller
 from app.core.errors import ConflictError, NotFoundError, PreconditionFailedError
 from app.core.preconditions import check_if_match
 from app.core.sql import Query, transaction
 from app.core.types import utc_now
+from app.employees import queries
 from app.employees.models import Employee, EmployeeCreate, EmployeeRead, etag
 from app.employees.queries import READ_COLUMNS, EmployeeRow, read_columns
+from app.users.crud import user_table
 
 # The Core table: its typed columns build filters and orderings.
 employee_table = cast(Table, Employee.__table__)  # type: ignore[attr-defined]
@@ -24,9 +26,22 @@ columns = employee_table.c
 
 # Statements built once, values bound per request. A write reads and returns records as
 # `EmployeeRow`s, which the handler serialises straight to JSON (`queries.employee_json`).
-_LOCK = Query(
-    select(*read_columns).where(columns.emp_id == bindparam("emp_id")).with_for_update(),
-    EmployeeRow._make,
+# The caller's account and the record a write is about to change, locked until the commit, in
+# one statement. PostgreSQL refuses FOR UPDATE on the nullable side of an outer join, so the
+# record comes from a LATERAL subquery that locks it. SQLite has neither LATERAL nor row locks:
+# the account outer-joined to the record, as a read has it; the write's version check decides.
+_locked = (
+    select(*read_columns)
+    .where(columns.emp_id == bindparam("emp_id"))
+    .with_for_update()
+    .lateral("locked")
+)
+_LOCK_AS = Query(
+    queries.EMPLOYEE_AS.statement,
+    queries.account_and_record,
+    postgresql=select(*[_locked.c[name] for name in READ_COLUMNS], *queries.account_columns)
+    .select_from(user_table.outerjoin(_locked, true()))
+    .where(user_table.c.id == bindparam("user_id")),
 )
 _INSERT = audit.LoggedWrite(
     insert(employee_table)
@@ -65,14 +80,18 @@ class IfMatch:
     required: bool = False
 
 
-async def lock_employee(*, session: AsyncSession, emp_id: int) -> EmployeeRow:
-    """The record a write is about to change, locked until the commit (PostgreSQL): writers of
-    one record queue up behind each other instead of failing on each other's new version.
-    SQLite has no row locks; the version check in the write's WHERE clause decides."""
-    employee = await _LOCK.first(session, emp_id=emp_id)
+async def lock_employee(
+    *, session: AsyncSession, emp_id: int, caller: Caller
+) -> tuple[Actor, EmployeeRow]:
+    """The writer, once the caller's account passes its check (401/403), and the record it is
+    about to change, locked until the commit (PostgreSQL): writers of one record queue up behind
+    each other instead of failing on each other's new version."""
+    found = await _LOCK_AS.first(session, emp_id=emp_id, user_id=caller.user_id)
+    account, employee = (None, None) if found is None else found
+    actor = caller.admit(account)  # before anything is said about the record
     if employee is None:
         raise NotFoundError(f"Employee {emp_id} not found")
-    return employee
+    return actor, employee
 
 
 def new_record(data: EmployeeCreate) -> EmployeeRead:
@@ -110,7 +129,7 @@ async def update_employee(
     session: AsyncSession,
     emp_id: int,
     changes: dict[str, Any],
-    actor: Actor,
+    caller: Caller,
     if_match: IfMatch,
 ) -> EmployeeRow:
     """Apply `changes` to the record's current version, once `If-Match` allows it.
@@ -118,7 +137,7 @@ async def update_employee(
     A change that alters nothing writes nothing: no new version, no audit row.
     """
     async with transaction(session):
-        employee = await lock_employee(session=session, emp_id=emp_id)
+        actor, employee = await lock_employee(session=session, emp_id=emp_id, caller=caller)
         conditional = check_if_match(if_match.header, etag(employee), required=if_match.required)
         before = audit.snapshot(employee)
         delta = audit.diff(before, before | to_jsonable_python(changes))
@@ -145,10 +164,10 @@ async def update_employee(
 
 
 async def delete_employee(
-    *, session: AsyncSession, emp_id: int, actor: Actor, if_match: IfMatch
+    *, session: AsyncSession, emp_id: int, caller: Caller, if_match: IfMatch
 ) -> None:
     async with transaction(session):
-        employee = await lock_employee(session=session, emp_id=emp_id)
+        actor, employee = await lock_employee(session=session, emp_id=emp_id, caller=caller)
         conditional = check_if_match(if_match.header, etag(employee), required=if_match.required)
         deleted = await _DELETE.execute(session, row_id=employee.id, read_version=employee.version)
         if deleted == 0:

@@ -54,7 +54,7 @@ READ_COLUMNS = EmployeeRow._fields
 read_columns = [employee_table.c[name] for name in READ_COLUMNS]
 
 
-def _account_and_record(values: Any) -> tuple[Access, EmployeeRow | None]:
+def account_and_record(values: Any) -> tuple[Access, EmployeeRow | None]:
     width = len(READ_COLUMNS)
     record = EmployeeRow._make(values[:width]) if values[0] is not None else None
     return Access._make(values[width:]), record
@@ -63,14 +63,14 @@ def _account_and_record(values: Any) -> tuple[Access, EmployeeRow | None]:
 # The caller's account drives the statement and the record is outer-joined to it: no account
 # means no row at all (the caller is refused before anything is said about the record), and an
 # account without a record means 404. Built once; the values are bound per request.
-_account_columns = [user_table.c[name].label(f"account_{name}") for name in ACCESS_COLUMNS]
-_EMPLOYEE_AS = Query(
-    select(*read_columns, *_account_columns)
+account_columns = [user_table.c[name].label(f"account_{name}") for name in ACCESS_COLUMNS]
+EMPLOYEE_AS = Query(
+    select(*read_columns, *account_columns)
     .select_from(
         user_table.outerjoin(employee_table, employee_table.c.emp_id == bindparam("emp_id"))
     )
     .where(user_table.c.id == bindparam("user_id")),
-    _account_and_record,
+    account_and_record,
 )
 
 
@@ -78,7 +78,7 @@ async def get_employee_as(
     *, session: AsyncSession, emp_id: int, user_id: uuid.UUID
 ) -> tuple[Access | None, EmployeeRow | None]:
     """The caller's account and one record, in one round trip."""
-    found = await _EMPLOYEE_AS.first(session, emp_id=emp_id, user_id=user_id)
+    found = await EMPLOYEE_AS.first(session, emp_id=emp_id, user_id=user_id)
     return (None, None) if found is None else found
 
 

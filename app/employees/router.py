@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from app.audit.dependencies import AdminActor
+from app.audit.dependencies import AdminActor, AdminCaller
 from app.auth.dependencies import ClaimsDep, CurrentPrincipal, SettingsDep, authorize
 from app.core.db import SessionDep
 from app.core.errors import NotFoundError
@@ -208,7 +208,7 @@ async def create_employee(
     operation_id="replace_employee",
 )
 async def replace_employee(
-    actor: AdminActor,
+    caller: AdminCaller,
     emp_id: EmpIdPath,
     if_match: IfMatchDep,
     data: EmployeeCreate,
@@ -216,7 +216,7 @@ async def replace_employee(
 ) -> Response:
     """Replace every field of an employee (admin only); `emp_id` may change if it is free."""
     employee = await crud.update_employee(
-        session=session, emp_id=emp_id, changes=data.model_dump(), actor=actor, if_match=if_match
+        session=session, emp_id=emp_id, changes=data.model_dump(), caller=caller, if_match=if_match
     )
     return written(employee)
 
@@ -228,7 +228,7 @@ async def replace_employee(
     operation_id="update_employee",
 )
 async def update_employee(
-    actor: AdminActor,
+    caller: AdminCaller,
     emp_id: EmpIdPath,
     if_match: IfMatchDep,
     data: EmployeeUpdate,
@@ -239,7 +239,7 @@ async def update_employee(
         session=session,
         emp_id=emp_id,
         changes=data.model_dump(exclude_unset=True),
-        actor=actor,
+        caller=caller,
         if_match=if_match,
     )
     return written(employee)
@@ -252,7 +252,7 @@ async def update_employee(
     operation_id="delete_employee",
 )
 async def delete_employee(
-    actor: AdminActor, emp_id: EmpIdPath, if_match: IfMatchDep, session: SessionDep
+    caller: AdminCaller, emp_id: EmpIdPath, if_match: IfMatchDep, session: SessionDep
 ) -> None:
     """Delete an employee (admin only); its history stays readable."""
-    await crud.delete_employee(session=session, emp_id=emp_id, actor=actor, if_match=if_match)
+    await crud.delete_employee(session=session, emp_id=emp_id, caller=caller, if_match=if_match)
