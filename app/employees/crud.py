@@ -26,6 +26,7 @@ columns = employee_table.c
 
 # Statements built once, values bound per request. A write reads and returns records as
 # `EmployeeRow`s, which the handler serialises straight to JSON (`queries.employee_json`).
+
 # The caller's account and the record a write is about to change, locked until the commit, in
 # one statement. PostgreSQL refuses FOR UPDATE on the nullable side of an outer join, so the
 # record comes from a LATERAL subquery that locks it. SQLite has neither LATERAL nor row locks:
