@@ -35,17 +35,10 @@ def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[st
     }
 
 
-_CHANGE_COLUMNS = (
-    "employee_id",
-    "emp_id",
-    "action",
-    "version",
-    "actor_id",
-    "actor_username",
-    "request_id",
-    "changed_at",
-    "changes",
-)
+# Who made a change, when, and what it changed; the record's id, emp_id and version come from
+# the record itself (or, in one statement, from the row the write returns).
+_WHO = ("action", "actor_id", "actor_username", "request_id", "changed_at", "changes")
+_CHANGE_COLUMNS = ("employee_id", "emp_id", "version", *_WHO)
 _INSERT_CHANGE = Query(
     # inline(): the new row's id is not needed back (no RETURNING).
     insert(audit_table).values({name: bindparam(name) for name in _CHANGE_COLUMNS}).inline(),
@@ -54,9 +47,18 @@ _INSERT_CHANGE = Query(
 
 
 R = TypeVar("R")
-# Who made a change, when, and what it changed; the record's id, emp_id and version come from
-# the row the write returns.
-_WHO = ("action", "actor_id", "actor_username", "request_id", "changed_at", "changes")
+
+
+def _who(actor: Actor, action: AuditAction, changes: dict[str, Any]) -> dict[str, Any]:
+    """The `_WHO` values of an audit row."""
+    return {
+        "action": action.value,
+        "actor_id": actor.user_id,
+        "actor_username": actor.username,
+        "request_id": actor.request_id,
+        "changed_at": utc_now(),
+        "changes": changes,
+    }
 
 
 def _logged(write: Insert | Update) -> Select[Any]:
@@ -68,8 +70,7 @@ def _logged(write: Insert | Update) -> Select[Any]:
     written = write.cte("written")
     who = [bindparam(name, type_=audit_table.c[name].type) for name in _WHO]
     change = select(written.c.id, written.c.emp_id, written.c.version, *who)
-    columns = ["employee_id", "emp_id", "version", *_WHO]
-    log = insert(audit_table).from_select(columns, change).cte("logged")
+    log = insert(audit_table).from_select(list(_CHANGE_COLUMNS), change).cte("logged")
     return select(*written.c).add_cte(log)
 
 
@@ -89,15 +90,7 @@ class LoggedWrite(Generic[R]):
     ) -> R | None:
         """The written record (None when the write matched no row, and nothing is logged)."""
         if session.get_bind().dialect.name == "postgresql":
-            who = {
-                "action": self.action.value,
-                "actor_id": actor.user_id,
-                "actor_username": actor.username,
-                "request_id": actor.request_id,
-                "changed_at": utc_now(),
-                "changes": changes,
-            }
-            return await self.logged.first(session, **values, **who)
+            return await self.logged.first(session, **values, **_who(actor, self.action, changes))
         row = await self.write.first(session, **values)
         if row is not None:
             await record_change(
@@ -122,18 +115,13 @@ async def record_change(
     INSERT run on the driver (app.core.sql): an ORM instance and a flush cost several times
     the statement itself.
     """
-    values = {
-        "employee_id": employee.id,
-        "emp_id": employee.emp_id,
-        "action": action.value,
-        "version": employee.version if version is None else version,
-        "actor_id": actor.user_id,
-        "actor_username": actor.username,
-        "request_id": actor.request_id,
-        "changed_at": utc_now(),
-        "changes": changes,
-    }
-    await _INSERT_CHANGE.execute(session, **values)
+    await _INSERT_CHANGE.execute(
+        session,
+        employee_id=employee.id,
+        emp_id=employee.emp_id,
+        version=employee.version if version is None else version,
+        **_who(actor, action, changes),
+    )
 
 
 async def find_employee_id(*, session: AsyncSession, emp_id: int) -> uuid.UUID | None:

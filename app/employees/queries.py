@@ -216,26 +216,31 @@ async def count_employees(
     the rows are counted, but never more than `exact_up_to` + 1 of them. `estimates` keeps
     the planner's answers for a few seconds (`estimate_cache`).
     """
-    conditions = list_filters(city, country)
     if (await session.connection()).dialect.name != "postgresql":
+        conditions = list_filters(city, country)
         every = select(func.count()).select_from(employee_table).where(*conditions)
         return (await session.execute(every)).scalar_one(), True
-    matching = select(literal(1)).select_from(employee_table).where(*conditions)
     key = (city, country)
     estimate = None if estimates is None else estimates.get(key)
     if estimate is None:
-        if conditions:
-            estimate = await _planned_rows(session, matching)
-        else:
+        # No statement is built when the estimate is remembered (most pages of a walk).
+        if city is None and country is None:
             estimate = (await session.execute(TABLE_ESTIMATE)).scalar_one()
+        else:
+            estimate = await _planned_rows(session, _matching(city, country))
         if estimates is not None:
             estimates[key] = estimate
     if estimate > exact_up_to:
         return int(estimate), False
-    capped = select(func.count()).select_from(matching.limit(exact_up_to + 1).subquery())
+    matching = _matching(city, country).limit(exact_up_to + 1)
+    capped = select(func.count()).select_from(matching.subquery())
     count = (await session.execute(capped)).scalar_one()
     # Over the cap the estimate was wrong: the cap is the best lower bound known.
     return count, count <= exact_up_to
+
+
+def _matching(city: str | None, country: str | None) -> Select[Any]:
+    return select(literal(1)).select_from(employee_table).where(*list_filters(city, country))
 
 
 # -1 before the table's first VACUUM or ANALYZE: then it is counted.
