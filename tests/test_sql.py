@@ -6,14 +6,16 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import Float, bindparam, func, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Float, bindparam, delete, func, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.core.db import create_engine, create_read_sessionmaker
+from app.core.db import create_engine, create_read_sessionmaker, create_sessionmaker
+from app.core.errors import is_unavailable
 from app.core.sql import Query, transaction
 from app.employees import crud, queries
 from app.employees.models import EmployeeCreate, EmployeeRead
+from app.users.models import User
 from tests.conftest import employee_payload
 from tests.pg import asyncpg_dsn
 
@@ -271,3 +273,124 @@ async def test_the_writes_round_trips_on_postgresql(
         "fetchrow WITH",  # the new version and its audit row
         "execute COMMIT",
     ]
+
+
+# --- Reads in autocommit sessions: a pooled connection for the statement alone ---------------
+
+PID = Query(select(func.pg_backend_pid()), tuple)
+SQRT = Query(select(func.sqrt(bindparam("x", type_=Float))), tuple)
+
+
+@pytest.mark.postgres_only
+async def test_a_read_borrows_a_pooled_connection_for_its_statement_alone(
+    engine: AsyncEngine, make_employees: Callable[..., Any]
+) -> None:
+    await make_employees({"emp_id": 1}, {"emp_id": 2})
+    reads = create_read_sessionmaker(engine)
+
+    async with reads() as session:
+        row = await ONE.first(session, emp_id=1)
+        rows = await ALL.all(session)
+        # Given back at once: the session holds no connection and no transaction.
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert not session.in_transaction()
+
+        # Once the session's own statements open its transaction, reads join its connection.
+        held = (await session.execute(select(func.pg_backend_pid()))).scalar_one()
+        assert await PID.first(session) == (held,)
+        assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+
+    assert row is not None and row.emp_id == 1
+    assert [r.emp_id for r in rows] == [1, 2]
+    async with create_sessionmaker(engine)() as session:  # the same rows the usual way
+        assert row == await ONE.first(session, emp_id=1)
+
+
+@pytest.mark.postgres_only
+async def test_a_pooled_read_keeps_its_connection_after_an_error_the_server_reports(
+    settings: Any,
+) -> None:
+    engine = create_engine(settings, pool_size=1, max_overflow=0)
+    reads = create_read_sessionmaker(engine)
+    try:
+        async with reads() as session:
+            before = await PID.first(session)
+            with pytest.raises(DBAPIError) as raised:
+                await SQRT.first(session, x=-1.0)
+            assert not isinstance(raised.value, OperationalError)
+            assert raised.value.orig.sqlstate == "2201F"  # type: ignore[union-attr]
+            assert await PID.first(session) == before
+            assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_a_pooled_read_that_times_out_discards_its_connection(settings: Any) -> None:
+    """The statement timeout leaves the connection mid-statement: it is not pooled again."""
+    engine = create_engine(
+        settings,
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"timeout": 5, "command_timeout": 0.2},
+    )
+    reads = create_read_sessionmaker(engine)
+    try:
+        async with reads() as session:
+            before = await PID.first(session)
+            with pytest.raises(OperationalError) as raised:
+                await SLEEP.first(session, seconds=5)
+            assert raised.value.connection_invalidated
+            assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+            after = await PID.first(session)  # a new connection
+            assert after is not None and after != before
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_reading_a_record_over_http_with_pooled_reads(
+    app: Any,
+    engine: AsyncEngine,
+    normal_user_client: Any,
+    make_employees: Callable[..., Any],
+    make_user: Callable[..., Any],
+    client_for: Callable[..., Any],
+) -> None:
+    """The read sessions a served app uses (its lifespan builds them; the test app does not)."""
+    await make_employees({"emp_id": 1})
+    app.state.read_sessionmaker = create_read_sessionmaker(engine)
+
+    found = await normal_user_client.get("/employees/1")
+    assert found.status_code == 200 and found.json()["emp_id"] == 1
+    assert (await normal_user_client.get("/employees/2")).status_code == 404
+
+    gone = await make_user(username="gone")
+    async with client_for(gone) as gone_client:
+        async with create_sessionmaker(engine)() as session:
+            await session.execute(delete(User).where(User.id == gone.id))
+            await session.commit()
+        assert (await gone_client.get("/employees/1")).status_code == 401
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.postgres_only
+async def test_a_pooled_read_that_cannot_connect_is_a_database_error(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database starting up refuses new connections: the handlers must see SQLAlchemy's
+    error (a 503), not the driver's (a 500)."""
+
+    async def starting_up(*args: Any, **kwargs: Any) -> Any:
+        raise asyncpg.CannotConnectNowError("the database system is starting up")
+
+    engine = create_engine(settings)
+    reads = create_read_sessionmaker(engine)
+    monkeypatch.setattr(asyncpg, "connect", starting_up)
+    try:
+        async with reads() as session:
+            with pytest.raises(DBAPIError) as raised:
+                await ONE.first(session, emp_id=1)
+        assert is_unavailable(raised.value)
+    finally:
+        await engine.dispose()

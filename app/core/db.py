@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.config import Settings
+from app.core.sql import POOLED_READS
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +77,15 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions for GET requests. On PostgreSQL they run in autocommit: a read needs no
-    BEGIN and ROLLBACK around its statements, two round trips of the four a lookup took."""
+    BEGIN and ROLLBACK around its statements, two round trips of the four a lookup took; and
+    the hot reads (`app.core.sql.Query`) borrow a pooled connection just for their statement."""
     if engine.dialect.name != "postgresql":
         return create_sessionmaker(engine)
-    return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"),
+        expire_on_commit=False,
+        info={POOLED_READS: True},
+    )
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})

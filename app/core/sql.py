@@ -10,6 +10,11 @@ prepared-statement cache. Any other driver (SQLite) runs it through the session 
 The rows come back as the named tuple a `Query` is given, with the columns' result processing
 applied, the same on both paths; driver errors come back as SQLAlchemy's exceptions, so the
 handlers and the callers see what they would see from `session.execute`.
+
+A read in a session marked `POOLED_READS` (autocommit, see `app.core.db`) that has not opened a
+transaction borrows a pooled connection for its one statement and gives it back at once. The
+session's own connection would cost several times the statement: a session transaction, an engine
+connection and their teardown, for a statement that needs no transaction at all.
 """
 
 import contextlib
@@ -20,11 +25,15 @@ from typing import Any, Generic, NoReturn, TypeVar
 import asyncpg
 from sqlalchemy import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import Executable
 
 R = TypeVar("R")
 _DRIVER = "app.sql.driver"  # connection.info key: its asyncpg connection, once looked up
+# Session.info key: the session runs in autocommit, so a read outside a transaction may run on
+# any pooled connection (set by `app.core.db.create_read_sessionmaker`).
+POOLED_READS = "app.sql.pooled_reads"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +90,11 @@ class Query(Generic[R]):
 
     async def first(self, session: AsyncSession, **values: Any) -> R | None:
         """The first row the statement returns, or None."""
+        engine = _pooled_reads_engine(session)
+        if engine is not None:
+            compiled = self._compile(engine.dialect)
+            record = await _run_pooled(engine, "fetchrow", compiled, values)
+            return None if record is None else self._make(compiled, record)
         driver, connection = await _driver(session)
         if driver is None:
             statement = self.statement_for(connection.dialect)
@@ -92,6 +106,11 @@ class Query(Generic[R]):
 
     async def all(self, session: AsyncSession, **values: Any) -> list[R]:
         """Every row the statement returns."""
+        engine = _pooled_reads_engine(session)
+        if engine is not None:
+            compiled = self._compile(engine.dialect)
+            records = await _run_pooled(engine, "fetch", compiled, values)
+            return [self._make(compiled, record) for record in records]
         driver, connection = await _driver(session)
         if driver is None:
             rows = await session.execute(self.statement_for(connection.dialect), values)
@@ -119,14 +138,51 @@ async def _run(
     compiled: _Compiled,
     values: dict[str, Any],
 ) -> Any:
-    arguments = [
-        values[name] if p is None else p(values[name])
-        for name, p in zip(compiled.names, compiled.binds, strict=True)
-    ]
+    arguments = _arguments(compiled, values)
     try:
         return await getattr(driver, method)(compiled.sql, *arguments)
     except Exception as error:
-        await _raise_translated(connection, compiled.sql, arguments, error)
+        if _connection_lost(error):
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
+        _raise_translated(compiled.sql, arguments, error)
+
+
+def _arguments(compiled: _Compiled, values: dict[str, Any]) -> list[Any]:
+    return [
+        values[name] if p is None else p(values[name])
+        for name, p in zip(compiled.names, compiled.binds, strict=True)
+    ]
+
+
+def _pooled_reads_engine(session: AsyncSession) -> AsyncEngine | None:
+    """The asyncpg engine a read may borrow a connection from, if the session allows it."""
+    if not session.info.get(POOLED_READS) or session.in_transaction():
+        return None
+    engine = session.bind
+    if not isinstance(engine, AsyncEngine) or engine.dialect.driver != "asyncpg":
+        return None
+    return engine
+
+
+async def _run_pooled(
+    engine: AsyncEngine, method: str, compiled: _Compiled, values: dict[str, Any]
+) -> Any:
+    """One statement on a connection borrowed from the pool, returned to it right after.
+
+    asyncpg runs a statement outside a transaction in autocommit; the pool's reset on return
+    (a rollback) has nothing to do then, and a lost connection is discarded, not returned.
+    """
+    arguments = _arguments(compiled, values)
+    pooled = await _checkout(engine)
+    try:
+        return await getattr(pooled.driver_connection, method)(compiled.sql, *arguments)
+    except Exception as error:
+        if _connection_lost(error):
+            pooled.invalidate()
+        _raise_translated(compiled.sql, arguments, error)
+    finally:
+        pooled.close()
 
 
 async def _driver(session: AsyncSession) -> tuple[Any, AsyncConnection]:
@@ -150,23 +206,41 @@ async def _driver(session: AsyncSession) -> tuple[Any, AsyncConnection]:
 _CONNECTION_LOST = ("08", "57P")
 
 
-async def _raise_translated(
-    connection: AsyncConnection, sql: str, arguments: list[Any], error: Exception
-) -> NoReturn:
+async def _checkout(engine: AsyncEngine) -> PoolProxiedConnection:
+    """A pooled connection; a failure to connect is the DBAPIError that `engine.connect()` raises.
+
+    The pool hands on the driver's own error (the database is starting up, say), which the
+    handlers would not recognise as "the database is unavailable".
+    """
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    try:
+        return await engine.raw_connection()
+    except dbapi_error as error:
+        raise DBAPIError.instance(None, None, error, dbapi_error, dialect=engine.dialect) from error
+
+
+def _connection_lost(error: Exception) -> bool:
+    """Whether the connection can no longer be trusted after this driver error.
+
+    Anything but an error PostgreSQL reports on a live session: a lost connection, a timeout, a
+    protocol left mid-operation by one, or the server saying it is going away.
+    """
+    if isinstance(error, asyncpg.PostgresError):
+        return error.sqlstate.startswith(_CONNECTION_LOST)
+    return True
+
+
+def _raise_translated(sql: str, arguments: list[Any], error: Exception) -> NoReturn:
     """Raise what SQLAlchemy would have raised for this driver error.
 
     A constraint violation is an IntegrityError; any other error PostgreSQL reports is a
-    DBAPIError carrying its SQLSTATE (the handlers read it). Anything else the driver raises (a
-    lost connection, a timeout, a protocol left mid-operation by one) means the connection
-    cannot be trusted: it is discarded from the pool and the error is an OperationalError, as
-    for a disconnect SQLAlchemy sees.
+    DBAPIError carrying its SQLSTATE (the handlers read it). A lost connection (the caller has
+    discarded it from the pool) is an OperationalError, as for a disconnect SQLAlchemy sees.
     """
     if isinstance(error, asyncpg.IntegrityConstraintViolationError):
         raise IntegrityError(sql, arguments, error) from error
-    if isinstance(error, asyncpg.PostgresError) and not error.sqlstate.startswith(_CONNECTION_LOST):
+    if not _connection_lost(error):
         raise DBAPIError(sql, arguments, error) from error
-    with contextlib.suppress(Exception):
-        await connection.invalidate()
     raise OperationalError(sql, arguments, error, connection_invalidated=True) from error
 
 
