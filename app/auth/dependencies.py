@@ -14,9 +14,6 @@ from app.core.tokens import AccessClaims, InvalidTokenError, decode_access_token
 from app.users import crud
 from app.users.models import User
 
-# auto_error=False: a missing token gets the same 401 body as a bad one, from one place.
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
-
 
 def request_settings(request: Request) -> Settings:
     """The settings a request sees: overrides of `get_settings` (the tests' way to configure an
@@ -72,11 +69,23 @@ def bearer_claims(token: str | None, settings: Settings) -> AccessClaims:
         raise UnauthorizedError(CREDENTIALS_DETAIL) from None
 
 
-async def get_claims(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> AccessClaims:
-    return bearer_claims(token, request_settings(request))
+class BearerClaims(OAuth2PasswordBearer):
+    """The bearer token's claims, as one dependency that OpenAPI shows as the password flow.
 
+    A subclass rather than a dependency on the scheme: each dependency costs FastAPI a solve on
+    every request, and every authenticated request needs this one. `auto_error=False`: a missing
+    token gets the same 401 body as a bad one, from `bearer_claims`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(tokenUrl="/auth/token", auto_error=False)
+
+    async def __call__(self, request: Request) -> AccessClaims:  # type: ignore[override]
+        token = await super().__call__(request)
+        return bearer_claims(token, request_settings(request))
+
+
+get_claims = BearerClaims()
 
 # For a handler that loads the account together with its own data in one statement: it must
 # pass the row to `authorize` before using anything else.
