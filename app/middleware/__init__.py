@@ -1,7 +1,9 @@
 """Transport middleware: request id, trusted hosts, body size, security headers and CORS.
 
 Settings are read at the first request, not when the app is built: `create_app()` runs at
-import, and tests swap settings through `app.dependency_overrides[get_settings]` afterwards.
+import, and tests swap settings through `app.dependency_overrides[get_settings]` afterwards. Nor
+when Starlette builds its middleware stack: that happens at the lifespan's start, and an error
+there (a missing secret) would not stop the server; the lifespan reports it and uvicorn exits.
 """
 
 from collections.abc import Callable
@@ -40,7 +42,7 @@ CORS_EXPOSED_HEADERS = [
 
 
 class DeferredMiddleware:
-    """Build a middleware from settings at the first request instead of at import."""
+    """Build the layers inside it from settings at the first request instead of at import."""
 
     def __init__(self, app: ASGIApp, *, build: Callable[[ASGIApp], ASGIApp]) -> None:
         self.app = app
@@ -96,12 +98,14 @@ def install_middleware(app: FastAPI) -> None:
             inner, access_log=current.access_log, metrics=current.metrics_enabled
         )
 
-    # add_middleware puts each new one outside the previous ones.
-    app.add_middleware(DeferredMiddleware, build=cors)
-    app.add_middleware(DeferredMiddleware, build=body_limit)
-    app.add_middleware(DeferredMiddleware, build=trusted_hosts)
-    app.add_middleware(SecurityHeadersMiddleware, docs_paths=DOCS_PATHS)
-    # Inside the request id (its lines carry it), outside the rest (a 400 or 413 is counted too).
-    app.add_middleware(DeferredMiddleware, build=access_log)
+    def layers(inner: ASGIApp) -> ASGIApp:
+        # Built inside out, in one deferred layer: a layer a setting switches off is not there
+        # at all, rather than a pass-through on every request.
+        for layer in (cors, body_limit, trusted_hosts):
+            inner = layer(inner)
+        # Inside the request id (its lines carry it), outside the rest (a 400 or 413 is counted).
+        return access_log(SecurityHeadersMiddleware(inner, docs_paths=DOCS_PATHS))
+
+    app.add_middleware(DeferredMiddleware, build=layers)
     # Outermost, so that every answer, a refused Host or an oversized body included, carries it.
     app.add_middleware(RequestIdMiddleware)
