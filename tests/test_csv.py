@@ -361,6 +361,48 @@ class TestImportCsv:
         assert (employee.emp_name, employee.city) == ('Zoë, "the" first', "Ørsta")
 
 
+class TestSpreadsheetFormulas:
+    """A cell a spreadsheet would run as a formula (=, +, -, @) is exported as text (a leading
+    apostrophe), and the import takes the apostrophe off again."""
+
+    FORMULAS = ('=HYPERLINK("http://x.test","a")', "+1+1", "-2", "@SUM(A1)", "'=quoted")
+
+    async def test_export_writes_formula_cells_as_text(self, normal_user_client, make_employees):
+        await make_employees(
+            {"emp_id": 1, "emp_name": "=1+1", "city": "@Home", "country": "-UK"},
+            {"emp_id": 2, "emp_name": "'Quoted", "city": "O'Brien Town", "country": "A+B"},
+        )
+
+        rows = list(csv.reader(io.StringIO((await normal_user_client.get(EXPORT)).text)))
+
+        assert rows[1][1:4] == ["'=1+1", "'@Home", "'-UK"]
+        assert rows[2][1:4] == ["'Quoted", "O'Brien Town", "A+B"]  # nothing to neutralise
+
+    async def test_an_export_imports_back_unchanged(
+        self, admin_user_client, make_employees, sessionmaker
+    ):
+        await make_employees(
+            *({"emp_id": i, "emp_name": name} for i, name in enumerate(self.FORMULAS, 1)),
+            {"emp_id": 9, "emp_name": "'Quoted"},
+        )
+        exported = (await admin_user_client.get(EXPORT)).text
+        async with sessionmaker() as session:
+            await session.execute(Employee.__table__.delete())  # type: ignore[attr-defined]
+            await session.commit()
+
+        response = await admin_user_client.post(IMPORT, files=upload(exported))
+
+        assert response.status_code == 201
+        employees, _ = await stored(sessionmaker)
+        assert [e.emp_name for e in employees] == [*self.FORMULAS, "'Quoted"]
+
+    def test_neutralising_and_restoring_are_inverse(self):
+        for value in [*self.FORMULAS, "'", "''", "'Quoted", "Plain", "''=x", "=", "O'Brien"]:
+            written = csv_io.neutralise(value)
+            assert written[:1] not in ("=", "+", "-", "@")
+            assert csv_io.restore(written) == value
+
+
 class TestCsvOpenApi:
     async def test_operations_are_documented(self, client):
         schema = (await client.get("/openapi.json")).json()

@@ -4,6 +4,11 @@ The format: UTF-8 (a byte order mark is accepted), comma-separated, RFC 4180 quo
 line `emp_id,emp_name,city,country,emp_dob`, then one employee per record; `emp_dob` is
 YYYY-MM-DD. Every row obeys the rules of `POST /employees/` (`EmployeeCreate`). Errors name the
 physical line a record starts on (the header is line 1).
+
+A text cell that starts with `=`, `+`, `-` or `@` is written with a leading apostrophe: Excel and
+LibreOffice would otherwise run it as a formula when the file is opened (CSV injection), and an
+employee's name is whatever someone typed. Spreadsheets show the apostrophe as "this is text";
+the import takes it off again, so an export imports back unchanged.
 """
 
 import csv
@@ -34,6 +39,19 @@ BATCH_SIZE = 1000
 MAX_REPORTED_ERRORS = 1000
 
 employee_table = cast(Table, Employee.__table__)  # type: ignore[attr-defined]
+# What spreadsheets run as a formula (tab and carriage return too; the models refuse those).
+FORMULA_STARTS = frozenset("=+-@\t\r")
+
+
+def neutralise(value: str) -> str:
+    """The cell as written: an apostrophe before a formula (and before an apostrophe that
+    precedes one, so that `restore` can tell the two apart)."""
+    return "'" + value if value.lstrip("'")[:1] in FORMULA_STARTS else value
+
+
+def restore(value: str) -> str:
+    """The value a cell holds: `neutralise` undone."""
+    return value[1:] if value[:1] == "'" and value.lstrip("'")[:1] in FORMULA_STARTS else value
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,7 @@ def _check(line: int, values: list[str]) -> Iterator[Row | RowError]:
         yield RowError(line, None, message, "csv_columns")
         return
     try:
+        values = [restore(value) for value in values]
         yield Row(line, EmployeeCreate.model_validate(dict(zip(HEADER, values, strict=True))))
     except ValidationError as error:
         for item in error.errors(include_input=False, include_url=False):
@@ -305,5 +324,6 @@ def format_rows(employees: Sequence[Record[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for employee in employees:
-        writer.writerow([getattr(employee, name) for name in HEADER])
+        values = (getattr(employee, name) for name in HEADER)
+        writer.writerow([neutralise(v) if isinstance(v, str) else v for v in values])
     return buffer.getvalue()
