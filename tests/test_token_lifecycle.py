@@ -111,6 +111,40 @@ class TestLoginIssuesRefreshToken:
         rows = await stored_tokens(sessionmaker)
         assert len({row.family_id for row in rows}) == 2
 
+    async def test_signing_in_removes_the_accounts_expired_tokens(
+        self,
+        client: AsyncClient,
+        normal_user: User,
+        make_user: Callable[..., Any],
+        sessionmaker: Sessionmaker,
+    ) -> None:
+        """Nothing else deletes refresh-token rows: without this the table only grows. An expired
+        token is refused before anything else is looked at, so its row has no use left."""
+        other = await make_user(username="other.user")
+        expired = datetime.now(UTC) - timedelta(seconds=1)
+        stale, live, others = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        async with sessionmaker() as session:
+            for user_id, family, expires_at in (
+                (normal_user.id, stale, expired),
+                (normal_user.id, live, datetime.now(UTC) + timedelta(days=1)),
+                (other.id, others, expired),  # another account's: its own sign-in removes it
+            ):
+                session.add(
+                    RefreshToken(
+                        user_id=user_id,
+                        family_id=family,
+                        token_hash=uuid.uuid4().hex * 2,
+                        expires_at=expires_at,
+                    )
+                )
+            await session.commit()
+
+        issued = (await login(client))["refresh_token"]
+
+        families = {row.family_id for row in await stored_tokens(sessionmaker)}
+        new = (await stored_token(sessionmaker, issued)).family_id
+        assert families == {live, others, new}
+
     async def test_lifetime_follows_the_setting(
         self, app: Any, client: AsyncClient, normal_user: User, settings: Settings
     ) -> None:

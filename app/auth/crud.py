@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -19,7 +19,17 @@ async def get_refresh_token_by_hash(
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def create_refresh_token(*, session: AsyncSession, token: RefreshToken) -> RefreshToken:
+async def create_refresh_token(
+    *, session: AsyncSession, token: RefreshToken, now: datetime
+) -> RefreshToken:
+    """Store the first token of a sign-in, and delete the account's expired ones in the same
+    commit: an expired token is refused before anything else about it is read, so its row has
+    no use left, and nothing else removes rows (the table would grow with every sign-in)."""
+    await session.execute(
+        delete(RefreshToken).where(
+            col(RefreshToken.user_id) == token.user_id, col(RefreshToken.expires_at) <= now
+        )
+    )
     session.add(token)
     await session.commit()
     return token

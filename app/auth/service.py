@@ -76,7 +76,7 @@ def _pair(user: User, refresh_token: str, refresh_expires_in: int, settings: Set
 async def start_session(*, session: AsyncSession, user: User, settings: Settings) -> TokenPair:
     """Issue an access token and the first refresh token of a new family (one per sign-in)."""
     row, raw, expires_in = _new_refresh_row(user, uuid.uuid4(), settings)
-    await token_crud.create_refresh_token(session=session, token=row)
+    await token_crud.create_refresh_token(session=session, token=row, now=utc_now())
     return _pair(user, raw, expires_in, settings)
 
 
