@@ -19,6 +19,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import ConflictError
 from app.core.security import hash_password
 from app.employees import commands as data_commands
+from app.employees import demo
 from app.employees.commands import EXIT_BAD_INPUT, CommandError, fail, run
 from app.users import crud
 from app.users.models import User, UserCreate, Username
@@ -35,8 +36,8 @@ def main() -> None:
     """Administration commands for the employee records API (reads DATABASE_URL)."""
 
 
-# Data commands, kept with the CSV code in app/employees/commands.py.
-cli.command("seed-demo")(data_commands.seed_demo)
+# Data commands, kept with the employee code (app/employees/demo.py and commands.py).
+cli.command("seed-demo")(demo.seed_demo)
 cli.command("import-csv")(data_commands.import_csv)
 cli.command("export-csv")(data_commands.export_csv)
 cli.command("check")(data_commands.check)

@@ -1,21 +1,18 @@
-"""Data commands of `python -m app`: seed-demo, import-csv, export-csv and check.
+"""Data commands of `python -m app`: import-csv, export-csv and check (seed-demo: `demo.py`).
 
 They read DATABASE_URL only (check reads the whole configuration); progress goes to stderr, so
 `export-csv` can write the CSV to stdout. Writes carry audit rows by a system actor (`cli:...`).
 """
 
 import asyncio
-import random
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
-from datetime import date
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,8 +21,8 @@ from app.core.config import ConfigurationError, Settings, describe_validation_er
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import ConflictError
 from app.core.types import INT32_MAX
-from app.employees import crud, csv_io, queries
-from app.employees.csv_io import Row, RowError
+from app.employees import csv_format, csv_io, queries
+from app.employees.csv_format import Row, RowError
 from app.employees.models import EmployeeCreate, SortField, SortOrder
 from app.health import checks
 
@@ -36,22 +33,6 @@ EXIT_UNAVAILABLE = 1
 EXIT_BAD_INPUT = 2
 SHOWN_ERRORS = 50
 T = TypeVar("T")
-
-# Demo data: a locale's names and cities, with its country.
-DEMO_LOCALES = {
-    "en_US": "United States",
-    "en_GB": "United Kingdom",
-    "de_DE": "Germany",
-    "fr_FR": "France",
-    "es_ES": "Spain",
-    "it_IT": "Italy",
-    "nl_NL": "Netherlands",
-    "pl_PL": "Poland",
-    "sv_SE": "Sweden",
-    "pt_BR": "Brazil",
-    "ja_JP": "Japan",
-    "en_IN": "India",
-}
 
 
 class CommandError(Exception):
@@ -99,61 +80,6 @@ def progressbar(length: int, label: str) -> "ProgressBar[int]":
     return typer.progressbar(length=length, label=label, file=sys.stderr)
 
 
-# --- seed-demo -----------------------------------------------------------------------------
-
-
-def fake_employees(count: int, *, first_emp_id: int, seed: int | None) -> Iterator[EmployeeCreate]:
-    """Plausible employees from a dozen countries; the same seed gives the same people."""
-    from faker import Faker  # imported here: the API never needs it
-
-    fake = Faker(list(DEMO_LOCALES))
-    fake.seed_instance(seed)
-    pick = random.Random(seed)  # noqa: S311  # demo data, not a secret
-    locales = list(DEMO_LOCALES)
-    for emp_id in range(first_emp_id, first_emp_id + count):
-        locale = pick.choice(locales)
-        local = fake[locale]
-        yield EmployeeCreate(
-            emp_id=emp_id,
-            emp_name=local.name(),
-            city=local.city(),
-            country=DEMO_LOCALES[locale],
-            emp_dob=local.date_between_dates(date(1955, 1, 1), date(2006, 12, 31)),
-        )
-
-
-async def seed_demo_rows(count: int, seed: int | None) -> tuple[int, int]:
-    async with database() as sessionmaker, sessionmaker() as session:
-        highest = (await session.execute(select(func.max(crud.employee_table.c.emp_id)))).scalar()
-        first = (highest or 0) + 1
-        if first + count - 1 > INT32_MAX:
-            raise CommandError(f"emp_ids past {highest} do not leave room for {count}", 2)
-        rows = fake_employees(count, first_emp_id=first, seed=seed)
-        with progressbar(count, "Creating employees") as bar:
-            await csv_io.write_all(
-                session=session,
-                batches=csv_io.batched(rows),
-                actor=SystemActor("cli:seed-demo"),
-                progress=bar.update,
-            )
-    return first, first + count - 1
-
-
-def seed_demo(
-    count: Annotated[int, typer.Argument(min=1, max=10_000_000, help="How many employees.")],
-    seed: Annotated[
-        int | None, typer.Option(help="Random seed: the same seed gives the same employees.")
-    ] = None,
-) -> None:
-    """Add COUNT realistic fake employees, numbered after the highest emp_id."""
-
-    def job() -> None:
-        first, last = asyncio.run(seed_demo_rows(count, seed))
-        typer.echo(f"Created {count} demo employees (emp_id {first} to {last}).")
-
-    run(job)
-
-
 # --- import-csv ----------------------------------------------------------------------------
 
 
@@ -175,7 +101,7 @@ async def import_rows(open_file: Callable[[], IO[bytes]], size: int, *, dry_run:
         # Pass 1 checks every row, holding only the emp_ids seen; pass 2 reads the file again
         # and inserts it in batches, all in one transaction.
         with open_file() as handle, progressbar(size, "Checking") as bar:
-            items = csv_io.read_rows(csv_io.decode_lines(tracked(handle, bar.update)))
+            items = csv_format.read_rows(csv_format.decode_lines(tracked(handle, bar.update)))
             validation = await csv_io.validate(session=session, items=items, keep_rows=False)
         if validation.error_total:
             report_errors(validation)
@@ -183,7 +109,7 @@ async def import_rows(open_file: Callable[[], IO[bytes]], size: int, *, dry_run:
         if dry_run:
             return f"All {validation.count} rows are valid; nothing was written (--dry-run)."
         with open_file() as handle, progressbar(validation.count, "Importing") as bar:
-            rows = valid_rows(csv_io.read_rows(csv_io.decode_lines(handle)))
+            rows = valid_rows(csv_format.read_rows(csv_format.decode_lines(handle)))
             try:
                 created = await csv_io.write_all(
                     session=session,
@@ -239,13 +165,13 @@ async def export_rows(
                 session=session, city=city, country=country, exact_up_to=INT32_MAX
             )
         written = 0
-        output.write(csv_io.format_header().encode())
+        output.write(csv_format.format_header().encode())
         batches = csv_io.read_batches(
             sessionmaker, city=city, country=country, sort_by=sort_by, order=order
         )
         with progressbar(total, "Exporting") as bar:
             async for employees in batches:
-                output.write(csv_io.format_rows(employees).encode())
+                output.write(csv_format.format_rows(employees).encode())
                 written += len(employees)
                 bar.update(len(employees))
     return written

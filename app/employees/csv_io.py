@@ -1,24 +1,13 @@
-"""Employees as CSV: the file format, row checks, bulk writes and keyset-batched reads.
+"""Employees as CSV in the database: whole-file checks, bulk writes and keyset-batched reads.
 
-The format: UTF-8 (a byte order mark is accepted), comma-separated, RFC 4180 quoting, a header
-line `emp_id,emp_name,city,country,emp_dob`, then one employee per record; `emp_dob` is
-YYYY-MM-DD. Every row obeys the rules of `POST /employees/` (`EmployeeCreate`). Errors name the
-physical line a record starts on (the header is line 1).
-
-A text cell that starts with `=`, `+`, `-` or `@` is written with a leading apostrophe: Excel and
-LibreOffice would otherwise run it as a formula when the file is opened (CSV injection), and an
-employee's name is whatever someone typed. Spreadsheets show the apostrophe as "this is text";
-the import takes it off again, so an export imports back unchanged.
+The file format itself (reading, checking and writing records) is `app.employees.csv_format`.
 """
 
-import csv
-import io
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import Row as Record
@@ -30,90 +19,15 @@ from app.audit.models import Actor, AuditAction, SystemActor
 from app.core.errors import AppError, ConflictError
 from app.core.types import utc_now
 from app.employees import queries
+from app.employees.csv_format import Row, RowError
 from app.employees.models import Employee, EmployeeCreate, SortField, SortOrder
 
-HEADER = ("emp_id", "emp_name", "city", "country", "emp_dob")
 # Rows per query: one existence check, one INSERT, one page of an export.
 BATCH_SIZE = 1000
 # An answer lists at most this many errors, then says how many more there were.
 MAX_REPORTED_ERRORS = 1000
 
 employee_table = cast(Table, Employee.__table__)  # type: ignore[attr-defined]
-# What spreadsheets run as a formula (tab and carriage return too; the models refuse those).
-FORMULA_STARTS = frozenset("=+-@\t\r")
-
-
-def neutralise(value: str) -> str:
-    """The cell as written: an apostrophe before a formula (and before an apostrophe that
-    precedes one, so that `restore` can tell the two apart)."""
-    return "'" + value if value.lstrip("'")[:1] in FORMULA_STARTS else value
-
-
-def restore(value: str) -> str:
-    """The value a cell holds: `neutralise` undone."""
-    return value[1:] if value[:1] == "'" and value.lstrip("'")[:1] in FORMULA_STARTS else value
-
-
-@dataclass(frozen=True)
-class RowError:
-    line: int
-    field: str | None
-    message: str
-    type: str
-
-
-@dataclass(frozen=True)
-class Row:
-    line: int
-    data: EmployeeCreate
-
-
-def decode_lines(lines: Iterable[bytes]) -> Iterator[str]:
-    """UTF-8 text line by line, so that a bad byte is reported on its own line."""
-    for line in lines:
-        yield line.decode("utf-8")
-
-
-def read_rows(lines: Iterable[str]) -> Iterator[Row | RowError]:
-    """Each record checked on its own: a valid `Row`, or one `RowError` per bad field."""
-    reader = csv.reader(lines, strict=True)
-    try:
-        header = next(reader)
-    except (StopIteration, csv.Error, UnicodeDecodeError):
-        header = []
-    if [name.strip().removeprefix("\ufeff") for name in header] != list(HEADER):
-        expected = ",".join(HEADER)
-        yield RowError(1, None, f"the first line must be the header {expected}", "csv_header")
-        return
-    previous = reader.line_num
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            return
-        except (csv.Error, UnicodeDecodeError) as error:
-            # Past a broken quote or a bad byte the record boundaries are unknown: stop here.
-            reason = "not UTF-8" if isinstance(error, UnicodeDecodeError) else str(error)
-            yield RowError(previous + 1, None, f"unreadable CSV: {reason}", "csv_syntax")
-            return
-        line, previous = previous + 1, reader.line_num
-        if not values:
-            continue  # a blank line
-        yield from _check(line, values)
-
-
-def _check(line: int, values: list[str]) -> Iterator[Row | RowError]:
-    if len(values) != len(HEADER):
-        message = f"expected {len(HEADER)} fields, found {len(values)}"
-        yield RowError(line, None, message, "csv_columns")
-        return
-    try:
-        values = [restore(value) for value in values]
-        yield Row(line, EmployeeCreate.model_validate(dict(zip(HEADER, values, strict=True))))
-    except ValidationError as error:
-        for item in error.errors(include_input=False, include_url=False):
-            name = str(item["loc"][0]) if item["loc"] else None
-            yield RowError(line, name, item["msg"].removeprefix("Value error, "), item["type"])
 
 
 @dataclass
@@ -312,18 +226,3 @@ async def read_batches(
             return
         last = rows[-1]
         after = (getattr(last, sort_by.value), last.emp_id)
-
-
-def format_header() -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer).writerow(HEADER)
-    return buffer.getvalue()
-
-
-def format_rows(employees: Sequence[Record[Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for employee in employees:
-        values = (getattr(employee, name) for name in HEADER)
-        writer.writerow([neutralise(v) if isinstance(v, str) else v for v in values])
-    return buffer.getvalue()

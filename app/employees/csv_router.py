@@ -16,8 +16,8 @@ from app.audit.dependencies import AdminActor
 from app.auth.dependencies import CurrentPrincipal, SettingsDep
 from app.core.db import SessionDep, close_session
 from app.core.openapi import error_responses
-from app.employees import csv_io
-from app.employees.csv_io import Row, RowError
+from app.employees import csv_format, csv_io
+from app.employees.csv_format import Row, RowError
 from app.employees.models import SortField, SortOrder
 from app.employees.router import CityFilter, CountryFilter
 
@@ -81,9 +81,9 @@ async def export_employees_csv(
 async def _csv_stream(
     sessionmaker: async_sessionmaker[AsyncSession], **filters: Any
 ) -> AsyncIterator[bytes]:
-    yield csv_io.format_header().encode()
+    yield csv_format.format_header().encode()
     async for employees in csv_io.read_batches(sessionmaker, **filters):
-        yield csv_io.format_rows(employees).encode()
+        yield csv_format.format_rows(employees).encode()
 
 
 @router.post(
@@ -128,4 +128,4 @@ async def import_employees_csv(
 
 
 def _parse(file: UploadFile) -> list[Row | RowError]:
-    return list(csv_io.read_rows(csv_io.decode_lines(file.file)))
+    return list(csv_format.read_rows(csv_format.decode_lines(file.file)))
