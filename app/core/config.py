@@ -91,12 +91,16 @@ class Settings(DatabaseSettings):
         ge=1,
         le=100,
         description="Connections kept open per worker, on PostgreSQL: about the requests a worker "
-        "has in flight at once (a request waiting for the CPU still holds its connection). Too "
-        "few, and overflow connections are opened and closed on every burst. Workers x "
-        "(pool + overflow) must stay below the server's max_connections.",
+        "has in flight at once (a request waiting for the CPU still holds its connection). "
+        "Workers x (pool + overflow) must stay below the server's max_connections.",
     )
     db_max_overflow: int = Field(
-        default=10, ge=0, le=100, description="Extra connections per worker during bursts."
+        default=0,
+        ge=0,
+        le=100,
+        description="Extra connections per worker during bursts, closed again as soon as they "
+        "are returned. 0: a burst waits for a pooled connection instead; opening and closing "
+        "them under sustained load cost a sixth of the throughput of reads here.",
     )
     db_pool_timeout: float = Field(
         default=10.0,
