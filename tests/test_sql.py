@@ -394,3 +394,30 @@ async def test_a_pooled_read_that_cannot_connect_is_a_database_error(
         assert is_unavailable(raised.value)
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_every_request_gives_its_connections_back(
+    app: Any,
+    engine: AsyncEngine,
+    normal_user_client: Any,
+    admin_user_client: Any,
+    make_employees: Callable[..., Any],
+) -> None:
+    """The session closer skips sessions that never began a transaction (a GET's pooled reads);
+    every other session, the list's read session or a write that failed, is closed."""
+    await make_employees({"emp_id": 1})
+    app.state.read_sessionmaker = create_read_sessionmaker(engine)
+    calls = [
+        (normal_user_client.get("/employees/1"), 200),
+        (normal_user_client.get("/employees/2"), 404),
+        (normal_user_client.get("/employees?city=lon"), 200),  # the session's own statements
+        (normal_user_client.patch("/employees/1", json={"city": "Oslo"}), 403),
+        (admin_user_client.patch("/employees/1", json={"city": "Oslo"}), 200),
+        (admin_user_client.patch("/employees/1", json={"city": "x" * 101}), 422),
+        (admin_user_client.put("/employees/2", json=employee_payload(2)), 404),
+        (admin_user_client.post("/employees/", json=employee_payload(1)), 409),
+    ]
+    for call, expected in calls:
+        assert (await call).status_code == expected
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]

@@ -114,7 +114,10 @@ class SessionCloser:
             await self.app(scope, receive, send)
         finally:
             for session in sessions:
-                await close_session(session)
+                # A session that never began a transaction holds no connection and no objects
+                # (a GET's pooled reads borrow their connection elsewhere): nothing to close.
+                if session.in_transaction():
+                    await close_session(session)
 
 
 async def get_session(request: Request) -> AsyncSession:
