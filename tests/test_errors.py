@@ -72,6 +72,9 @@ class ClosesOnADroppedConnection:
 
     invalidated = False
 
+    def in_transaction(self) -> bool:
+        return True  # it holds a connection (only such sessions are closed)
+
     async def close(self) -> None:
         raise DBAPIError("ROLLBACK", None, ServerError("57P01"))
 
