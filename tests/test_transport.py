@@ -335,11 +335,26 @@ class TestTrustedHosts:
         async with client_of(app, base_url="http://evil.example.net") as client:
             response = await client.get("/openapi.json")
             assert response.status_code == 400
+            assert response.json() == {"detail": "Invalid host header"}  # the API's error shape
+            assert response.headers["content-type"] == "application/json"
             assert_security_headers(response)
+            assert "x-request-id" in response.headers
             # Refused before the body limit or any parsing looks at the request.
             response = await client.post("/auth/register", content=b"x" * (LIMIT + 1), headers=JSON)
             assert response.status_code == 400
         assert await user_count(sessionmaker) == 0
+
+    async def test_wildcard_subdomains_and_ports(self, app_with):
+        app = app_with(trusted_hosts=["*.example.com"])
+        for host, expected in (
+            ("api.example.com:8443", 200),
+            ("API.Example.com", 200),
+            ("example.com.evil.net", 400),
+            ("", 400),
+        ):
+            async with client_of(app) as client:
+                response = await client.get("/openapi.json", headers={"Host": host})
+            assert response.status_code == expected, host
 
     async def test_any_host_by_default(self, client):
         response = await client.get("/openapi.json", headers={"Host": "whatever.example"})

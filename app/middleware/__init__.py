@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.config import Settings, get_settings
@@ -19,6 +18,7 @@ from app.middleware.access_log import AccessLogMiddleware
 from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.security_headers import SecurityHeadersMiddleware
+from app.middleware.trusted_hosts import TrustedHosts
 
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 CORS_REQUEST_HEADERS = [
@@ -88,7 +88,7 @@ def install_middleware(app: FastAPI) -> None:
         hosts = settings().trusted_hosts
         if "*" in hosts:
             return inner
-        return TrustedHostMiddleware(inner, allowed_hosts=hosts, www_redirect=False)
+        return TrustedHosts(inner, allowed_hosts=hosts)
 
     def access_log(inner: ASGIApp) -> ASGIApp:
         current = settings()
