@@ -14,13 +14,16 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import make_url
 
+from app.auth import crud as token_crud
 from app.core.config import ConfigurationError, DatabaseSettings, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import ConflictError
 from app.core.security import hash_password
+from app.core.types import utc_now
 from app.employees import commands as data_commands
 from app.employees import demo
 from app.employees.commands import EXIT_BAD_INPUT, CommandError, fail, run
+from app.idempotency import crud as idempotency_crud
 from app.users import crud
 from app.users.models import User, UserCreate, Username
 
@@ -156,6 +159,30 @@ def create_admin(
         )
     )
     typer.echo(message)
+
+
+async def _purge_expired() -> tuple[int, int]:
+    settings = database_settings()
+    require_sqlite_file(settings)
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            now = utc_now()
+            tokens = await token_crud.delete_expired_refresh_tokens(session=session, now=now)
+            keys = await idempotency_crud.delete_expired_keys(session=session, now=now)
+            return tokens, keys
+    finally:
+        await engine.dispose()
+
+
+@cli.command("purge-expired")
+def purge_expired() -> None:
+    """Delete every account's expired refresh tokens and idempotency keys (run it daily).
+
+    Sign-ins and writes delete their own account's; this catches accounts that went quiet.
+    """
+    tokens, keys = run(lambda: asyncio.run(_purge_expired()))
+    typer.echo(f"Deleted {tokens} expired refresh tokens and {keys} expired idempotency keys.")
 
 
 class LogLevel(StrEnum):

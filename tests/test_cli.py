@@ -1,8 +1,10 @@
-"""`python -m app create-admin`: creates or promotes an admin, checks input, fails cleanly."""
+"""`python -m app create-admin` and `purge-expired`: their effects, input checks, clean exits."""
 
 import asyncio
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,12 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from app.auth.models import RefreshToken
 from app.cli import cli
 from app.core.config import get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.security import password_context
+from app.idempotency.models import IdempotencyKey
 from app.main import create_app
 from app.users import crud
 from app.users.models import User
@@ -322,3 +326,69 @@ def test_python_m_app_is_the_entry_point(args: list[str]) -> None:
     assert "create-admin" in output
     if args[-1:] == ["--help"] and len(args) == 2:
         assert "--password-stdin" in output and "--reset-password" in output
+
+
+class TestPurgeExpired:
+    """`purge-expired`: what sign-ins and writes do not clean up (accounts that went quiet)."""
+
+    def test_deletes_every_accounts_expired_rows_and_keeps_live_ones(self, database: str) -> None:
+        quiet, busy = add_user(database, "quiet.user"), add_user(database, "busy.user")
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        future = datetime.now(UTC) + timedelta(days=1)
+
+        async def arrange() -> None:
+            engine = create_engine(make_settings(database))
+            try:
+                async with create_sessionmaker(engine)() as session:
+                    for user, expires_at in ((quiet, past), (busy, past), (busy, future)):
+                        session.add(
+                            RefreshToken(
+                                user_id=user.id,
+                                family_id=uuid.uuid4(),
+                                token_hash=uuid.uuid4().hex * 2,
+                                expires_at=expires_at,
+                            )
+                        )
+                        session.add(
+                            IdempotencyKey(
+                                user_id=user.id,
+                                key=uuid.uuid4().hex,
+                                request_hash="0" * 64,
+                                status_code=201,
+                                response_body={},
+                                response_headers={},
+                                expires_at=expires_at,
+                            )
+                        )
+                    await session.commit()
+            finally:
+                await engine.dispose()
+
+        async def left() -> tuple[list[datetime], list[datetime]]:
+            engine = create_engine(make_settings(database))
+            try:
+                async with create_sessionmaker(engine)() as session:
+                    tokens = await session.execute(select(RefreshToken.expires_at))
+                    keys = await session.execute(select(IdempotencyKey.expires_at))
+                    return list(tokens.scalars()), list(keys.scalars())
+            finally:
+                await engine.dispose()
+
+        asyncio.run(arrange())
+        result = run("purge-expired")
+
+        assert result.exit_code == 0, result.output
+        assert "Deleted 2 expired refresh tokens and 2 expired idempotency keys." in result.output
+        tokens, keys = asyncio.run(left())
+        assert len(tokens) == len(keys) == 1
+        assert tokens[0] > datetime.now(UTC) and keys[0] > datetime.now(UTC)
+        assert "Deleted 0 expired" in run("purge-expired").output  # nothing left to do
+
+    def test_unreachable_server_exits_1(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/hr")
+        result = run("purge-expired")
+        assert result.exit_code == 1
+        assert result.stderr.startswith("Error: the database is unreachable")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from app.cli import cli
 from app.core.config import Settings
 from app.main import create_app
 
@@ -53,6 +54,7 @@ class TestManifests:
         assert kinds == sorted(
             [
                 "ConfigMap",
+                "CronJob",
                 "Deployment",
                 "HorizontalPodAutoscaler",
                 "Job",
@@ -145,8 +147,10 @@ class TestServiceAndAutoscaler:
         service = manifest("Service")["spec"]
         api_labels = manifest("Deployment")["spec"]["template"]["metadata"]["labels"]
         job_labels = manifest("Job")["spec"]["template"]["metadata"]["labels"]
+        cron = manifest("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["metadata"]
         assert matches(service["selector"], api_labels)
         assert not matches(service["selector"], job_labels)
+        assert not matches(service["selector"], cron["labels"])
         (port,) = service["ports"]
         assert port["targetPort"] == api_container()["ports"][0]["name"]
 
@@ -186,6 +190,23 @@ class TestMigrationJob:
     def test_runs_as_non_root(self) -> None:
         spec = manifest("Job")["spec"]["template"]["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
+
+
+class TestPurgeCronJob:
+    def test_runs_the_purge_command_with_the_deployments_image_and_secret(self) -> None:
+        cron = manifest("CronJob")["spec"]
+        pod = cron["jobTemplate"]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["args"] == ["python", "-m", "app", "purge-expired"]
+        assert "purge-expired" in {command.name for command in cli.registered_commands}
+        assert "command" not in container  # the image's entrypoint runs the args
+        assert container["image"] == api_container()["image"]
+        assert {"secretRef": {"name": manifest("Secret")["metadata"]["name"]}} in container[
+            "envFrom"
+        ]
+        assert cron["concurrencyPolicy"] == "Forbid"
+        assert pod["restartPolicy"] == "Never"
+        assert pod["securityContext"]["runAsNonRoot"] is True
 
 
 class TestSecretTemplate:

@@ -99,3 +99,11 @@ async def revoke_all_sessions(
         .execution_options(synchronize_session=False)
     )
     await session.commit()
+
+
+async def delete_expired_refresh_tokens(*, session: AsyncSession, now: datetime) -> int:
+    """Every account's expired tokens (a sign-in deletes only its own account's); how many."""
+    statement = delete(RefreshToken).where(col(RefreshToken.expires_at) <= now)
+    result = cast(CursorResult[Any], await session.execute(statement))
+    await session.commit()
+    return int(result.rowcount)

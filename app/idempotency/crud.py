@@ -4,10 +4,10 @@ import hashlib
 import json
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import CursorResult, Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidInputError
@@ -77,3 +77,11 @@ async def remember_response(
             expires_at=now + ttl,
         )
     )
+
+
+async def delete_expired_keys(*, session: AsyncSession, now: datetime) -> int:
+    """Every account's expired keys (a write deletes only its own caller's); how many."""
+    statement = delete(key_table).where(key_table.c.expires_at <= now)
+    result = cast(CursorResult[Any], await session.execute(statement))
+    await session.commit()
+    return int(result.rowcount)
