@@ -11,8 +11,8 @@ The rows come back as the named tuple a `Query` is given, with the columns' resu
 applied, the same on both paths; driver errors come back as SQLAlchemy's exceptions, so the
 handlers and the callers see what they would see from `session.execute`.
 
-A read in a session marked `POOLED_READS` (autocommit, see `app.core.db`) that has not opened a
-transaction borrows a pooled connection for its one statement and gives it back at once. The
+A statement in a session marked `POOLED_READS` (autocommit, see `app.core.db`) that has not
+opened a transaction borrows a pooled connection for itself and gives it back at once. The
 session's own connection would cost several times the statement: a session transaction, an engine
 connection and their teardown, for a statement that needs no transaction at all.
 """
@@ -90,61 +90,67 @@ class Query(Generic[R]):
 
     async def first(self, session: AsyncSession, **values: Any) -> R | None:
         """The first row the statement returns, or None."""
-        engine = _pooled_reads_engine(session)
-        if engine is not None:
-            compiled = self._compile(engine.dialect)
-            record = await _run_pooled(engine, "fetchrow", compiled, values)
-            return None if record is None else self._make(compiled, record)
-        driver, connection = await _driver(session)
-        if driver is None:
-            statement = self.statement_for(connection.dialect)
-            row = (await session.execute(statement, values)).first()
+        driven = await self._on_driver(session, "fetchrow", values)
+        if driven is None:
+            row = (await session.execute(self._statement(session), values)).first()
             return None if row is None else self.row(tuple(row))
-        compiled = self._compile(connection.dialect)
-        record = await _run(driver, "fetchrow", connection, compiled, values)
+        compiled, record = driven
         return None if record is None else self._make(compiled, record)
 
     async def all(self, session: AsyncSession, **values: Any) -> list[R]:
         """Every row the statement returns."""
-        engine = _pooled_reads_engine(session)
-        if engine is not None:
-            compiled = self._compile(engine.dialect)
-            records = await _run_pooled(engine, "fetch", compiled, values)
-            return [self._make(compiled, record) for record in records]
-        driver, connection = await _driver(session)
-        if driver is None:
-            rows = await session.execute(self.statement_for(connection.dialect), values)
+        driven = await self._on_driver(session, "fetch", values)
+        if driven is None:
+            rows = await session.execute(self._statement(session), values)
             return [self.row(tuple(row)) for row in rows]
-        compiled = self._compile(connection.dialect)
-        records = await _run(driver, "fetch", connection, compiled, values)
+        compiled, records = driven
         return [self._make(compiled, record) for record in records]
 
     async def execute(self, session: AsyncSession, **values: Any) -> int:
         """Run a statement that returns no rows; how many rows it changed."""
+        driven = await self._on_driver(session, "execute", values)
+        if driven is None:
+            result = await session.execute(self._statement(session), values)
+            return int(result.rowcount)  # type: ignore[attr-defined]
+        # "INSERT 0 1", "UPDATE 1", "DELETE 0": the count comes last.
+        return int(driven[1].rsplit(" ", 1)[-1])
+
+    def _statement(self, session: AsyncSession) -> Executable:
+        return self.statement_for(session.get_bind().dialect)
+
+    async def _on_driver(
+        self, session: AsyncSession, method: str, values: dict[str, Any]
+    ) -> tuple[_Compiled, Any] | None:
+        """What asyncpg's `method` returns, on a borrowed pooled connection or the session's
+        own, with the statement compiled for it; None on any other driver."""
+        engine = _pooled_reads_engine(session)
+        if engine is not None:
+            compiled = self._compile(engine.dialect)
+            pooled = await _checkout(engine)
+            try:
+                return compiled, await _send(pooled.driver_connection, method, compiled, values)
+            except OperationalError:
+                pooled.invalidate()  # lost: the pool opens a new one
+                raise
+            finally:
+                pooled.close()
         driver, connection = await _driver(session)
         if driver is None:
-            result = await session.execute(self.statement_for(connection.dialect), values)
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            return None
         compiled = self._compile(connection.dialect)
-        status = await _run(driver, "execute", connection, compiled, values)
-        # "INSERT 0 1", "UPDATE 1", "DELETE 0": the count comes last.
-        return int(status.rsplit(" ", 1)[-1])
+        try:
+            return compiled, await _send(driver, method, compiled, values)
+        except OperationalError:
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
+            raise
 
 
-async def _run(
-    driver: Any,
-    method: str,
-    connection: AsyncConnection,
-    compiled: _Compiled,
-    values: dict[str, Any],
-) -> Any:
+async def _send(driver: Any, method: str, compiled: _Compiled, values: dict[str, Any]) -> Any:
     arguments = _arguments(compiled, values)
     try:
         return await getattr(driver, method)(compiled.sql, *arguments)
     except Exception as error:
-        if _connection_lost(error):
-            with contextlib.suppress(Exception):
-                await connection.invalidate()
         _raise_translated(compiled.sql, arguments, error)
 
 
@@ -163,26 +169,6 @@ def _pooled_reads_engine(session: AsyncSession) -> AsyncEngine | None:
     if not isinstance(engine, AsyncEngine) or engine.dialect.driver != "asyncpg":
         return None
     return engine
-
-
-async def _run_pooled(
-    engine: AsyncEngine, method: str, compiled: _Compiled, values: dict[str, Any]
-) -> Any:
-    """One statement on a connection borrowed from the pool, returned to it right after.
-
-    asyncpg runs a statement outside a transaction in autocommit; the pool's reset on return
-    (a rollback) has nothing to do then, and a lost connection is discarded, not returned.
-    """
-    arguments = _arguments(compiled, values)
-    pooled = await _checkout(engine)
-    try:
-        return await getattr(pooled.driver_connection, method)(compiled.sql, *arguments)
-    except Exception as error:
-        if _connection_lost(error):
-            pooled.invalidate()
-        _raise_translated(compiled.sql, arguments, error)
-    finally:
-        pooled.close()
 
 
 async def _driver(session: AsyncSession) -> tuple[Any, AsyncConnection]:
@@ -234,8 +220,8 @@ def _raise_translated(sql: str, arguments: list[Any], error: Exception) -> NoRet
     """Raise what SQLAlchemy would have raised for this driver error.
 
     A constraint violation is an IntegrityError; any other error PostgreSQL reports is a
-    DBAPIError carrying its SQLSTATE (the handlers read it). A lost connection (the caller has
-    discarded it from the pool) is an OperationalError, as for a disconnect SQLAlchemy sees.
+    DBAPIError carrying its SQLSTATE (the handlers read it). A lost connection is an
+    OperationalError, as for a disconnect SQLAlchemy sees; the caller discards the connection.
     """
     if isinstance(error, asyncpg.IntegrityConstraintViolationError):
         raise IntegrityError(sql, arguments, error) from error
