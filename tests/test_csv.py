@@ -38,6 +38,15 @@ async def employee_count(sessionmaker: Any) -> int:
         return (await session.execute(select(func.count()).select_from(Employee))).scalar_one()
 
 
+async def export_then_import_elsewhere(client: Any, sessionmaker: Any) -> Any:
+    """Export every record, empty the table, and import the export: the import's answer."""
+    exported = (await client.get(EXPORT)).text
+    async with sessionmaker() as session:
+        await session.execute(Employee.__table__.delete())  # type: ignore[attr-defined]
+        await session.commit()
+    return await client.post(IMPORT, files=upload(exported))
+
+
 class TestExportCsv:
     async def test_regular_user_downloads_every_row_as_csv(
         self, normal_user_client, make_employees
@@ -349,12 +358,7 @@ class TestImportCsv:
         self, admin_user_client, make_employees, sessionmaker
     ):
         await make_employees({"emp_id": 5, "emp_name": 'Zoë, "the" first', "city": "Ørsta"})
-        exported = (await admin_user_client.get(EXPORT)).text
-        async with sessionmaker() as session:
-            await session.execute(Employee.__table__.delete())  # type: ignore[attr-defined]
-            await session.commit()
-
-        response = await admin_user_client.post(IMPORT, files=upload(exported))
+        response = await export_then_import_elsewhere(admin_user_client, sessionmaker)
 
         assert response.status_code == 201
         (employee,), _ = await stored(sessionmaker)
@@ -385,12 +389,7 @@ class TestSpreadsheetFormulas:
             *({"emp_id": i, "emp_name": name} for i, name in enumerate(self.FORMULAS, 1)),
             {"emp_id": 9, "emp_name": "'Quoted"},
         )
-        exported = (await admin_user_client.get(EXPORT)).text
-        async with sessionmaker() as session:
-            await session.execute(Employee.__table__.delete())  # type: ignore[attr-defined]
-            await session.commit()
-
-        response = await admin_user_client.post(IMPORT, files=upload(exported))
+        response = await export_then_import_elsewhere(admin_user_client, sessionmaker)
 
         assert response.status_code == 201
         employees, _ = await stored(sessionmaker)
