@@ -24,7 +24,8 @@ async def create_refresh_token(
 ) -> RefreshToken:
     """Store the first token of a sign-in, and delete the account's expired ones in the same
     commit: an expired token is refused before anything else about it is read, so its row has
-    no use left, and nothing else removes rows (the table would grow with every sign-in)."""
+    no use left (otherwise the table would grow with every sign-in; `purge-expired` clears the
+    accounts that stopped signing in)."""
     await session.execute(
         delete(RefreshToken).where(
             col(RefreshToken.user_id) == token.user_id, col(RefreshToken.expires_at) <= now
