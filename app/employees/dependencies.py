@@ -17,10 +17,11 @@ IfMatchHeader = Annotated[
         description="Write only if the record still has this `ETag` (or `*`); 412 otherwise.",
     ),
 ]
+IF_NONE_MATCH_MAX_LENGTH = 1000
 IfNoneMatchHeader = Annotated[
     str | None,
     Header(
-        max_length=1000,
+        max_length=IF_NONE_MATCH_MAX_LENGTH,
         description="Answer 304 with no body if the record still has this `ETag`.",
     ),
 ]

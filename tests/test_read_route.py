@@ -1,0 +1,166 @@
+"""GET /employees/{emp_id} served by `ReadEmployeeRoute`: the same answers as FastAPI's handler.
+
+Each request below is sent twice: once as clients send it, and once with the route's direct
+path stepped aside (an override of one of the dependencies it calls, which only FastAPI's
+handler honours). Status, body and headers must not differ.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import fastapi.routing
+import pytest
+from httpx import AsyncClient, Response
+
+from app.core.db import get_session
+from app.employees.read_route import plain_emp_id
+from app.users.models import User
+from tests.conftest import employee_payload
+
+# Everything but the per-request id.
+IGNORED_HEADERS = {"x-request-id"}
+
+
+def answer(response: Response) -> tuple[int, bytes, dict[str, str]]:
+    headers = {k: v for k, v in response.headers.items() if k not in IGNORED_HEADERS}
+    return response.status_code, response.content, headers
+
+
+@pytest.fixture
+def solves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths for which FastAPI solved a route's dependencies, in order."""
+    seen: list[str] = []
+    solve = fastapi.routing.solve_dependencies
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["request"].url.path)
+        return await solve(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+    return seen
+
+
+async def both_ways(app: Any, client: AsyncClient, path: str, **headers: str) -> list[Any]:
+    direct = answer(await client.get(path, headers=headers))
+    app.dependency_overrides[get_session] = get_session  # the same session, solved by FastAPI
+    try:
+        standard = answer(await client.get(path, headers=headers))
+    finally:
+        del app.dependency_overrides[get_session]
+    return [direct, standard]
+
+
+@pytest.fixture
+async def stored(make_employees: Callable[..., Any]) -> Any:
+    (employee,) = await make_employees(employee_payload(emp_id=7))
+    return employee
+
+
+class TestSameAnswers:
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/employees/7",  # found
+            "/employees/8",  # not found
+            "/employees/2147483647",  # the largest id
+            "/employees/007",  # not plain: FastAPI's handler reads 7
+            "/employees/0",
+            "/employees/-7",
+            "/employees/2147483648",
+            "/employees/seven",
+            "/employees/%207",
+        ],
+    )
+    async def test_paths(self, app, normal_user_client, stored, path):
+        direct, standard = await both_ways(app, normal_user_client, path)
+        assert direct == standard
+        assert direct[0] in (200, 404, 422)
+
+    @pytest.mark.parametrize(
+        "if_none_match",
+        ["{etag}", "W/{etag}", "*", '"other"', '{etag}, "other"', "x" * 1000, "x" * 1001, ""],
+    )
+    async def test_if_none_match(self, app, normal_user_client, stored, if_none_match):
+        header = if_none_match.format(etag=stored.etag)
+        direct, standard = await both_ways(
+            app, normal_user_client, "/employees/7", **{"If-None-Match": header}
+        )
+        assert direct == standard
+        assert direct[0] in (200, 304, 412, 422)
+
+    @pytest.mark.parametrize(
+        "authorization",
+        [None, "Bearer", "Bearer not.a.token", "Basic amFuZTpzZWNyZXQ=", "bearer {}"],
+    )
+    async def test_credentials(self, app, client, normal_user, token_for, stored, authorization):
+        headers = {}
+        if authorization is not None:
+            headers["Authorization"] = authorization.format(token_for(normal_user))
+        direct, standard = await both_ways(app, client, "/employees/7", **headers)
+        assert direct == standard
+
+    async def test_accounts_that_may_no_longer_read(
+        self, app, make_user, client_for, stored, sessionmaker
+    ):
+        inactive: User = await make_user("gone", is_active=False)
+        signed_out: User = await make_user("signed.out")
+        async with client_for(inactive) as gone, client_for(signed_out) as stale:
+            async with sessionmaker() as session:
+                signed_out.token_version += 1
+                session.add(signed_out)
+                await session.commit()
+            for client in (gone, stale):
+                direct, standard = await both_ways(app, client, "/employees/7")
+                assert direct == standard
+                assert direct[0] == 401
+
+
+class TestWhichHandler:
+    async def test_a_plain_request_is_answered_without_solving(
+        self, normal_user_client, stored, solves
+    ):
+        response = await normal_user_client.get("/employees/7", headers={"If-None-Match": '"x"'})
+        assert response.status_code == 200
+        assert solves == []
+
+    @pytest.mark.parametrize("path", ["/employees/007", "/employees/0"])
+    async def test_anything_else_goes_to_fastapis_handler(
+        self, normal_user_client, stored, solves, path
+    ):
+        response = await normal_user_client.get(path)
+        assert response.status_code in (200, 422)
+        assert solves == [path]
+
+    async def test_an_override_is_honoured(self, app, normal_user_client, stored, solves):
+        app.dependency_overrides[get_session] = get_session
+        response = await normal_user_client.get("/employees/7")
+        assert response.status_code == 200
+        assert solves == ["/employees/7"]
+
+    async def test_other_routes_are_untouched(self, normal_user_client, stored, solves):
+        await normal_user_client.get("/employees/")
+        assert solves == ["/employees/"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1", 1),
+        ("7", 7),
+        ("2147483647", 2147483647),
+        ("2147483648", None),
+        ("9999999999", None),
+        ("12345678901", None),
+        ("0", None),
+        ("007", None),
+        ("-1", None),
+        ("+1", None),
+        (" 1", None),
+        ("1 ", None),
+        ("1_000", None),
+        ("\u0661", None),  # an Arabic-Indic digit: Python's int() would read it
+        ("", None),
+    ],
+)
+def test_plain_emp_id(text, expected):
+    assert plain_emp_id(text) == expected
