@@ -32,7 +32,12 @@ from app.employees.router import router as employees_router
 from app.health.router import router as health_router
 from app.middleware import install_middleware
 from app.middleware.cut_off import CutOffMiddleware
-from app.observability.metrics import mark_worker_stopped, track_pool
+from app.observability.metrics import (
+    keep_live_gauges,
+    mark_worker_stopped,
+    several_workers,
+    track_pool,
+)
 from app.observability.router import router as metrics_router
 from app.observability.tracing import configure_tracing, requested_exporter, shutdown_tracing
 from app.users.router import router as users_router
@@ -59,14 +64,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.read_sessionmaker = create_read_sessionmaker(engine)
     # The service starts while the database is down: /health/ready says 503 until it answers.
     admin_task = await start_first_admin(settings, app.state.sessionmaker)
+    tasks = [task for task in (admin_task, start_live_gauges()) if task is not None]
     freeze_startup_objects()
     try:
         yield
     finally:
-        if admin_task is not None:
-            admin_task.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await admin_task
+                await task
         await engine.dispose()
         mark_worker_stopped()
         await asyncio.to_thread(shutdown_tracing, tracer_provider)
@@ -83,6 +89,11 @@ OPENAPI_TAGS = [
     },
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
+
+
+def start_live_gauges() -> asyncio.Task[None] | None:
+    """With several workers, each writes its live gauges once a second (a scrape reads all)."""
+    return asyncio.create_task(keep_live_gauges()) if several_workers() else None
 
 
 def freeze_startup_objects() -> None:

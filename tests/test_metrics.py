@@ -1,5 +1,7 @@
 """Prometheus metrics at GET /metrics, in one process and summed over several workers."""
 
+import asyncio
+import contextlib
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -8,15 +10,22 @@ from typing import Any
 
 import httpx
 from alembic import command
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.config import get_settings
 from app.core.db import create_engine
-from app.observability.metrics import track_pool
+from app.observability.metrics import (
+    LIVE,
+    keep_live_gauges,
+    track_pool,
+    write_live_gauges,
+)
 from tests.conftest import SECRET, make_settings
 from tests.pg import alembic_config
 from tests.test_startup import free_port, server_env, wait_until_up
 
+IN_FLIGHT, POOL = "http_requests_in_progress", "db_pool_checked_out_connections"
 EMPLOYEE_ROUTE = {"method": "GET", "route": "/employees/{emp_id}", "status": "200"}
 
 
@@ -148,3 +157,32 @@ def test_two_workers_report_the_sum_of_both(tmp_path: Path) -> None:
     assert '"path": "/health/live"' in lines and '"request_id": ' in lines
     assert '"GET /health/live HTTP/1.1" 200' not in lines
     assert '"trace_id"' not in lines  # no OTEL_* variables: no tracing
+
+
+class TestLiveGauges:
+    """The in-flight and pool gauges are written from `LIVE` when sampled, not on every change."""
+
+    async def test_each_worker_writes_them_every_interval(self):
+        # The values only this test gives them, then back: other tests share the process.
+        saved = (LIVE.in_flight, LIVE.pool_checked_out)
+        task = asyncio.create_task(keep_live_gauges(interval=0.01))
+        try:
+            LIVE.in_flight, LIVE.pool_checked_out = 5, 3
+            await asyncio.sleep(0.1)
+            written = tuple(REGISTRY.get_sample_value(name) for name in (IN_FLIGHT, POOL))
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            LIVE.in_flight, LIVE.pool_checked_out = saved
+            write_live_gauges()
+        assert written == (5, 3)
+
+    async def test_a_scrape_writes_them_first(self, client):
+        saved = LIVE.pool_checked_out
+        LIVE.pool_checked_out = saved + 7
+        try:
+            scraped = sample(await scrape(client), "db_pool_checked_out_connections")
+        finally:
+            LIVE.pool_checked_out = saved
+        assert scraped == saved + 7

@@ -10,7 +10,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.observability.metrics import IN_FLIGHT, UNMATCHED_ROUTE, observe_request
+from app.observability.metrics import LIVE, UNMATCHED_ROUTE, observe_request
 
 logger = logging.getLogger("app.access")
 
@@ -41,14 +41,14 @@ class AccessLogMiddleware:
             await send(message)
 
         if self.metrics:
-            IN_FLIGHT.inc()
+            LIVE.in_flight += 1
         try:
             await self.app(scope, receive, send_with_status)
         finally:
             seconds = time.perf_counter() - start
             route = route_template(scope)
             if self.metrics:
-                IN_FLIGHT.dec()
+                LIVE.in_flight -= 1
                 observe_request(scope["method"], route, status, seconds)
             if self.access_log and logger.isEnabledFor(logging.INFO):
                 self._log(scope, route, status, seconds)

@@ -5,6 +5,7 @@ PROMETHEUS_MULTIPROC_DIR (set before the first import of prometheus_client; `pyt
 serve` does it) and a scrape, whichever worker answers it, adds up all of them.
 """
 
+import asyncio
 import os
 import tempfile
 from collections.abc import Iterator
@@ -54,6 +55,24 @@ RATE_LIMITED = Counter(
 _children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 
+class LiveCounts:
+    """This worker's numbers behind the two live gauges, kept as plain integers.
+
+    With several workers, changing a gauge takes a lock, a getpid() system call and a write to
+    a memory-mapped file; doing that around every request and every connection checkout and
+    return cost about 3% of a GET one. The gauges are written from these numbers instead: by
+    the worker answering a scrape, just before it reads them all, and by every worker once a
+    second (`keep_live_gauges`), so another worker's value is at most that old.
+    """
+
+    in_flight = 0
+    pool_checked_out = 0
+
+
+LIVE = LiveCounts()
+LIVE_GAUGE_INTERVAL_SECONDS = 1.0
+
+
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     key = (method, route, status)
     children = _children.get(key)
@@ -66,20 +85,45 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 
 
 def track_pool(engine: AsyncEngine) -> None:
-    """Count the engine's checked-out connections into POOL_CHECKED_OUT."""
+    """Count the engine's checked-out connections into `LIVE` (POOL_CHECKED_OUT)."""
     pool_events = engine.sync_engine.pool
-    event.listen(pool_events, "checkout", lambda *_: POOL_CHECKED_OUT.inc())
-    event.listen(pool_events, "checkin", lambda *_: POOL_CHECKED_OUT.dec())
+    event.listen(pool_events, "checkout", _checked_out)
+    event.listen(pool_events, "checkin", _checked_in)
+
+
+def _checked_out(*_: Any) -> None:
+    LIVE.pool_checked_out += 1
+
+
+def _checked_in(*_: Any) -> None:
+    LIVE.pool_checked_out -= 1
+
+
+def write_live_gauges() -> None:
+    IN_FLIGHT.set(LIVE.in_flight)
+    POOL_CHECKED_OUT.set(LIVE.pool_checked_out)
+
+
+async def keep_live_gauges(interval: float = LIVE_GAUGE_INTERVAL_SECONDS) -> None:
+    """Write this worker's live gauges every `interval` seconds, until cancelled."""
+    while True:
+        write_live_gauges()
+        await asyncio.sleep(interval)
+
+
+def several_workers() -> bool:
+    """Whether the samples are shared through PROMETHEUS_MULTIPROC_DIR (several workers)."""
+    return bool(os.environ.get(MULTIPROC_ENV))
 
 
 def mark_worker_stopped() -> None:
     # A stopped worker's in-flight and pool gauges must not stay in the sums.
-    if os.environ.get(MULTIPROC_ENV):
+    if several_workers():
         multiprocess.mark_process_dead(os.getpid())
 
 
 def render() -> bytes:
-    if os.environ.get(MULTIPROC_ENV):
+    if several_workers():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
