@@ -25,6 +25,7 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.openapi import document_body_errors
 from app.core.security import configure_hash_concurrency
+from app.core.sql import pooled_reads
 from app.docs import install_docs
 from app.employees.csv_router import router as employees_csv_router
 from app.employees.queries import estimate_cache
@@ -62,6 +63,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     track_pool(engine)
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.read_sessionmaker = create_read_sessionmaker(engine)
+    app.state.pooled_reads = pooled_reads(engine)
     # The service starts while the database is down: /health/ready says 503 until it answers.
     admin_task = await start_first_admin(settings, app.state.sessionmaker)
     tasks = [task for task in (admin_task, start_live_gauges()) if task is not None]

@@ -11,8 +11,10 @@ from typing import Any
 import fastapi.routing
 import pytest
 from httpx import AsyncClient, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.db import get_session
+from app.core.db import create_read_sessionmaker, get_session
+from app.core.sql import pooled_reads
 from app.employees.read_route import plain_emp_id
 from app.users.models import User
 from tests.conftest import employee_payload
@@ -164,3 +166,48 @@ class TestWhichHandler:
 )
 def test_plain_emp_id(text, expected):
     assert plain_emp_id(text) == expected
+
+
+@pytest.mark.postgres_only
+class TestWithoutASession:
+    """A served app (its lifespan sets up pooled reads): the direct path opens no session."""
+
+    @pytest.fixture
+    def sessions_opened(self, app: Any, engine: AsyncEngine) -> list[int]:
+        opened: list[int] = []
+        read_sessions = create_read_sessionmaker(engine)
+
+        def counting() -> Any:
+            opened.append(1)
+            return read_sessions()
+
+        app.state.read_sessionmaker = counting
+        app.state.pooled_reads = pooled_reads(engine)
+        return opened
+
+    @pytest.mark.parametrize(
+        ("path", "status", "sessions"),
+        [("/employees/7", 200, 0), ("/employees/8", 404, 0), ("/employees/007", 200, 1)],
+    )
+    async def test_same_answers(
+        self, app, engine, normal_user_client, stored, sessions_opened, path, status, sessions
+    ):
+        direct, standard = await both_ways(app, normal_user_client, path)
+        assert direct == standard
+        assert direct[0] == status
+        # The standard way always opens one; the direct way only where it hands over.
+        assert len(sessions_opened) == sessions + 1
+        assert engine.pool.checkedout() == 0
+
+    async def test_an_account_gone_meanwhile_is_refused(
+        self, app, engine, make_user, client_for, stored, sessions_opened, sessionmaker
+    ):
+        gone: User = await make_user("gone")
+        async with client_for(gone) as client:
+            async with sessionmaker() as session:
+                await session.delete(await session.get(User, gone.id))
+                await session.commit()
+            direct, standard = await both_ways(app, client, "/employees/7")
+        assert direct == standard
+        assert direct[0] == 401
+        assert engine.pool.checkedout() == 0

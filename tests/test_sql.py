@@ -11,8 +11,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.db import create_engine, create_read_sessionmaker, create_sessionmaker
+from app.core.driver import transaction
 from app.core.errors import is_unavailable
-from app.core.sql import Query, transaction
+from app.core.sql import Query, pooled_reads
 from app.employees import crud, queries
 from app.employees.models import EmployeeCreate, EmployeeRead
 from app.users.models import User
@@ -304,6 +305,30 @@ async def test_a_read_borrows_a_pooled_connection_for_its_statement_alone(
     assert [r.emp_id for r in rows] == [1, 2]
     async with create_sessionmaker(engine)() as session:  # the same rows the usual way
         assert row == await ONE.first(session, emp_id=1)
+
+
+@pytest.mark.postgres_only
+async def test_reads_without_a_session_borrow_a_connection_per_statement(
+    engine: AsyncEngine, make_employees: Callable[..., Any]
+) -> None:
+    await make_employees({"emp_id": 1}, {"emp_id": 2})
+    reads = pooled_reads(engine)
+    assert reads is not None
+    row = await ONE.first(reads, emp_id=1)
+    rows = await ALL.all(reads)
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    async with create_sessionmaker(engine)() as session:  # the same rows the usual way
+        assert row == await ONE.first(session, emp_id=1)
+        assert rows == await ALL.all(session)
+
+
+async def test_reads_without_a_session_are_for_asyncpg_only(settings: Any) -> None:
+    engine = create_engine(settings)
+    try:
+        expected = engine.dialect.driver == "asyncpg"
+        assert (pooled_reads(engine) is not None) is expected
+    finally:
+        await engine.dispose()
 
 
 @pytest.mark.postgres_only

@@ -11,9 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import crud as audit
 from app.audit.models import Actor, AuditAction, Caller
+from app.core.driver import transaction
 from app.core.errors import ConflictError, NotFoundError, PreconditionFailedError
 from app.core.preconditions import check_if_match
-from app.core.sql import Query, transaction
+from app.core.sql import Query
 from app.core.types import utc_now
 from app.employees import queries
 from app.employees.models import Employee, EmployeeCreate, EmployeeRead, etag

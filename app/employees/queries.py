@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.sql import Query
+from app.core.sql import Query, Reads
 from app.employees.models import Employee, SortField, SortOrder
 from app.users.crud import ACCESS_COLUMNS, Access, user_table
 
@@ -75,10 +75,10 @@ EMPLOYEE_AS = Query(
 
 
 async def get_employee_as(
-    *, session: AsyncSession, emp_id: int, user_id: uuid.UUID
+    *, reads: Reads, emp_id: int, user_id: uuid.UUID
 ) -> tuple[Access | None, EmployeeRow | None]:
     """The caller's account and one record, in one round trip."""
-    found = await EMPLOYEE_AS.first(session, emp_id=emp_id, user_id=user_id)
+    found = await EMPLOYEE_AS.first(reads, emp_id=emp_id, user_id=user_id)
     return (None, None) if found is None else found
 
 

@@ -7,10 +7,12 @@ quarter of the request's CPU, as much as the database lookup and its connection 
 
 `ReadEmployeeRoute` therefore answers the common request itself: an `emp_id` written as a plain
 number in range, an `If-None-Match` within its declared length, and no override of the
-dependencies below. It calls the very functions those dependencies are, and the same
-`answer_read` as the declared handler, so such a request gets the same answer either way. Any
-other request goes to FastAPI's handler, which refuses it with its usual 422 (or serves it, as
-`007` is 7): no error is worded twice.
+dependencies below. It reads the claims with the claims dependency's own function and calls the
+same `answer_read` as the declared handler, so such a request gets the same answer either way.
+Where the app has pooled reads it reads without a session (`app.core.sql.PooledReads`): its one
+statement needs none, and creating one cost about as much as borrowing the connection. Any other
+request goes to FastAPI's handler, which refuses it with its usual 422 (or serves it, as `007` is
+7): no error is worded twice.
 """
 
 import re
@@ -19,12 +21,12 @@ from typing import Any
 
 from fastapi import Request, Response, status
 from fastapi.routing import APIRoute
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.dependencies import authorize, get_claims
 from app.core.db import get_session
 from app.core.errors import NotFoundError
 from app.core.preconditions import none_match
+from app.core.sql import PooledReads, Reads
 from app.core.tokens import AccessClaims
 from app.core.types import INT32_MAX
 from app.employees import queries
@@ -44,13 +46,13 @@ async def answer_read(
     request: Request,
     *,
     claims: AccessClaims,
-    session: AsyncSession,
+    reads: Reads,
     emp_id: int,
     if_none_match: str | None,
 ) -> Response:
     """The caller's account and the record in one round trip; the record with its `ETag`."""
     account, employee = await queries.get_employee_as(
-        session=session, emp_id=emp_id, user_id=claims.user_id
+        reads=reads, emp_id=emp_id, user_id=claims.user_id
     )
     authorize(request, claims, account)
     if employee is None:
@@ -67,6 +69,13 @@ def plain_emp_id(text: str) -> int | None:
         return None
     value = int(text)
     return value if value <= INT32_MAX else None
+
+
+async def reads_for(request: Request) -> Reads:
+    """Where the direct path reads: without a session where the app has pooled reads (PostgreSQL
+    with asyncpg; its lifespan sets them up), else in the request's session, as the handler."""
+    reads: PooledReads | None = getattr(request.app.state, "pooled_reads", None)
+    return reads if reads is not None else await get_session(request)
 
 
 class ReadEmployeeRoute(APIRoute):
@@ -88,7 +97,7 @@ class ReadEmployeeRoute(APIRoute):
             return await answer_read(
                 request,
                 claims=await get_claims(request),
-                session=await get_session(request),
+                reads=await reads_for(request),
                 emp_id=emp_id,
                 if_none_match=if_none_match,
             )

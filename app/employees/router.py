@@ -140,7 +140,7 @@ async def read_employee(
 ) -> Response:
     """One employee by business key, with its `ETag`."""
     return await answer_read(
-        request, claims=claims, session=session, emp_id=emp_id, if_none_match=if_none_match
+        request, claims=claims, reads=session, emp_id=emp_id, if_none_match=if_none_match
     )
 
 
