@@ -57,6 +57,9 @@ def test_a_server_with_the_console_exporter_writes_a_span_per_request(tmp_path: 
     output_text = log.read_text()  # spans are flushed at shutdown
     assert output_text.count('"name": "GET /health/live"') == 1
     assert output_text.count('"name": "GET /employees/{emp_id}"') == 1
+    # Both requests traced through FastAPI's handler: GET one's 401 comes from its claims
+    # dependency, so it has a dependencies span (the read route's direct path has none).
+    assert output_text.count('"name": "fastapi.dependencies"') == 2
     assert '"service.name": "traced-api"' in output_text
 
 

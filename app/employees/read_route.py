@@ -6,13 +6,14 @@ what OpenAPI documents, and FastAPI's handler for it stays the reference. Solvin
 quarter of the request's CPU, as much as the database lookup and its connection together.
 
 `ReadEmployeeRoute` therefore answers the common request itself: an `emp_id` written as a plain
-number in range, an `If-None-Match` within its declared length, and no override of the
-dependencies below. It reads the claims with the claims dependency's own function and calls the
-same `answer_read` as the declared handler, so such a request gets the same answer either way.
-Where the app has pooled reads it reads without a session (`app.core.sql.PooledReads`): its one
-statement needs none, and creating one cost about as much as borrowing the connection. Any other
-request goes to FastAPI's handler, which refuses it with its usual 422 (or serves it, as `007` is
-7): no error is worded twice.
+number in range, an `If-None-Match` within its declared length, no override of the dependencies
+below, and no trace being recorded (OTEL_*: FastAPI's handler opens the spans). It reads the
+claims with the claims dependency's own function and calls the same `answer_read` as the
+declared handler, so such a request gets the same answer either way. Where the app has pooled
+reads it reads without a session (`app.core.sql.PooledReads`): its one statement needs none, and
+creating one cost about as much as borrowing the connection. Any other request goes to
+FastAPI's handler, which refuses it with its usual 422 (or serves it, as `007` is 7): no error
+is worded twice.
 """
 
 import re
@@ -38,6 +39,7 @@ JSON = "application/json"
 _PLAIN_ID = re.compile(r"[1-9][0-9]{0,9}")
 # Overridden, these must be solved by FastAPI: it is what honours overrides.
 CALLED_DIRECTLY = (get_claims, get_session)
+TELEMETRY_KEY = "fastapi.telemetry"  # in the scope while FastAPI traces the request
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -92,6 +94,8 @@ class ReadEmployeeRoute(APIRoute):
                 emp_id is None
                 or (if_none_match is not None and len(if_none_match) > IF_NONE_MATCH_MAX_LENGTH)
                 or any(dependency in overrides for dependency in CALLED_DIRECTLY)
+                # A traced request keeps the spans FastAPI's handler opens (dependencies, endpoint).
+                or request.scope.get(TELEMETRY_KEY) is not None
             ):
                 return await standard(request)
             return await answer_read(
