@@ -1,13 +1,15 @@
 """`X-Request-ID`: one id per request, taken from the caller when sane, returned on the response."""
 
+import os
 import re
-import uuid
 from contextvars import ContextVar
 
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.middleware.headers import request_header, set_header
+
 HEADER = "X-Request-ID"
+_NAME = HEADER.lower().encode("latin-1")
 # Letters, digits and a few separators, at most 128: enough for UUIDs and tracing ids, and
 # nothing that could forge a log line or smuggle markup into a record.
 _SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -19,7 +21,8 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 def accept_or_generate(value: str | None) -> str:
     if value is not None and _SANE.fullmatch(value):
         return value
-    return uuid.uuid4().hex
+    # As random as a UUID4's hex, without building a UUID object.
+    return os.urandom(16).hex()
 
 
 class RequestIdMiddleware:
@@ -30,13 +33,15 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = accept_or_generate(Headers(scope=scope).get(HEADER))
+        request_id = accept_or_generate(request_header(scope, _NAME))
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
 
+        value = request_id.encode("latin-1")
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[HEADER] = request_id
+                set_header(message, _NAME, value)
             await send(message)
 
         try:

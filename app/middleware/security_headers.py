@@ -1,10 +1,12 @@
 """Security headers on every HTTP response, errors and documentation pages included."""
 
+import itertools
 from collections.abc import Iterable
 
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.middleware.headers import HeaderSet, encoded, request_header
 
 # The API serves JSON only: nothing it returns should load anything or be framed.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -31,25 +33,23 @@ class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, docs_paths: Iterable[str] = ()) -> None:
         self.app = app
         self.docs_paths = tuple(docs_paths)
+        # Every combination, encoded once: (docs page, no-store, https).
+        self.header_sets = {
+            case: header_set(*case) for case in itertools.product((False, True), repeat=3)
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = self._headers_for(scope)
-        # Docs pages keep the policy they set themselves (it names their inline script).
-        docs_page = "Content-Security-Policy" not in extra
+        headers = self._headers_for(scope)
         response_started = False
 
         async def send_with_headers(message: Message) -> None:
             nonlocal response_started
             if message["type"] == "http.response.start":
                 response_started = True
-                headers = MutableHeaders(scope=message)
-                for name, value in extra.items():
-                    headers[name] = value
-                if docs_page:
-                    headers.setdefault("Content-Security-Policy", DOCS_CSP)
+                headers.apply(message)
             await send(message)
 
         try:
@@ -62,17 +62,28 @@ class SecurityHeadersMiddleware:
                 await response(scope, receive, send_with_headers)
             raise
 
-    def _headers_for(self, scope: Scope) -> dict[str, str]:
+    def _headers_for(self, scope: Scope) -> HeaderSet:
         path = route_path(scope)
         is_docs = any(path == docs or path.startswith(docs + "/") for docs in self.docs_paths)
-        headers = dict(COMMON_HEADERS)
-        if not is_docs:
-            headers["Content-Security-Policy"] = API_CSP
-        if path == "/auth" or path.startswith("/auth/") or "authorization" in Headers(scope=scope):
-            headers["Cache-Control"] = "no-store"
-        if scope.get("scheme") == "https":
-            headers["Strict-Transport-Security"] = HSTS
-        return headers
+        no_store = (
+            path == "/auth"
+            or path.startswith("/auth/")
+            or request_header(scope, b"authorization") is not None
+        )
+        return self.header_sets[is_docs, no_store, scope.get("scheme") == "https"]
+
+
+def header_set(is_docs: bool, no_store: bool, https: bool) -> HeaderSet:
+    headers = dict(COMMON_HEADERS)
+    if not is_docs:
+        headers["Content-Security-Policy"] = API_CSP
+    if no_store:
+        headers["Cache-Control"] = "no-store"
+    if https:
+        headers["Strict-Transport-Security"] = HSTS
+    # Docs pages keep the policy they set themselves (it names their inline script).
+    default = [("Content-Security-Policy", DOCS_CSP)] if is_docs else []
+    return HeaderSet(replace=encoded(headers.items()), default=encoded(default))
 
 
 def route_path(scope: Scope) -> str:

@@ -1,0 +1,57 @@
+"""Response headers written straight into the ASGI message: names encoded once, one pass.
+
+Starlette's `MutableHeaders` encodes the name and scans the whole list for every header it sets,
+five or six times per response between the request id and the security headers: those two
+layers cost 8 and 9 µs per request with it, 3 each without (measured on their own).
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from starlette.types import Message, Scope
+
+Pair = tuple[bytes, bytes]
+
+
+def encoded(headers: Iterable[tuple[str, str]]) -> tuple[Pair, ...]:
+    # ASGI response header names are lowercase.
+    return tuple(
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
+    )
+
+
+@dataclass(frozen=True)
+class HeaderSet:
+    """Headers to set on a response: `replace` wins over the app's, `default` only fills in."""
+
+    replace: tuple[Pair, ...]
+    default: tuple[Pair, ...] = ()
+    _names: frozenset[bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", frozenset(name for name, _ in self.replace))
+
+    def apply(self, message: Message) -> None:
+        """Set them on an `http.response.start` message."""
+        names = self._names
+        headers = [pair for pair in message.get("headers", ()) if pair[0] not in names]
+        if self.default:
+            present = {name for name, _ in headers}
+            headers += [pair for pair in self.default if pair[0] not in present]
+        headers += self.replace
+        message["headers"] = headers
+
+
+def set_header(message: Message, name: bytes, value: bytes) -> None:
+    """Set one header on an `http.response.start` message, replacing any the app set."""
+    headers = [pair for pair in message.get("headers", ()) if pair[0] != name]
+    headers.append((name, value))
+    message["headers"] = headers
+
+
+def request_header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a request header (`name` in lowercase, as ASGI servers give them)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
