@@ -27,8 +27,8 @@ from app.core.openapi import document_body_errors
 from app.core.security import configure_hash_concurrency
 from app.core.sql import pooled_reads
 from app.docs import install_docs
+from app.employees.counting import estimate_cache
 from app.employees.csv_router import router as employees_csv_router
-from app.employees.queries import estimate_cache
 from app.employees.router import router as employees_router
 from app.health.router import router as health_router
 from app.middleware import install_middleware

@@ -17,7 +17,7 @@ from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.db import create_engine
-from app.employees import crud, queries
+from app.employees import counting, crud, queries
 from app.employees.models import SortField, SortOrder
 from tests.conftest import make_settings, require_postgres
 from tests.pg import asyncpg_dsn
@@ -144,7 +144,7 @@ async def test_a_common_city_substring_reads_no_more_than_it_needs(filled):
 async def test_the_count_of_a_big_list_is_not_a_full_count(filled):
     with captured(filled) as statements:
         async with AsyncSession(filled) as session:
-            total, exact = await queries.count_employees(
+            total, exact = await counting.count_employees(
                 session=session, city=None, country=None, exact_up_to=10_000
             )
     assert not exact and abs(total - ROWS) < ROWS * 0.1
@@ -155,7 +155,7 @@ async def test_a_filter_with_many_matches_is_estimated_without_counting(filled):
     # "on" is in London, Lisbon: a quarter of the rows, well above the limit.
     with captured(filled) as statements:
         async with AsyncSession(filled) as session:
-            total, exact = await queries.count_employees(
+            total, exact = await counting.count_employees(
                 session=session, city="on", country=None, exact_up_to=1_000
             )
     assert not exact and abs(total - ROWS / 4) < ROWS / 4 * 0.5
@@ -163,11 +163,11 @@ async def test_a_filter_with_many_matches_is_estimated_without_counting(filled):
 
 
 async def test_an_estimate_is_reused_for_a_few_seconds(filled):
-    estimates = queries.estimate_cache()
+    estimates = counting.estimate_cache()
 
     async def count(city: str) -> tuple[int, bool]:
         async with AsyncSession(filled) as session:
-            return await queries.count_employees(
+            return await counting.count_employees(
                 session=session, city=city, country=None, exact_up_to=1_000, estimates=estimates
             )
 
@@ -184,7 +184,7 @@ async def test_an_estimate_is_reused_for_a_few_seconds(filled):
 async def test_a_filter_with_few_matches_is_counted_exactly(filled):
     with captured(filled) as statements:
         async with AsyncSession(filled) as session:
-            total, exact = await queries.count_employees(
+            total, exact = await counting.count_employees(
                 session=session, city="Paris 17", country=None, exact_up_to=1_000
             )
     # g % 8 == 1 and g % 500 in (17, 170..179): 8 of every 4000 rows.

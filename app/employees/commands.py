@@ -21,7 +21,7 @@ from app.core.config import ConfigurationError, Settings, describe_validation_er
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import ConflictError
 from app.core.types import INT32_MAX
-from app.employees import csv_format, csv_io, queries
+from app.employees import counting, csv_format, csv_io
 from app.employees.csv_format import Row, RowError
 from app.employees.models import EmployeeCreate, SortField, SortOrder
 from app.health import checks
@@ -161,7 +161,7 @@ async def export_rows(
 ) -> int:
     async with database() as sessionmaker:
         async with sessionmaker() as session:
-            total, _ = await queries.count_employees(
+            total, _ = await counting.count_employees(
                 session=session, city=city, country=country, exact_up_to=INT32_MAX
             )
         written = 0

@@ -6,23 +6,17 @@ already, so they go straight to JSON in the shape of `EmployeeRead`.
 """
 
 import datetime
-import json
 import uuid
-from collections.abc import MutableMapping
 from typing import Any, NamedTuple, cast
 
-from cachetools import TTLCache
 from pydantic_core import to_json
 from sqlalchemy import (
     ColumnElement,
     Row,
-    Select,
     Table,
     bindparam,
-    func,
     literal,
     select,
-    text,
     tuple_,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -156,104 +150,3 @@ async def list_employees(
         )
     rows = list(await session.execute(statement))
     return rows[:limit], len(rows) > limit
-
-
-# The planner's estimates, remembered for a few seconds per filter: a client walking the pages
-# of one filter would otherwise have every page planned twice (the page, and EXPLAIN for its
-# count). An estimate a few seconds old is as good as a new one.
-Estimates = MutableMapping[tuple[str | None, str | None], int]
-ESTIMATE_SECONDS = 5.0
-
-
-def estimate_cache() -> Estimates:
-    return TTLCache(maxsize=1024, ttl=ESTIMATE_SECONDS)
-
-
-async def list_total(
-    *,
-    session: AsyncSession,
-    served: int,
-    more: bool,
-    offset: int | None,
-    city: str | None,
-    country: str | None,
-    exact_up_to: int,
-    estimates: Estimates | None = None,
-) -> tuple[int, bool]:
-    """`X-Total-Count` of a page of `served` rows (`offset` None: a keyset page), and whether
-    it is exact.
-
-    The last page of an offset walk tells the total itself; otherwise it is counted, or, above
-    `exact_up_to` on PostgreSQL, estimated, and never below the rows known to exist.
-    """
-    if offset is not None and not more and (served or not offset):
-        return offset + served, True
-    total, exact = await count_employees(
-        session=session,
-        city=city,
-        country=country,
-        exact_up_to=exact_up_to,
-        estimates=estimates,
-    )
-    if exact:
-        return total, True
-    return max(total, (offset or 0) + served + more), False
-
-
-async def count_employees(
-    *,
-    session: AsyncSession,
-    city: str | None,
-    country: str | None,
-    exact_up_to: int,
-    estimates: Estimates | None = None,
-) -> tuple[int, bool]:
-    """How many rows match, and whether that number is exact.
-
-    On PostgreSQL the planner is asked first (pg_class.reltuples for the whole table, the plan's
-    row estimate for a filter; ANALYZE keeps both close): above `exact_up_to` that estimate is
-    the answer, since counting thousands of matches would cost more than the page itself. Below,
-    the rows are counted, but never more than `exact_up_to` + 1 of them. `estimates` keeps
-    the planner's answers for a few seconds (`estimate_cache`).
-    """
-    if (await session.connection()).dialect.name != "postgresql":
-        conditions = list_filters(city, country)
-        every = select(func.count()).select_from(employee_table).where(*conditions)
-        return (await session.execute(every)).scalar_one(), True
-    key = (city, country)
-    estimate = None if estimates is None else estimates.get(key)
-    if estimate is None:
-        # No statement is built when the estimate is remembered (most pages of a walk).
-        if city is None and country is None:
-            estimate = (await session.execute(TABLE_ESTIMATE)).scalar_one()
-        else:
-            estimate = await _planned_rows(session, _matching(city, country))
-        if estimates is not None:
-            estimates[key] = estimate
-    if estimate > exact_up_to:
-        return int(estimate), False
-    matching = _matching(city, country).limit(exact_up_to + 1)
-    capped = select(func.count()).select_from(matching.subquery())
-    count = (await session.execute(capped)).scalar_one()
-    # Over the cap the estimate was wrong: the cap is the best lower bound known.
-    return count, count <= exact_up_to
-
-
-def _matching(city: str | None, country: str | None) -> Select[Any]:
-    return select(literal(1)).select_from(employee_table).where(*list_filters(city, country))
-
-
-# -1 before the table's first VACUUM or ANALYZE: then it is counted.
-TABLE_ESTIMATE = text("SELECT reltuples::bigint FROM pg_class WHERE oid = 'employee'::regclass")
-
-
-async def _planned_rows(session: AsyncSession, statement: Select[Any]) -> int:
-    """The planner's row estimate for a statement: EXPLAIN, with the values still bound."""
-    connection = await session.connection()
-    compiled = statement.compile(dialect=connection.dialect)
-    values = tuple(compiled.params[name] for name in compiled.positiontup or ())
-    result = await connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", values)
-    plan = result.scalar_one()
-    # asyncpg hands back the json column decoded; other drivers give the text.
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-    return int(plan[0]["Plan"]["Plan Rows"])

@@ -21,7 +21,7 @@ from app.core.pagination import (
     set_keyset_headers,
 )
 from app.core.types import SearchTerm
-from app.employees import crud, paging, queries, service
+from app.employees import counting, crud, paging, queries, service
 from app.employees.dependencies import EmpIdPath, IfMatchDep, IfNoneMatchHeader
 from app.employees.models import (
     EmployeeCreate,
@@ -107,7 +107,7 @@ async def list_employees(
         sort_by=sort_by,
         order=order,
     )
-    total, exact = await queries.list_total(
+    total, exact = await counting.list_total(
         session=session,
         served=len(rows),
         more=more,
