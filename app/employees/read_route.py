@@ -3,7 +3,7 @@
 The route is declared like any other (`app.employees.router.read_employee`): its signature is
 what OpenAPI documents, and FastAPI's handler for it stays the reference. Solving that signature
 (a claims and a session dependency, a path and a header parameter, each validated) cost about a
-quarter of the request's CPU, as much as the database lookup and its connection together.
+fifth of the request's CPU (528 -> 416 µs in-process without it), as much as the database lookup.
 
 `ReadEmployeeRoute` therefore answers the common request itself: an `emp_id` written as a plain
 number in range, an `If-None-Match` within its declared length, no override of the dependencies
