@@ -1,6 +1,6 @@
 """The response-header helpers the request id and security headers layers write with."""
 
-from app.middleware.headers import HeaderSet, encoded, request_header, set_header
+from app.middleware.headers import HeaderSet, encoded, set_header
 
 
 def start(*headers: tuple[bytes, bytes]) -> dict:
@@ -42,9 +42,3 @@ def test_set_header_leaves_a_single_value():
     message = start((b"x-request-id", b"old"), (b"vary", b"accept"), (b"x-request-id", b"older"))
     set_header(message, b"x-request-id", b"new")
     assert message["headers"] == [(b"vary", b"accept"), (b"x-request-id", b"new")]
-
-
-def test_request_header_is_the_first_value_or_none():
-    headers = [(b"host", b"a"), (b"authorization", b"Bearer x"), (b"authorization", b"y")]
-    assert request_header({"headers": headers}, b"authorization") == "Bearer x"
-    assert request_header({"headers": headers}, b"x-request-id") is None

@@ -2,13 +2,12 @@
 
 Starlette's `MutableHeaders` encodes the name and scans the whole list for every header it sets,
 five or six times per response between the request id and the security headers: those two
-layers cost 8 and 9 µs per request with it, 3 each without (measured on their own).
+layers cost 8 and 9 µs per request with it, about 4 each without (measured on their own).
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
-from starlette.types import Message, Scope
+from starlette.types import Message
 
 Pair = tuple[bytes, bytes]
 
@@ -20,16 +19,13 @@ def encoded(headers: Iterable[tuple[str, str]]) -> tuple[Pair, ...]:
     )
 
 
-@dataclass(frozen=True)
 class HeaderSet:
     """Headers to set on a response: `replace` wins over the app's, `default` only fills in."""
 
-    replace: tuple[Pair, ...]
-    default: tuple[Pair, ...] = ()
-    _names: frozenset[bytes] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_names", frozenset(name for name, _ in self.replace))
+    def __init__(self, replace: tuple[Pair, ...], default: tuple[Pair, ...] = ()) -> None:
+        self.replace = replace
+        self.default = default
+        self._names = frozenset(name for name, _ in replace)
 
     def apply(self, message: Message) -> None:
         """Set them on an `http.response.start` message."""
@@ -47,11 +43,3 @@ def set_header(message: Message, name: bytes, value: bytes) -> None:
     headers = [pair for pair in message.get("headers", ()) if pair[0] != name]
     headers.append((name, value))
     message["headers"] = headers
-
-
-def request_header(scope: Scope, name: bytes) -> str | None:
-    """The first value of a request header (`name` in lowercase, as ASGI servers give them)."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None

@@ -4,9 +4,10 @@ import os
 import re
 from contextvars import ContextVar
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.middleware.headers import request_header, set_header
+from app.middleware.headers import set_header
 
 HEADER = "X-Request-ID"
 _NAME = HEADER.lower().encode("latin-1")
@@ -33,7 +34,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = accept_or_generate(request_header(scope, _NAME))
+        request_id = accept_or_generate(Headers(scope=scope).get(HEADER))
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
 

@@ -3,10 +3,11 @@
 import itertools
 from collections.abc import Iterable
 
+from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.middleware.headers import HeaderSet, encoded, request_header
+from app.middleware.headers import HeaderSet, encoded
 
 # The API serves JSON only: nothing it returns should load anything or be framed.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -66,9 +67,7 @@ class SecurityHeadersMiddleware:
         path = route_path(scope)
         is_docs = any(path == docs or path.startswith(docs + "/") for docs in self.docs_paths)
         no_store = (
-            path == "/auth"
-            or path.startswith("/auth/")
-            or request_header(scope, b"authorization") is not None
+            path == "/auth" or path.startswith("/auth/") or "authorization" in Headers(scope=scope)
         )
         return self.header_sets[is_docs, no_store, scope.get("scheme") == "https"]
 
