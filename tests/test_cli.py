@@ -345,6 +345,7 @@ class TestPurgeExpired:
                             RefreshToken(
                                 user_id=user.id,
                                 family_id=uuid.uuid4(),
+                                token_version=0,
                                 token_hash=uuid.uuid4().hex * 2,
                                 expires_at=expires_at,
                             )

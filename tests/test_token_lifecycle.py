@@ -133,6 +133,7 @@ class TestLoginIssuesRefreshToken:
                     RefreshToken(
                         user_id=user_id,
                         family_id=family,
+                        token_version=0,
                         token_hash=uuid.uuid4().hex * 2,
                         expires_at=expires_at,
                     )

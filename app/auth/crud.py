@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.auth.models import RefreshToken
+from app.users.crud import lock_user
 from app.users.models import User
 
 
@@ -65,7 +66,12 @@ async def rotate_refresh_token(
     return True
 
 
-async def revoke_family(*, session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
+async def revoke_family(
+    *, session: AsyncSession, user_id: uuid.UUID, family_id: uuid.UUID, now: datetime
+) -> None:
+    """Revoke every token of one sign-in, behind the account's lock: a refresh of this family
+    under way commits its successor first, and this UPDATE then sees and revokes it."""
+    await lock_user(session=session, user_id=user_id)
     statement = (
         update(RefreshToken)
         .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
@@ -82,7 +88,8 @@ async def revoke_all_sessions(
     """Invalidate every token the user holds: access tokens by version, refresh tokens by row.
 
     A new password hash, when given, is stored in the same transaction, so no token issued
-    before the change outlives it.
+    before the change outlives it. The account row is updated first: its lock makes a refresh
+    under way finish before the refresh tokens are revoked.
     """
     values: dict[str, Any] = {"token_version": col(User.token_version) + 1}
     if hashed_password is not None:

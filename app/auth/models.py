@@ -12,7 +12,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from sqlalchemy import Column, ForeignKey, Index, String, UniqueConstraint, Uuid
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, UniqueConstraint, Uuid
 from sqlmodel import Field, SQLModel
 
 from app.core.passwords import password_problem
@@ -54,6 +54,9 @@ class RefreshToken(SQLModel, table=True):
         )
     )
     family_id: uuid.UUID = Field(sa_column=Column(Uuid, nullable=False))
+    # The account's token version when this token was issued: a sign-out everywhere, a password
+    # change or a deactivation bumps the account's, and every older token stops refreshing.
+    token_version: int = Field(sa_column=Column(Integer, nullable=False))
     # SHA-256 hex digest of the token; the token itself is never stored.
     token_hash: str = Field(sa_column=Column(String(64), nullable=False))
     created_at: datetime = Field(

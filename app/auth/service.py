@@ -62,6 +62,7 @@ def _new_refresh_row(
     row = RefreshToken(
         user_id=user.id,
         family_id=family_id,
+        token_version=user.token_version,
         token_hash=issued.token_hash,
         expires_at=issued.expires_at,
     )
@@ -94,12 +95,17 @@ async def refresh_session(
     )
     if presented is None or presented.expires_at <= now:
         raise UnauthorizedError(REFRESH_FAILED)
-    family_id = presented.family_id
+    family_id, user_id = presented.family_id, presented.user_id
     if presented.used_at is not None or presented.revoked_at is not None:
-        await token_crud.revoke_family(session=session, family_id=family_id, now=now)
+        await token_crud.revoke_family(
+            session=session, user_id=user_id, family_id=family_id, now=now
+        )
         raise UnauthorizedError(REFRESH_FAILED)
-    user = await crud.get_user(session=session, user_id=presented.user_id)
-    if user is None or not user.is_active:
+    # Held until the successor is committed: a revocation of this account waits for it, then
+    # sees it; one that came first bumped the version this token was issued under.
+    user = await crud.lock_user(session=session, user_id=user_id)
+    if user is None or not user.is_active or user.token_version != presented.token_version:
+        await session.rollback()
         raise UnauthorizedError(REFRESH_FAILED)
     successor, raw, expires_in = _new_refresh_row(user, family_id, settings)
     pair = _pair(user, raw, expires_in, settings)
@@ -107,7 +113,9 @@ async def refresh_session(
         session=session, used=presented, successor=successor, now=now
     ):
         # Another request spent this token between our read and our update: a reuse too.
-        await token_crud.revoke_family(session=session, family_id=family_id, now=now)
+        await token_crud.revoke_family(
+            session=session, user_id=user_id, family_id=family_id, now=now
+        )
         raise UnauthorizedError(REFRESH_FAILED)
     return pair
 
@@ -119,7 +127,7 @@ async def end_session(*, session: AsyncSession, refresh_token: str) -> None:
     )
     if presented is not None:
         await token_crud.revoke_family(
-            session=session, family_id=presented.family_id, now=utc_now()
+            session=session, user_id=presented.user_id, family_id=presented.family_id, now=utc_now()
         )
 
 

@@ -38,6 +38,12 @@ async def get_user(*, session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id, populate_existing=True)
 
 
+async def lock_user(*, session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """The account, its row locked until the transaction ends (PostgreSQL; SQLite has one
+    writer at a time). Whatever issues or revokes the account's tokens takes this lock first."""
+    return await session.get(User, user_id, populate_existing=True, with_for_update=True)
+
+
 class Access(NamedTuple):
     """What authorizing a request needs of an account."""
 
@@ -155,15 +161,18 @@ async def update_user(*, session: AsyncSession, user: User, changes: dict[str, A
     if changes.get("is_admin") is False or changes.get("is_active") is False:
         await _lock_active_admins(session)
         statement = statement.where(_leaves_an_active_admin(user.id))
-    if changes.get("is_active") is False:
+    ends_sessions = changes.get("is_active") is False
+    if ends_sessions:
         # Sessions do not come back when the account is reactivated later.
         values["token_version"] = col(User.token_version) + 1
-        await _revoke_refresh_tokens(session, user.id)
     statement = statement.values(**values).returning(User)
     result = await session.execute(statement.execution_options(populate_existing=True))
     updated: User | None = result.scalar_one_or_none()
     if updated is None:
         await _refuse_after_no_match(session, user.id)
+    if ends_sessions:
+        # After the account row is locked by the UPDATE, so a refresh under way is seen.
+        await _revoke_refresh_tokens(session, user.id)
     await session.commit()
     return updated
 
