@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 from app.audit.models import EmployeeAudit
 from app.cli import cli
 from app.core.db import create_engine, create_sessionmaker
+from app.employees import demo
+from app.employees.commands import CommandError
 from app.employees.models import Employee
 from tests.conftest import SECRET, make_settings
 from tests.pg import PostgresServer, alembic_config
@@ -104,6 +106,23 @@ class TestSeedDemo:
 
         assert result.exit_code == 2
         assert contents(database) == ([], [])
+
+    @pytest.mark.postgres_only
+    def test_two_seeds_at_once_write_one_whole_and_refuse_the_other(self, database):
+        async def both() -> list[Any]:
+            seeds = (demo.seed_demo_rows(300, seed) for seed in (1, 2))
+            return await asyncio.gather(*seeds, return_exceptions=True)
+
+        outcomes = asyncio.run(both())
+
+        (written,) = [o for o in outcomes if isinstance(o, tuple)]
+        (refused,) = [o for o in outcomes if isinstance(o, Exception)]
+        assert written == (1, 300)
+        assert isinstance(refused, CommandError) and refused.code == 1
+        assert "nothing was written" in str(refused)
+        employees, audits = contents(database)
+        assert [e.emp_id for e in employees] == list(range(1, 301))
+        assert len(audits) == 300
 
 
 class TestImportCsv:

@@ -155,3 +155,41 @@ class TestConcurrentRetries:
         assert sum("idempotent-replayed" in r.headers for r in responses) == 19
         assert await count(sessionmaker, Employee) == 1
         assert await count(sessionmaker, EmployeeAudit) == 1
+
+    async def test_one_key_with_different_bodies_at_once_creates_one_and_refuses_the_rest(
+        self, admin_user_client, sessionmaker
+    ):
+        for round_ in range(30):
+            key = {"Idempotency-Key": f"race-{round_}"}
+            bodies = [employee_payload(10_000 + round_ * 10 + i) for i in range(2)]
+            responses = await asyncio.gather(
+                *(admin_user_client.post("/employees/", json=body, headers=key) for body in bodies)
+            )
+            statuses = sorted(r.status_code for r in responses)
+            assert statuses == [201, 422], [r.text for r in responses]
+            refused = next(r for r in responses if r.status_code == 422)
+            assert refused.json()["detail"][0]["type"] == "idempotency_key_reused"
+        assert await count(sessionmaker, Employee) == 30
+        assert await count(sessionmaker, EmployeeAudit) == 30
+        assert await count(sessionmaker, IdempotencyKey) == 30
+
+    async def test_keys_and_bodies_mixed_at_once_never_5xx(self, admin_user_client, sessionmaker):
+        """Three keys, each sent with its own body and another key's, twelve requests at once:
+        each key answers for one body only, and only the bodies that won a key are written."""
+        keys = [{"Idempotency-Key": f"mixed-{n}"} for n in range(3)]
+        bodies = [employee_payload(20_000 + n) for n in range(3)]
+        requests = [(k, b) for k in range(3) for b in (k, (k + 1) % 3)] * 2
+        responses = await asyncio.gather(
+            *(
+                admin_user_client.post("/employees/", json=bodies[b], headers=keys[k])
+                for k, b in requests
+            )
+        )
+        assert all(r.status_code in (201, 409, 422) for r in responses), [r.text for r in responses]
+        created = {r.json()["emp_id"] for r in responses if r.status_code == 201}
+        async with sessionmaker() as session:
+            stored = set((await session.execute(select(Employee.emp_id))).scalars())
+            answers = (await session.execute(select(IdempotencyKey))).scalars().all()
+        # Every record written is the answer stored under exactly one key, and was answered.
+        assert stored == created == {a.response_body["emp_id"] for a in answers}
+        assert len(answers) == len(stored) >= 1

@@ -253,3 +253,55 @@ class TestCreateRacingMove:
             else:
                 moved = int(winner.json()["emp_name"][1:])
                 assert others == [m for m in movers if m != moved], round_
+
+
+def import_body(emp_ids: range, name: str) -> dict[str, Any]:
+    lines = ["emp_id,emp_name,city,country,emp_dob"]
+    lines += [f"{e},{name} {e},Leeds,United Kingdom,1990-01-01" for e in emp_ids]
+    return {"files": {"file": ("employees.csv", "\r\n".join(lines).encode(), "text/csv")}}
+
+
+class TestConcurrentImports:
+    async def test_overlapping_imports_write_one_file_whole_and_nothing_of_the_other(
+        self, admin_user_client: AsyncClient, sessionmaker: Sessionmaker
+    ) -> None:
+        for round_ in range(5):
+            base = 1000 * (round_ + 1)
+            files = {"A": range(base, base + 300), "B": range(base + 150, base + 450)}
+            responses = await asyncio.gather(
+                *(
+                    admin_user_client.post("/employees/import", **import_body(ids, name))
+                    for name, ids in files.items()
+                )
+            )
+
+            codes = statuses(responses)
+            assert codes[201] == 1 and codes[201] + codes[409] + codes[422] == 2, codes
+            winner = "AB"[[r.status_code for r in responses].index(201)]
+            rows = await rows_between(sessionmaker, base, base + 449)
+            assert [r["emp_id"] for r in rows] == list(files[winner])
+            assert {r["emp_name"].split()[0] for r in rows} == {winner}
+
+    async def test_creates_racing_an_import_take_each_emp_id_once(
+        self, admin_user_client: AsyncClient, sessionmaker: Sessionmaker
+    ) -> None:
+        ids = range(500, 600)
+        creates = [
+            admin_user_client.post("/employees/", json=employee_payload(e, emp_name=f"C {e}"))
+            for e in ids[::10]
+        ]
+        responses = await asyncio.gather(
+            admin_user_client.post("/employees/import", **import_body(ids, "I")), *creates
+        )
+
+        imported, created = responses[0], responses[1:]
+        statuses(responses)
+        rows = await rows_between(sessionmaker, 500, 599)
+        if imported.status_code == 201:
+            assert [r["emp_id"] for r in rows] == list(ids)
+            assert {c.status_code for c in created} == {409}
+        else:
+            assert imported.status_code in (409, 422), imported.text
+            won = [c.json()["emp_id"] for c in created if c.status_code == 201]
+            assert [r["emp_id"] for r in rows] == won
+            assert all(r["emp_name"].startswith("C ") for r in rows)

@@ -10,9 +10,17 @@ import typer
 from sqlalchemy import func, select
 
 from app.audit.models import SystemActor
+from app.core.errors import ConflictError
 from app.core.types import INT32_MAX
 from app.employees import crud, csv_io
-from app.employees.commands import EXIT_BAD_INPUT, CommandError, database, progressbar, run
+from app.employees.commands import (
+    EXIT_BAD_INPUT,
+    EXIT_UNAVAILABLE,
+    CommandError,
+    database,
+    progressbar,
+    run,
+)
 from app.employees.models import EmployeeCreate
 
 # Demo data: a locale's names and cities, with its country.
@@ -62,12 +70,19 @@ async def seed_demo_rows(count: int, seed: int | None) -> tuple[int, int]:
             )
         rows = fake_employees(count, first_emp_id=first, seed=seed)
         with progressbar(count, "Creating employees") as bar:
-            await csv_io.write_all(
-                session=session,
-                batches=csv_io.batched(rows),
-                actor=SystemActor("cli:seed-demo"),
-                progress=bar.update,
-            )
+            try:
+                await csv_io.write_all(
+                    session=session,
+                    batches=csv_io.batched(rows),
+                    actor=SystemActor("cli:seed-demo"),
+                    progress=bar.update,
+                )
+            except ConflictError:
+                raise CommandError(
+                    "another writer took some of these emp_ids meanwhile; nothing was written, "
+                    "run it again",
+                    EXIT_UNAVAILABLE,
+                ) from None
     return first, first + count - 1
 
 

@@ -6,7 +6,6 @@ from fastapi import status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import Actor
-from app.core.errors import ConflictError
 from app.employees import crud
 from app.employees.models import EmployeeCreate, etag
 from app.idempotency import crud as idempotency
@@ -42,7 +41,7 @@ async def create_employee_once(
         record.model_dump(mode="json"),
         {"Location": location(data.emp_id), "ETag": etag(record)},
     )
-    await idempotency.remember_response(
+    claimed = await idempotency.claim_key(
         session=session,
         user_id=actor.user_id,
         key=key,
@@ -50,12 +49,15 @@ async def create_employee_once(
         response=response,
         ttl=ttl,
     )
-    try:
-        await crud.insert_employee(session=session, record=record, actor=actor)
-    except ConflictError:
-        # A concurrent retry with this key may have won the race: then its answer is ours.
+    if not claimed:
+        # A concurrent request with this key committed first: its answer (or a 422) is ours.
         stored = await stored_answer()
         if stored is None:
-            raise
+            raise idempotency.IdempotencyKeyInUseError(
+                "A request with this Idempotency-Key is still being processed; retry shortly",
+                retry_after=1,
+            )
         return stored
+    # Commits the record, its audit row and the claimed key together, or none of them.
+    await crud.insert_employee(session=session, record=record, actor=actor)
     return response

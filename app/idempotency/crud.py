@@ -7,10 +7,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from fastapi import status
 from sqlalchemy import CursorResult, Table, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import InvalidInputError
+from app.core.errors import InvalidInputError, RetryLaterError
 from app.core.types import utc_now
 from app.idempotency.models import IdempotencyKey, StoredResponse
 
@@ -19,6 +22,13 @@ key_table = cast(Table, IdempotencyKey.__table__)  # type: ignore[attr-defined]
 
 class IdempotencyKeyReusedError(InvalidInputError):
     code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInUseError(RetryLaterError):
+    """The key's first request has not finished yet (409 with `Retry-After`)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    code = "idempotency_key_in_use"
 
 
 def fingerprint(operation: str, body: Any) -> str:
@@ -48,7 +58,7 @@ async def get_stored_response(
     return replace(response, replayed=True)
 
 
-async def remember_response(
+async def claim_key(
     *,
     session: AsyncSession,
     user_id: uuid.UUID,
@@ -56,17 +66,23 @@ async def remember_response(
     request_hash: str,
     response: StoredResponse,
     ttl: timedelta,
-) -> None:
-    """Add the answer to the session: the caller's commit stores it with the change itself.
+) -> bool:
+    """Store the answer under the key in the session's transaction, unless the key is taken.
 
-    The caller's expired keys are deleted first, so a key may be used again once it expired.
+    The key is claimed before the write it answers for: a concurrent request with the same key
+    waits here (PostgreSQL holds the uncommitted key) until the first commits, then finds the key
+    taken and reads its answer. The caller's expired keys are deleted first, so a key may be used
+    again once it expired. False, with the transaction rolled back, when the key was taken.
     """
     now = utc_now()
     await session.execute(
         delete(key_table).where(key_table.c.user_id == user_id, key_table.c.expires_at <= now)
     )
-    session.add(
-        IdempotencyKey(
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(key_table)
+        .values(
             user_id=user_id,
             key=key,
             request_hash=request_hash,
@@ -76,7 +92,13 @@ async def remember_response(
             created_at=now,
             expires_at=now + ttl,
         )
+        .on_conflict_do_nothing()
     )
+    result = cast(CursorResult[Any], await session.execute(statement))
+    if result.rowcount != 1:
+        await session.rollback()
+        return False
+    return True
 
 
 async def delete_expired_keys(*, session: AsyncSession, now: datetime) -> int:
