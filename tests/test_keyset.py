@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, strategies
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -42,6 +44,34 @@ def captured(engine: AsyncEngine) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+SORT_KEYS = ["emp_id", "emp_name", "emp_dob", "city", "country"]
+# Anything JSON can carry, weighted towards what a cursor holds: its keys, dates, numbers past the
+# int32 bounds, and text with surrogates and control characters (which JSON escapes can spell).
+# Joined from a list: `text()` drops the surrogates its alphabet offers.
+HOSTILE_TEXT = strategies.lists(
+    strategies.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff", "\x00", "\x07", "\x1f"])
+    | strategies.characters(categories=["L", "N"]),
+    min_size=1,
+    max_size=100,
+).map("".join)
+JSON_SCALARS = strategies.one_of(
+    strategies.sampled_from([*SORT_KEYS, "asc", "desc", "1990-01-01", "2024-02-30", ""]),
+    strategies.integers(min_value=-(2**33), max_value=2**33),
+    strategies.floats(allow_nan=False),
+    strategies.booleans(),
+    strategies.none(),
+    strategies.text(max_size=120),
+)
+JSON_VALUES = strategies.recursive(
+    JSON_SCALARS,
+    lambda inner: (
+        strategies.lists(inner, max_size=3)
+        | strategies.dictionaries(strategies.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
 def cursor_of(values: list[Any]) -> str:
@@ -125,6 +155,13 @@ class TestBadCursors:
             ("emp_name", cursor_of(["emp_name", "asc", "x" * 101, 5])),
             ("emp_dob", cursor_of(["emp_dob", "asc", "1990-13-01", 5])),
             ("emp_id", "x" * 601),
+            # Text the database cannot hold: a lone surrogate, NUL, another control character.
+            *(
+                (key, cursor_of([key, "asc", text, 5]))
+                for key in ("city", "emp_name", "country")
+                for text in ("\ud800", "a\udfffb", "a\x00b", "a\x07b")
+            ),
+            ("city", "WyJjaXR5IiwgImFzYyIsICJcdWQ4MDAiLCA1XQ"),  # the outside testers' cursor
         ],
     )
     async def test_forged_or_broken_cursor_is_422(self, normal_user_client, staff, sort_by, cursor):
@@ -133,6 +170,31 @@ class TestBadCursors:
         )
         assert response.status_code == 422
         assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
+
+    @hypothesis_settings(
+        max_examples=100,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(
+        sort_by=strategies.sampled_from(SORT_KEYS),
+        order=strategies.sampled_from(["asc", "desc"]),
+        value=strategies.one_of(HOSTILE_TEXT, JSON_SCALARS),
+        emp_id=strategies.one_of(strategies.integers(1, 2**31 - 1), JSON_SCALARS),
+        other=strategies.none() | strategies.lists(JSON_VALUES, max_size=5),
+    )
+    async def test_no_cursor_gets_a_5xx(
+        self, normal_user_client, staff, sort_by, order, value, emp_id, other
+    ):
+        # Mostly cursors of the requested order (they reach the database), some of any shape.
+        cursor = cursor_of([sort_by, order, value, emp_id] if other is None else other)
+        response = await normal_user_client.get(
+            "/employees/", params={"cursor": cursor, "sort_by": sort_by, "order": order}
+        )
+        assert response.status_code in (200, 422), response.text
+        if response.status_code == 422:
+            assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
 
     async def test_cursor_of_another_order_is_422(self, normal_user_client, staff):
         first = await normal_user_client.get("/employees/?limit=5&sort_by=city")

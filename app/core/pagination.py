@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+import unicodedata
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Response
@@ -89,9 +90,17 @@ def decode_cursor(token: str) -> list[Any]:
         values = json.loads(raw.decode())
     except (binascii.Error, ValueError, UnicodeDecodeError):
         values = None
-    if not isinstance(values, list):
+    if not isinstance(values, list) or not all(map(_storable, values)):
         raise InvalidCursorError()
     return values
+
+
+def _storable(value: Any) -> bool:
+    """Whether a decoded value could have come from a column: JSON's escapes can spell lone
+    surrogates and control characters, which no stored text holds and no driver can send."""
+    if isinstance(value, str):
+        return not any(unicodedata.category(char) in ("Cc", "Cs") for char in value)
+    return value is None or isinstance(value, bool | int | float)
 
 
 class InvalidCursorError(InvalidInputError):
