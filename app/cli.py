@@ -192,6 +192,11 @@ class LogLevel(StrEnum):
     error = "error"
 
 
+class HttpImplementation(StrEnum):
+    httptools = "httptools"
+    h11 = "h11"
+
+
 @cli.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -207,11 +212,16 @@ def serve(
         bool,
         typer.Option(envvar="ACCESS_LOG", help="One log line per request (at the info level)."),
     ] = True,
+    http: Annotated[
+        HttpImplementation,
+        typer.Option(help="HTTP/1.1 parser: httptools (faster) or h11 (pure Python)."),
+    ] = HttpImplementation.httptools,
 ) -> None:
     """Run the API with uvicorn; on SIGTERM in-flight requests get SHUTDOWN_DRAIN_SECONDS."""
     import uvicorn
 
     from app.core.logging import configure_logging
+    from app.core.protocols import BoundedH11Protocol, BoundedHttpToolsProtocol
     from app.observability.metrics import multiprocess_directory
 
     # Workers read their settings from the environment: the options reach them that way.
@@ -235,4 +245,7 @@ def serve(
             log_config=None,
             log_level=log_level.value,
             access_log=False,
+            # Both bound the request head: its size (this limit) and its arrival time.
+            http=BoundedH11Protocol if http is HttpImplementation.h11 else BoundedHttpToolsProtocol,
+            h11_max_incomplete_event_size=settings.max_header_bytes,
         )

@@ -77,13 +77,18 @@ def pg(seeded: Seeded) -> Iterator[Seeded]:
 
 @contextlib.contextmanager
 def serving(
-    tmp_path: Path, database_url: str, *, wait: bool = True, **env: str
+    tmp_path: Path,
+    database_url: str,
+    *,
+    wait: bool = True,
+    args: tuple[str, ...] = (),
+    **env: str,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`python -m app serve` on a free port, one worker; output in `tmp_path/server.log`."""
     port = free_port()
     log = tmp_path / "server.log"
     values = {"DATABASE_URL": database_url, "JWT_SECRET_KEY": SECRET, "WEB_CONCURRENCY": "1"}
-    command_line = [sys.executable, "-m", "app", "serve", "--port", str(port)]
+    command_line = [sys.executable, "-m", "app", "serve", "--port", str(port), *args]
     with log.open("wb") as output:
         server = subprocess.Popen(
             command_line,

@@ -24,6 +24,7 @@ PLACEHOLDER_SECRETS = frozenset(
 
 
 MIN_SECRET_LENGTH = 32
+DEFAULT_MAX_HEADER_BYTES = 65_536
 
 
 class ConfigurationError(RuntimeError):
@@ -217,6 +218,20 @@ class Settings(DatabaseSettings):
         ge=1024,
         le=100 * 1_048_576,
         description="Largest request body in bytes; larger ones get 413 before parsing.",
+    )
+    max_header_bytes: int = Field(
+        default=DEFAULT_MAX_HEADER_BYTES,
+        ge=4096,
+        le=1_048_576,
+        description="Largest request head (request line and headers) in bytes; a larger one "
+        "gets 431 and its connection is closed, before it is parsed.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds a client has to send a whole request head once it has connected or "
+        "started a request; then 408 and the connection is closed.",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default=[],
