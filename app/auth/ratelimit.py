@@ -8,11 +8,12 @@ process's memory otherwise. The limiter is built lazily per application, never a
 import hashlib
 import logging
 import math
+import random
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import anyio
 from fastapi import Depends, Request
@@ -35,6 +36,12 @@ REDIS_TIMEOUT_SECONDS = 0.5
 TOO_MANY_FAILURES = "Too many failed logins; retry later"
 LIMITER_UNAVAILABLE = "Sign-in is unavailable; retry shortly."
 UNAVAILABLE_RETRY_AFTER = 5
+SIGN_INS_IN_PROGRESS = "Too many sign-ins for this account in progress; retry shortly"
+# An attempt that does not fit beside those being verified waits for them, this long at most.
+QUEUE_SECONDS = 10.0
+QUEUE_POLL_SECONDS = 0.02
+# An in-flight count outlives a worker that died mid-attempt by this many seconds at most.
+IN_FLIGHT_EXPIRY = 60
 
 Keys = tuple[str, ...]
 
@@ -63,8 +70,26 @@ def username_key(username: str) -> str:
     return hashlib.sha256(username.lower().encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class Budget:
+    """One failure limit for one key: its moving window of failures, and how many attempts
+    against it are being verified right now."""
+
+    item: RateLimitItem
+    keys: Keys
+
+    @property
+    def in_flight_key(self) -> str:
+        return f"{self.item.key_for(*self.keys)}/in-flight"
+
+
 class LoginLimiter:
-    """One application's failed-login counters (kept on `app.state`, so each app starts clean)."""
+    """One application's failed-login counters (kept on `app.state`, so each app starts clean).
+
+    Only failures count. An attempt is verified only while the failures already counted plus
+    the attempts being verified fit the limit: concurrent guesses cannot slip past it, and
+    concurrent correct sign-ins wait their turn instead of being refused.
+    """
 
     def __init__(self, settings: Settings, storage: Storage | None = None) -> None:
         self.per_client: RateLimitItem = parse(settings.login_limit_per_client)
@@ -82,14 +107,11 @@ class LoginLimiter:
 
     @asynccontextmanager
     async def attempt(self, username: str, address: str) -> AsyncIterator[None]:
-        """Refuse (429) before any hashing when a limit is spent; count the attempt if it fails.
-
-        The per-client entry is taken before verifying, atomically, so concurrent guesses cannot
-        all slip past the check; a successful login clears it, so successes never count.
-        """
+        """Refuse (429) before any hashing when a limit is spent; count the attempt if it fails."""
         user = username_key(username)
-        client_keys, user_keys = ("client", address, user), ("user", user)
-        counted = await self._admit(client_keys, user_keys)
+        client = Budget(self.per_client, ("client", address, user))
+        budgets = (client, Budget(self.per_username, ("user", user)))
+        counted = await self._admit(budgets)
         try:
             # Wait here, before the user lookup takes a database connection: queued logins
             # holding pooled connections while argon2 is busy would starve every other request.
@@ -97,17 +119,28 @@ class LoginLimiter:
                 yield
         except UnauthorizedError:
             if counted:
-                await self._quietly(self.limiter.hit(self.per_username, *user_keys))
+                for budget in budgets:
+                    await self._quietly(self.limiter.hit(budget.item, *budget.keys))
+                await self._release(budgets)
+            raise
+        except BaseException:
+            if counted:
+                await self._release(budgets)
             raise
         if counted:
-            await self._quietly(self.limiter.clear(self.per_client, *client_keys))
+            await self._release(budgets)
+            await self._quietly(self.limiter.clear(client.item, *client.keys))
 
-    async def _admit(self, client_keys: Keys, user_keys: Keys) -> bool:
+    async def _admit(self, budgets: tuple[Budget, ...]) -> bool:
+        """Reserve a place in every budget (True), or refuse; False when the storage is down
+        and the limits fail open."""
+        # Polled, not awaited: the attempts being waited for may run in other processes.
+        deadline = time.monotonic() + QUEUE_SECONDS
         try:
-            if not await self.limiter.test(self.per_username, *user_keys):
-                await self._refuse(self.per_username, user_keys)
-            if not await self.limiter.hit(self.per_client, *client_keys):
-                await self._refuse(self.per_client, client_keys)
+            while not await self._reserve(budgets):
+                if time.monotonic() > deadline:
+                    raise TooManyRequestsError(SIGN_INS_IN_PROGRESS, retry_after=1)
+                await anyio.sleep(QUEUE_POLL_SECONDS * (1 + random.random()))  # noqa: S311
         except self.storage_errors as error:
             if not self.fail_open:
                 logger.error("login limiter storage unavailable (%s): refusing sign-in", error)
@@ -118,12 +151,30 @@ class LoginLimiter:
             return False
         return True
 
-    async def _refuse(self, item: RateLimitItem, keys: Keys) -> None:
-        RATE_LIMITED.labels(keys[0]).inc()  # "client" or "user"
-        stats = await self.limiter.get_window_stats(item, *keys)
-        raise TooManyRequestsError(
-            TOO_MANY_FAILURES, retry_after=math.ceil(stats.reset_time - time.time())
-        )
+    async def _reserve(self, budgets: tuple[Budget, ...]) -> bool:
+        """Count this attempt in flight in each budget, then check it fits: counting first makes
+        two concurrent attempts each see the other. False (nothing held) when it does not fit."""
+        held: list[Budget] = []
+        for budget in budgets:
+            in_flight = await self.storage.incr(budget.in_flight_key, IN_FLIGHT_EXPIRY)
+            held.append(budget)
+            stats = await self.limiter.get_window_stats(budget.item, *budget.keys)
+            if stats.remaining <= 0:
+                await self._release(held)
+                await self._refuse(budget, stats.reset_time)
+            if in_flight > stats.remaining:
+                await self._release(held)
+                return False
+        return True
+
+    async def _release(self, budgets: Iterable[Budget]) -> None:
+        for budget in budgets:
+            await self._quietly(self.storage.incr(budget.in_flight_key, IN_FLIGHT_EXPIRY, -1))
+
+    async def _refuse(self, budget: Budget, reset_time: float) -> NoReturn:
+        RATE_LIMITED.labels(budget.keys[0]).inc()  # "client" or "user"
+        retry_after = math.ceil(reset_time - time.time())
+        raise TooManyRequestsError(TOO_MANY_FAILURES, retry_after=retry_after)
 
     async def _quietly(self, operation: Awaitable[object]) -> None:
         try:
