@@ -7,7 +7,7 @@ from app.audit.models import AuditEntryRead, EmployeeAudit
 from app.auth.dependencies import AdminUser
 from app.core.db import SessionDep
 from app.core.errors import NotFoundError
-from app.core.openapi import error_responses
+from app.core.openapi import PAGE_HEADERS, error_responses, headers
 from app.core.pagination import PageDep, set_page_headers
 from app.employees.dependencies import EmpIdPath
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/employees", tags=["employees"])
 @router.get(
     "/{emp_id}/history",
     response_model=list[AuditEntryRead],
-    responses=error_responses(401, 403, 404, 422),
+    responses={200: {"headers": headers(*PAGE_HEADERS)}, **error_responses(401, 403, 404, 422)},
     operation_id="read_employee_history",
 )
 async def read_employee_history(

@@ -37,11 +37,36 @@ _DESCRIPTIONS = {
 }
 
 
+def _header(description: str, kind: str = "string") -> dict[str, Any]:
+    return {"description": description, "schema": {"type": kind}}
+
+
+# The response headers a client is meant to read, declared where they are sent.
+HEADERS: dict[str, dict[str, Any]] = {
+    "ETag": _header("The record's version tag, for `If-Match` and `If-None-Match`."),
+    "Location": _header("The path of the record just created."),
+    "Idempotent-Replayed": _header("`true` when this is the stored answer to an earlier request."),
+    "X-Total-Count": _header("How many rows match, over all pages.", "integer"),
+    "X-Total-Count-Estimated": _header("`true` when X-Total-Count is the planner's estimate."),
+    "Link": _header('RFC 8288 links to the other pages: `rel="first"`, `"prev"`, `"next"`.'),
+    "Retry-After": _header("Seconds to wait before retrying.", "integer"),
+    "WWW-Authenticate": _header("`Bearer`: the scheme to authenticate with."),
+}
+PAGE_HEADERS = ("X-Total-Count", "Link")
+_ERROR_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",), 503: ("Retry-After",)}
+
+
+def headers(*names: str) -> dict[str, dict[str, Any]]:
+    return {name: HEADERS[name] for name in names}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {}
     for code in (*codes, 503):
         model = ValidationErrorMessage if code == 422 else ErrorMessage
         responses[code] = {"model": model, "description": _DESCRIPTIONS[code]}
+        if code in _ERROR_HEADERS:
+            responses[code]["headers"] = headers(*_ERROR_HEADERS[code])
     return responses
 
 

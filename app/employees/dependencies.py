@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
+from pydantic.json_schema import SkipJsonSchema
 
 from app.auth.dependencies import request_settings
 from app.core.types import INT32_MAX
@@ -11,7 +12,7 @@ from app.employees import crud
 EmpIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="The employee's business key.")]
 
 IfMatchHeader = Annotated[
-    str | None,
+    str | SkipJsonSchema[None],
     Header(
         max_length=1000,
         description="Write only if the record still has this `ETag` (or `*`); 412 otherwise.",
@@ -19,7 +20,7 @@ IfMatchHeader = Annotated[
 ]
 IF_NONE_MATCH_MAX_LENGTH = 1000
 IfNoneMatchHeader = Annotated[
-    str | None,
+    str | SkipJsonSchema[None],
     Header(
         max_length=IF_NONE_MATCH_MAX_LENGTH,
         description="Answer 304 with no body if the record still has this `ETag`.",

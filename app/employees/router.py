@@ -9,11 +9,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic.json_schema import SkipJsonSchema
 
 from app.audit.dependencies import AdminActor, AdminCaller
 from app.auth.dependencies import ClaimsDep, CurrentPrincipal, SettingsDep
 from app.core.db import SessionDep
-from app.core.openapi import error_responses
+from app.core.openapi import PAGE_HEADERS, error_responses, headers
 from app.core.pagination import (
     MAX_CURSOR_LENGTH,
     InvalidCursorError,
@@ -36,20 +37,21 @@ from app.employees.read_route import ReadEmployeeRoute, answer_read
 router = APIRouter(prefix="/employees", tags=["employees"])
 
 CityFilter = Annotated[
-    SearchTerm | None, Query(description="Case-insensitive substring of the city.")
+    SearchTerm | SkipJsonSchema[None], Query(description="Case-insensitive substring of the city.")
 ]
 CountryFilter = Annotated[
-    SearchTerm | None, Query(description="Case-insensitive substring of the country.")
+    SearchTerm | SkipJsonSchema[None],
+    Query(description="Case-insensitive substring of the country."),
 ]
 CursorQuery = Annotated[
-    str | None,
+    str | SkipJsonSchema[None],
     Query(
         max_length=MAX_CURSOR_LENGTH,
         description="Where the page starts: copy it from the `next` link; not with `offset`.",
     ),
 ]
 IdempotencyKeyHeader = Annotated[
-    str | None,
+    str | SkipJsonSchema[None],
     Header(
         min_length=1,
         max_length=255,
@@ -60,7 +62,13 @@ IdempotencyKeyHeader = Annotated[
         ),
     ),
 ]
-ETAG_HEADER = {"ETag": {"description": "The record's version tag, for If-Match/If-None-Match."}}
+ETAG_HEADER = headers("ETag")
+CREATE_ERRORS = error_responses(401, 403, 409, 422)
+CREATE_ERRORS[409] = CREATE_ERRORS[409] | {
+    "description": "The `emp_id` is taken; or, with `Retry-After`, the `Idempotency-Key`'s "
+    "first request is still being processed.",
+    "headers": headers("Retry-After"),
+}
 JSON = "application/json"
 WRITE_ERRORS = error_responses(401, 403, 404, 409, 412, 422, 428)
 
@@ -68,7 +76,10 @@ WRITE_ERRORS = error_responses(401, 403, 404, 409, 412, 422, 428)
 @router.get(
     "/",
     response_model=list[EmployeeRead],
-    responses=error_responses(401, 422),
+    responses={
+        200: {"headers": headers(*PAGE_HEADERS, "X-Total-Count-Estimated")},
+        **error_responses(401, 422),
+    },
     operation_id="list_employees",
 )
 @router.get("", response_model=list[EmployeeRead], include_in_schema=False)
@@ -173,7 +184,10 @@ def written(
     "/",
     response_model=EmployeeRead,
     status_code=status.HTTP_201_CREATED,
-    responses={201: {"headers": ETAG_HEADER}, **error_responses(401, 403, 409, 422)},
+    responses={
+        201: {"headers": headers("ETag", "Location", "Idempotent-Replayed")},
+        **CREATE_ERRORS,
+    },
     operation_id="create_employee",
 )
 @router.post("", response_model=EmployeeRead, status_code=201, include_in_schema=False)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 from app.auth.dependencies import AdminUser, CurrentUser
 from app.core.db import SessionDep
 from app.core.errors import NotFoundError
-from app.core.openapi import error_responses
+from app.core.openapi import PAGE_HEADERS, error_responses, headers
 from app.core.pagination import PageDep, set_page_headers
 from app.users import crud
 from app.users.models import User, UserRead, UserUpdate
@@ -46,7 +46,7 @@ async def read_current_user(user: CurrentUser) -> User:
 @router.get(
     "/",
     response_model=list[UserRead],
-    responses=error_responses(401, 403, 422),
+    responses={200: {"headers": headers(*PAGE_HEADERS)}, **error_responses(401, 403, 422)},
     operation_id="list_users",
 )
 @router.get("", response_model=list[UserRead], include_in_schema=False)
