@@ -9,13 +9,13 @@ from app.core.db import SessionDep
 from app.core.errors import NotFoundError
 from app.core.openapi import PAGE_HEADERS, error_responses, headers
 from app.core.pagination import PageDep, set_page_headers
-from app.employees.dependencies import EmpIdPath
+from app.employees.dependencies import EMPLOYEE_PATH, EmpIdPath
 
 router = APIRouter(prefix="/employees", tags=["employees"])
 
 
 @router.get(
-    "/{emp_id}/history",
+    EMPLOYEE_PATH + "/history",
     response_model=list[AuditEntryRead],
     responses={200: {"headers": headers(*PAGE_HEADERS)}, **error_responses(401, 403, 404, 422)},
     operation_id="read_employee_history",

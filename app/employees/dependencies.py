@@ -6,10 +6,14 @@ from fastapi import Depends, Header, Path, Request
 from pydantic.json_schema import SkipJsonSchema
 
 from app.auth.dependencies import request_settings
+from app.core.routing import segment_except
 from app.core.types import INT32_MAX
 from app.employees import crud
 
 EmpIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="The employee's business key.")]
+# One record's path: any segment but the literal paths beside it (the CSV routes), whose other
+# methods are then a 405 rather than an invalid emp_id.
+EMPLOYEE_PATH = "/{emp_id:" + segment_except("employee_key", "export.csv", "import") + "}"
 
 IfMatchHeader = Annotated[
     str | SkipJsonSchema[None],

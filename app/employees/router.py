@@ -23,7 +23,7 @@ from app.core.pagination import (
 )
 from app.core.types import SearchTerm
 from app.employees import counting, crud, paging, queries, service
-from app.employees.dependencies import EmpIdPath, IfMatchDep, IfNoneMatchHeader
+from app.employees.dependencies import EMPLOYEE_PATH, EmpIdPath, IfMatchDep, IfNoneMatchHeader
 from app.employees.models import (
     EmployeeCreate,
     EmployeeRead,
@@ -157,7 +157,7 @@ async def read_employee(
 
 # Declared like the others, served by a route class that answers a plain request directly.
 router.add_api_route(
-    "/{emp_id}",
+    EMPLOYEE_PATH,
     read_employee,
     methods=["GET"],
     response_model=EmployeeRead,
@@ -214,7 +214,7 @@ async def create_employee(
 
 
 @router.put(
-    "/{emp_id}",
+    EMPLOYEE_PATH,
     response_model=EmployeeRead,
     responses={200: {"headers": ETAG_HEADER}, **WRITE_ERRORS},
     operation_id="replace_employee",
@@ -234,7 +234,7 @@ async def replace_employee(
 
 
 @router.patch(
-    "/{emp_id}",
+    EMPLOYEE_PATH,
     response_model=EmployeeRead,
     responses={200: {"headers": ETAG_HEADER}, **WRITE_ERRORS},
     operation_id="update_employee",
@@ -258,7 +258,7 @@ async def update_employee(
 
 
 @router.delete(
-    "/{emp_id}",
+    EMPLOYEE_PATH,
     status_code=status.HTTP_204_NO_CONTENT,
     responses=WRITE_ERRORS,
     operation_id="delete_employee",

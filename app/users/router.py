@@ -10,12 +10,15 @@ from app.core.db import SessionDep
 from app.core.errors import NotFoundError
 from app.core.openapi import PAGE_HEADERS, error_responses, headers
 from app.core.pagination import PageDep, set_page_headers
+from app.core.routing import segment_except
 from app.users import crud
 from app.users.models import User, UserRead, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 UserIdPath = Annotated[uuid.UUID, Path(description="The account's id (a UUID).")]
+# Any segment but `me`, whose other methods are then a 405 rather than an invalid id.
+USER_PATH = "/{user_id:" + segment_except("account_id", "me") + "}"
 
 
 async def get_user_or_404(user_id: UserIdPath, session: SessionDep) -> User:
@@ -60,7 +63,7 @@ async def list_users(
 
 
 @router.get(
-    "/{user_id}",
+    USER_PATH,
     response_model=UserRead,
     responses=error_responses(401, 403, 404, 422),
     operation_id="read_user",
@@ -71,7 +74,7 @@ async def read_user(_: AdminUser, user: UserDep) -> User:
 
 
 @router.patch(
-    "/{user_id}",
+    USER_PATH,
     response_model=UserRead,
     responses=last_admin_responses(401, 403, 404, 422),
     operation_id="update_user",
@@ -83,7 +86,7 @@ async def update_user(_: AdminUser, user: UserDep, data: UserUpdate, session: Se
 
 
 @router.delete(
-    "/{user_id}",
+    USER_PATH,
     status_code=status.HTTP_204_NO_CONTENT,
     responses=last_admin_responses(401, 403, 404, 422),
     operation_id="delete_user",
