@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from alembic import command
 from sqlalchemy import select
@@ -106,6 +107,24 @@ class TestSeedDemo:
 
         assert result.exit_code == 2
         assert contents(database) == ([], [])
+
+    @pytest.mark.postgres_only
+    def test_a_large_seed_refreshes_the_planner_statistics(self, database):
+        """With autovacuum off, only the seed's own ANALYZE makes the list's estimates right."""
+        dsn = database.replace("postgresql+asyncpg", "postgresql")
+
+        async def sql(statement: str) -> Any:
+            connection = await asyncpg.connect(dsn)
+            try:
+                return await connection.fetchval(statement)
+            finally:
+                await connection.close()
+
+        asyncio.run(sql("ALTER TABLE employee SET (autovacuum_enabled = false)"))
+
+        assert run("seed-demo", "2005", "--seed", "1").exit_code == 0
+
+        assert asyncio.run(sql("SELECT reltuples FROM pg_class WHERE relname = 'employee'")) == 2005
 
     @pytest.mark.postgres_only
     def test_two_seeds_at_once_write_one_whole_and_refuse_the_other(self, database):

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy import text as sql_text
 
 from app.audit.models import EmployeeAudit
 from app.core.config import get_settings
@@ -334,6 +335,24 @@ class TestImportCsv:
         employees, audits = await stored(sessionmaker)
         assert [e.emp_id for e in employees] == [1002]
         assert audits == []
+
+    @pytest.mark.postgres_only
+    async def test_a_large_import_refreshes_the_planner_statistics(
+        self, admin_user_client, normal_user_client, sessionmaker
+    ):
+        async with sessionmaker() as session:
+            await session.execute(sql_text("ALTER TABLE employee SET (autovacuum_enabled = false)"))
+            await session.commit()
+        rows = [f"{n},Name {n},Leeds,United Kingdom,1990-01-01" for n in range(1, 1201)]
+
+        response = await admin_user_client.post(IMPORT, files=upload(csv_file(*rows)))
+
+        assert response.status_code == 201
+        async with sessionmaker() as session:
+            planned = "SELECT reltuples FROM pg_class WHERE relname = 'employee'"
+            assert (await session.execute(sql_text(planned))).scalar_one() == 1200
+        listed = await normal_user_client.get("/employees/?limit=1")
+        assert listed.headers["X-Total-Count"] == "1200"
 
     async def test_regular_user_gets_403(self, normal_user_client, sessionmaker):
         text = csv_file("1,A,B,C,1990-01-01")
