@@ -5,7 +5,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
-from pydantic.json_schema import SkipJsonSchema
 
 from app.auth import service
 from app.auth.dependencies import CurrentUser, SettingsDep
@@ -53,7 +52,7 @@ async def login(
     password: Annotated[
         FormText, Form(min_length=1, max_length=1024, examples=["correct horse battery"])
     ],
-    grant_type: Annotated[str | SkipJsonSchema[None], Form(pattern="^password$")] = None,
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
 ) -> TokenResponse:
     """Exchange a username and password (OAuth2 password form) for access and refresh tokens."""
     try:

@@ -76,7 +76,8 @@ BODY_ERRORS = (400, 413)
 
 
 def document_body_errors(app: FastAPI) -> None:
-    """Add the body errors to every operation with a request body when the schema is built."""
+    """When the schema is built: add the body errors to every operation with a request body,
+    and describe optional inputs as the server takes them (see `_not_null`)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -84,8 +85,12 @@ def document_body_errors(app: FastAPI) -> None:
         ref = {"$ref": f"#/components/schemas/{ErrorMessage.__name__}"}
         for path_item in schema["paths"].values():
             for operation in path_item.values():
+                for parameter in operation.get("parameters", []):
+                    if not parameter.get("required"):
+                        parameter["schema"] = _not_null(parameter["schema"])
                 if "requestBody" not in operation:
                     continue
+                _optional_fields_not_null(schema, operation["requestBody"])
                 for code in BODY_ERRORS:
                     operation["responses"].setdefault(
                         str(code),
@@ -97,3 +102,26 @@ def document_body_errors(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _optional_fields_not_null(schema: dict[str, Any], body: dict[str, Any]) -> None:
+    for content in body.get("content", {}).values():
+        name = content.get("schema", {}).get("$ref", "").rpartition("/")[2]
+        model = schema.get("components", {}).get("schemas", {}).get(name, {})
+        required = set(model.get("required", ()))
+        for field, field_schema in model.get("properties", {}).items():
+            if field not in required:
+                model["properties"][field] = _not_null(field_schema)
+
+
+def _not_null(field: dict[str, Any]) -> dict[str, Any]:
+    """An optional input without its null alternative and null default: None stands for "not
+    sent" inside, and the server refuses an explicit null, so a client generated from the
+    schema must not offer one."""
+    rest = {key: value for key, value in field.items() if key != "anyOf"}
+    if rest.get("default", 0) is None:
+        del rest["default"]
+    if "anyOf" not in field:
+        return rest
+    options = [option for option in field["anyOf"] if option != {"type": "null"}]
+    return options[0] | rest if len(options) == 1 else {"anyOf": options} | rest

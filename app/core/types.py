@@ -4,9 +4,7 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, GetJsonSchemaHandler, field_validator
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic import AfterValidator, Field, field_validator
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -61,20 +59,8 @@ def utc_now() -> datetime:
 
 
 class PartialUpdate(SQLModel):
-    """Base of PATCH bodies: every field optional, none of them nullable.
-
-    Fields are declared `T | None = None`, None standing for "not sent"; the schema, and any
-    client generated from it, offers only `T`.
-    """
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        schema = handler.resolve_ref_schema(handler(core_schema))
-        for name, field in schema.get("properties", {}).items():
-            schema["properties"][name] = _not_null(field)
-        return schema
+    """Base of PATCH bodies: every field optional, none of them nullable (the OpenAPI schema
+    offers only the type: app.core.openapi)."""
 
     @field_validator("*", mode="before")
     @classmethod
@@ -84,14 +70,3 @@ class PartialUpdate(SQLModel):
         if value is None:
             raise ValueError("may be omitted but not null")
         return value
-
-
-def _not_null(field: dict[str, Any]) -> dict[str, Any]:
-    """A property's schema without its null alternative and its null default."""
-    rest = {key: value for key, value in field.items() if key != "anyOf"}
-    if rest.get("default", 0) is None:
-        del rest["default"]
-    if "anyOf" not in field:
-        return rest
-    options = [option for option in field["anyOf"] if option != {"type": "null"}]
-    return options[0] | rest if len(options) == 1 else {"anyOf": options} | rest

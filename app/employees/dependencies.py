@@ -3,7 +3,6 @@
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
-from pydantic.json_schema import SkipJsonSchema
 
 from app.auth.dependencies import request_settings
 from app.core.routing import segment_except
@@ -16,7 +15,7 @@ EmpIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="The employee's 
 EMPLOYEE_PATH = "/{emp_id:" + segment_except("employee_key", "export.csv", "import") + "}"
 
 IfMatchHeader = Annotated[
-    str | SkipJsonSchema[None],
+    str | None,
     Header(
         max_length=1000,
         description="Write only if the record still has this `ETag` (or `*`); 412 otherwise.",
@@ -24,7 +23,7 @@ IfMatchHeader = Annotated[
 ]
 IF_NONE_MATCH_MAX_LENGTH = 1000
 IfNoneMatchHeader = Annotated[
-    str | SkipJsonSchema[None],
+    str | None,
     Header(
         max_length=IF_NONE_MATCH_MAX_LENGTH,
         description="Answer 304 with no body if the record still has this `ETag`.",

@@ -9,7 +9,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic.json_schema import SkipJsonSchema
 
 from app.audit.dependencies import AdminActor, AdminCaller
 from app.auth.dependencies import ClaimsDep, CurrentPrincipal, SettingsDep
@@ -37,21 +36,21 @@ from app.employees.read_route import ReadEmployeeRoute, answer_read
 router = APIRouter(prefix="/employees", tags=["employees"])
 
 CityFilter = Annotated[
-    SearchTerm | SkipJsonSchema[None], Query(description="Case-insensitive substring of the city.")
+    SearchTerm | None, Query(description="Case-insensitive substring of the city.")
 ]
 CountryFilter = Annotated[
-    SearchTerm | SkipJsonSchema[None],
+    SearchTerm | None,
     Query(description="Case-insensitive substring of the country."),
 ]
 CursorQuery = Annotated[
-    str | SkipJsonSchema[None],
+    str | None,
     Query(
         max_length=MAX_CURSOR_LENGTH,
         description="Where the page starts: copy it from the `next` link; not with `offset`.",
     ),
 ]
 IdempotencyKeyHeader = Annotated[
-    str | SkipJsonSchema[None],
+    str | None,
     Header(
         min_length=1,
         max_length=255,

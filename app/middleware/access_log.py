@@ -16,8 +16,9 @@ logger = logging.getLogger("app.access")
 
 
 def route_template(scope: Scope) -> str:
+    # path_format: the template without its parameters' convertors (`{emp_id}`).
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED_ROUTE
 
 
