@@ -1,4 +1,4 @@
-"""`python -m app`: the admin command line (see app/cli.py)."""
+"""`python -m app`: the admin command line (app/cli/)."""
 
 from app.cli import cli
 

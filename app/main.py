@@ -1,38 +1,44 @@
-"""The ASGI application: `uvicorn app.main:app`."""
+"""The ASGI application: `create_app(settings)`.
+
+`uvicorn app.main:app` builds it from the environment when uvicorn asks for `app` (not when this
+module is imported), and `uvicorn --factory app.main:create_app` does the same.
+"""
 
 import asyncio
 import contextlib
 import gc
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 
-from app.audit.router import router as audit_router
-from app.auth.router import password_router
-from app.auth.router import router as auth_router
-from app.core.bootstrap import start_first_admin
-from app.core.config import get_settings
-from app.core.db import (
-    SessionCloser,
-    create_engine,
-    create_read_sessionmaker,
-    create_sessionmaker,
-)
+from app.accounts.bootstrap import start_first_admin
+from app.accounts.router import auth_router, password_router
+from app.accounts.users_router import router as users_router
+from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
-from app.core.openapi import document_body_errors
-from app.core.security import configure_hash_concurrency
-from app.core.sql import pooled_reads
-from app.docs import install_docs
+from app.db.engine import Database
 from app.employees.counting import estimate_cache
-from app.employees.csv_router import router as employees_csv_router
+from app.employees.csv.router import router as employees_csv_router
+from app.employees.history.router import router as history_router
 from app.employees.router import router as employees_router
 from app.health.router import router as health_router
-from app.middleware import install_middleware
+from app.http.docs import DOCS_PATHS, install_docs
+from app.http.openapi import OPENAPI_TAGS, document_body_errors
+from app.http.routing import install_method_handler
+from app.middleware.access_log import AccessLogMiddleware
+from app.middleware.body_limit import BodyLimitMiddleware
+from app.middleware.cors import cors_options
 from app.middleware.cut_off import CutOffMiddleware
+from app.middleware.request_id import RequestIdMiddleware
+from app.middleware.security_headers import SecurityHeadersMiddleware
+from app.middleware.sessions import SessionCloser
+from app.middleware.trusted_hosts import TrustedHosts
 from app.observability.metrics import (
     keep_live_gauges,
     mark_worker_stopped,
@@ -41,56 +47,45 @@ from app.observability.metrics import (
 )
 from app.observability.router import router as metrics_router
 from app.observability.tracing import configure_tracing, requested_exporter, shutdown_tracing
-from app.users.router import router as users_router
-
-logger = logging.getLogger("app")
+from app.security.passwords import configure_hash_concurrency
 
 DESCRIPTION = """
-Employee records over REST. Sign in with **Authorize** (OAuth2 password flow): any account can
-read, only administrators can create, change or delete records.
+Employee records over REST. Sign in with the **Authorize** button (OAuth2 password flow): any
+account can read, only administrators can create, change or delete records.
 """
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # Tests swap settings through dependency_overrides; start-up reads them the same way.
-    settings = app.dependency_overrides.get(get_settings, get_settings)()
-    # Here, not at import: each uvicorn worker process runs its own lifespan.
-    configure_logging(settings)
-    tracer_provider = configure_tracing()  # only when OTEL_* variables ask for it
-    configure_hash_concurrency(settings.password_hash_concurrency, nice=settings.password_hash_nice)
-    engine = create_engine(settings)
-    track_pool(engine)
-    app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.read_sessionmaker = create_read_sessionmaker(engine)
-    app.state.pooled_reads = pooled_reads(engine)
-    # The service starts while the database is down: /health/ready says 503 until it answers.
-    admin_task = await start_first_admin(settings, app.state.sessionmaker)
-    tasks = [task for task in (admin_task, start_live_gauges()) if task is not None]
-    freeze_startup_objects()
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await engine.dispose()
-        mark_worker_stopped()
-        await asyncio.to_thread(shutdown_tracing, tracer_provider)
+def lifespan(
+    settings: Settings, database: Database | None
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        # Here, not at import: each uvicorn worker process runs its own lifespan.
+        configure_logging(settings)
+        tracer_provider = configure_tracing()  # only when OTEL_* variables ask for it
+        configure_hash_concurrency(
+            settings.password_hash_concurrency, nice=settings.password_hash_nice
+        )
+        db = database or Database.from_settings(settings)
+        track_pool(db.engine)
+        app.state.database = db
+        # The service starts while the database is down: /health/ready says 503 until it answers.
+        admin_task = await start_first_admin(settings, db.sessions)
+        tasks = [task for task in (admin_task, start_live_gauges()) if task is not None]
+        freeze_startup_objects()
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if database is None:  # a database handed in belongs to whoever made it
+                await db.engine.dispose()
+            mark_worker_stopped()
+            await asyncio.to_thread(shutdown_tracing, tracer_provider)
 
-
-# The order of the sections in /docs: sign in first.
-OPENAPI_TAGS = [
-    {"name": "auth", "description": "Sign in, refresh, sign out; register an account."},
-    {"name": "users", "description": "Your account; accounts and roles (administrators)."},
-    {
-        "name": "employees",
-        "description": "Employee records: any signed-in user reads, "
-        "administrators write. CSV export and import; the change history.",
-    },
-    {"name": "health", "description": "Liveness and readiness probes."},
-]
+    return run
 
 
 def start_live_gauges() -> asyncio.Task[None] | None:
@@ -99,53 +94,75 @@ def start_live_gauges() -> asyncio.Task[None] | None:
 
 
 def freeze_startup_objects() -> None:
-    """Move what start-up built (modules, routes, the app) out of the collector's sight.
-
-    It lives as long as the worker, yet every full collection would walk it again: a pause of
-    tens of milliseconds under load, straight into the tail latency. Once per process (later
-    lifespans, as in tests, add nothing that must stay frozen).
-    """
+    """Move what start-up built (modules, routes, the app) out of the collector's sight: it lives
+    as long as the worker, and every full collection would walk it again (a pause under load).
+    Once per process."""
     if gc.get_freeze_count() == 0:
         gc.collect()
         gc.freeze()
 
 
-def create_app() -> FastAPI:
+def middleware(settings: Settings) -> list[Middleware]:
+    """Outermost first. Every answer, a refused Host or an oversized body included, carries the
+    request id and the security headers and is logged; the sessions close innermost, once the
+    answer is out, and a request cut off at shutdown gets the layers' headers on its 503."""
+    stack = [Middleware(RequestIdMiddleware)]
+    if settings.access_log or settings.metrics_enabled:
+        stack.append(
+            Middleware(
+                AccessLogMiddleware,
+                access_log=settings.access_log,
+                metrics=settings.metrics_enabled,
+            )
+        )
+    stack.append(Middleware(SecurityHeadersMiddleware, docs_paths=DOCS_PATHS))
+    if "*" not in settings.trusted_hosts:
+        stack.append(Middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts))
+    stack.append(Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes))
+    if settings.cors_origins:
+        stack.append(Middleware(CORSMiddleware, **cors_options(settings.cors_origins)))
+    stack += [Middleware(CutOffMiddleware), Middleware(SessionCloser)]
+    return stack
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+    """The application for these settings (default: the environment's). A `database` handed
+    in is used instead of one built from the settings, and left open at shutdown."""
+    settings = settings or get_settings()
     app = FastAPI(
         title="Employee Records API",
         version="1.0.0",
         description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=lifespan(settings, database),
+        middleware=middleware(settings),
         swagger_ui_parameters={"persistAuthorization": True},
         openapi_tags=OPENAPI_TAGS,
-        # app/docs.py serves both pages with their assets from the service, not from a CDN.
+        # app.http.docs serves both pages with their assets from the service, not from a CDN.
         docs_url=None,
         redoc_url=None,
-        # FastAPI asks OpenTelemetry on every request whether a provider was installed since;
-        # that costs more than a small request's routing. Tracing is decided once, here, by the
-        # same OTEL_* variables `configure_tracing` reads; metrics are Prometheus' (/metrics).
+        # FastAPI would ask OpenTelemetry on every request whether a provider was installed
+        # since; tracing is decided once, by the OTEL_* variables `configure_tracing` reads.
         telemetry={"tracing": requested_exporter() is not None, "metrics": False, "logs": False},
     )
-    # Per app, not per module: tests build an app per database.
+    app.state.settings = settings
     app.state.count_estimates = estimate_cache()
     install_error_handlers(app)
+    install_method_handler(app)
     document_body_errors(app)
-    # Innermost: the sessions are closed once the answer is out, whatever the layers above do.
-    app.add_middleware(SessionCloser)
-    # Inside the others: the 503 of a request cut off at shutdown gets their headers and log line.
-    app.add_middleware(CutOffMiddleware)
-    install_middleware(app)
     install_docs(app)
-    # Routes are matched in order: the employee records, most of the traffic, come first.
-    # The CSV routes precede the others: /employees/export.csv is not an {emp_id}.
-    app.include_router(employees_csv_router)
-    app.include_router(employees_router)
-    app.include_router(audit_router)
-    app.include_router(auth_router)
-    app.include_router(users_router)
-    app.include_router(password_router)
-    app.include_router(health_router)
-    app.include_router(metrics_router)
+    # Matched in order: the employee records, most of the traffic, first; the CSV routes' literal
+    # paths before `/employees/{emp_id}`.
+    for router in (
+        employees_router,
+        employees_csv_router,
+        history_router,
+        auth_router,
+        users_router,
+        password_router,
+        health_router,
+        metrics_router,
+    ):
+        app.include_router(router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
@@ -154,4 +171,9 @@ def create_app() -> FastAPI:
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> Any:
+    """`app`: built from the environment's settings the first time it is asked for."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    built = globals()["app"] = create_app()
+    return built

@@ -5,11 +5,10 @@ from typing import Any
 
 from sqlmodel import SQLModel
 
-from app.audit.models import EmployeeAudit
-from app.auth.models import RefreshToken
+from app.accounts.models import RefreshToken, User
+from app.employees.history.models import EmployeeAudit
 from app.employees.models import Employee
 from app.idempotency.models import IdempotencyKey
-from app.users.models import User
 
 metadata = SQLModel.metadata
 

@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import date
 from typing import Any
 
@@ -10,14 +11,14 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from app.core.config import Settings, get_settings
-from app.core.db import create_engine, create_sessionmaker
-from app.core.security import password_context
-from app.core.tokens import create_access_token
+from app.accounts.models import User
+from app.core.config import Settings
+from app.db.engine import Database, create_engine
 from app.employees.models import Employee
 from app.main import create_app
 from app.models import metadata
-from app.users.models import User
+from app.security.passwords import password_context
+from app.security.tokens import create_access_token
 from tests.pg import PostgresServer
 
 SECRET = "test-only-secret-key-that-is-long-enough-0123456789"
@@ -50,7 +51,8 @@ def postgres_template(postgres_server: PostgresServer | None) -> Iterator[str | 
 def shared_postgres_url(
     postgres_server: PostgresServer | None, postgres_template: str | None
 ) -> Iterator[str | None]:
-    """One migrated database for the run; each test works inside a transaction rolled back after."""
+    """One migrated database for this test process (each xdist worker has its own); every test
+    leaves it empty."""
     if postgres_server is None or postgres_template is None:
         yield None
         return
@@ -110,33 +112,36 @@ def settings(
 
 
 @pytest.fixture
-async def engine(settings: Settings, backend: str) -> AsyncIterator[AsyncEngine]:
+async def engine(
+    settings: Settings, backend: str, shared_postgres_url: str | None
+) -> AsyncIterator[AsyncEngine]:
     if backend == "sqlite":
         # One shared connection keeps the in-memory database alive for the whole test.
         engine = create_engine(settings, poolclass=StaticPool)
         async with engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
+        yield engine
     else:
-        engine = create_engine(settings)  # the schema comes from the migrated template
-    yield engine
+        # The production pool, real commits: the app's read and write paths run as they do when
+        # served. The run's shared database is this test process's alone; it is emptied after
+        # each test (a private database, for postgres_only tests, is dropped instead).
+        engine = create_engine(settings)
+        yield engine
+        if settings.database_url == shared_postgres_url:
+            async with engine.begin() as connection:
+                for table in reversed(metadata.sorted_tables):
+                    await connection.execute(table.delete())
     await engine.dispose()
 
 
 @pytest.fixture
-async def sessionmaker(
-    engine: AsyncEngine, settings: Settings, shared_postgres_url: str | None
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    if settings.database_url != shared_postgres_url:
-        yield create_sessionmaker(engine)
-        return
-    # Every session of the test (the app's and the test's own) joins one outer transaction on one
-    # connection; their commits become savepoints, and the rollback below leaves nothing behind.
-    async with engine.connect() as connection:
-        transaction = await connection.begin()
-        yield async_sessionmaker(
-            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
-        )
-        await transaction.rollback()
+def database(engine: AsyncEngine) -> Database:
+    return Database.from_engine(engine)
+
+
+@pytest.fixture
+def sessionmaker(database: Database) -> async_sessionmaker[AsyncSession]:
+    return database.sessions
 
 
 @pytest.fixture
@@ -146,12 +151,29 @@ async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterat
         yield session
 
 
+@asynccontextmanager
+async def running(app: Any) -> AsyncIterator[Any]:
+    """The app with its lifespan started, as a server runs it."""
+    async with app.router.lifespan_context(app):
+        yield app
+
+
 @pytest.fixture
-def app(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> Any:
-    app = create_app()
-    app.dependency_overrides[get_settings] = lambda: settings
-    app.state.sessionmaker = sessionmaker
-    return app
+async def app_with(database: Database, settings: Settings) -> AsyncIterator[Callable[..., Any]]:
+    """Apps on the test's database whose settings differ from the test's (lifespan running)."""
+    async with AsyncExitStack() as stack:
+
+        async def build(**overrides: Any) -> Any:
+            changed = settings.model_copy(update=overrides)
+            return await stack.enter_async_context(running(create_app(changed, database=database)))
+
+        yield build
+
+
+@pytest.fixture
+async def app(settings: Settings, database: Database) -> AsyncIterator[Any]:
+    async with running(create_app(settings, database=database)) as app:
+        yield app
 
 
 def _client(app: Any, token: str | None = None) -> AsyncClient:

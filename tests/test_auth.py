@@ -10,9 +10,9 @@ from jose import jwt
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.config import Settings, get_settings
-from app.core.security import password_context
-from app.users.models import User
+from app.accounts.models import User
+from app.core.config import Settings
+from app.security.passwords import password_context
 from tests.conftest import USER_PASSWORD, make_settings
 
 LOGIN_FAILED = {"detail": "Incorrect username or password"}
@@ -88,7 +88,7 @@ class TestLogin:
         self, app: Any, client: AsyncClient, normal_user: User, settings: Settings
     ) -> None:
         custom = make_settings(settings.database_url, access_token_expire_minutes=7)
-        app.dependency_overrides[get_settings] = lambda: custom
+        app.state.settings = custom
 
         response = await login(client, "jane.doe", USER_PASSWORD)
 

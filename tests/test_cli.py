@@ -13,16 +13,14 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from app.auth.models import RefreshToken
+from app.accounts import crud, service
+from app.accounts.models import RefreshToken, User
 from app.cli import cli
-from app.core.config import get_settings
-from app.core.db import create_engine, create_sessionmaker
-from app.core.security import password_context
+from app.db.engine import create_engine, create_sessionmaker
 from app.idempotency.models import IdempotencyKey
 from app.main import create_app
-from app.users import crud
-from app.users.models import User
-from tests.conftest import employee_payload, make_settings, require_postgres
+from app.security.passwords import password_context
+from tests.conftest import employee_payload, make_settings, require_postgres, running
 from tests.pg import ROOT, PostgresServer, alembic_config
 
 PASSWORD = "tulip marble anchor"
@@ -54,7 +52,9 @@ def add_user(url: str, username: str, *, is_admin: bool = False, is_active: bool
                     is_admin=is_admin,
                 )
                 if not is_active:
-                    await crud.update_user(session=session, user=user, changes={"is_active": False})
+                    await service.update_account(
+                        session=session, user=user, changes={"is_active": False}
+                    )
                 return user
         finally:
             await engine.dispose()
@@ -105,25 +105,19 @@ class TestCreate:
         run("create-admin", "alice", "--password-stdin", stdin=PASSWORD)
 
         async def sign_in_and_create() -> tuple[int, int]:
-            settings = make_settings(database)
-            engine = create_engine(settings)
-            app = create_app()
-            app.dependency_overrides[get_settings] = lambda: settings
-            app.state.sessionmaker = create_sessionmaker(engine)
+            app = create_app(make_settings(database))
             transport = ASGITransport(app=app)
-            try:
-                async with AsyncClient(transport=transport, base_url="http://t") as client:
-                    form = {"username": "ALICE", "password": PASSWORD}
-                    login = await client.post("/auth/token", data=form)
-                    token = login.json()["access_token"]
-                    created = await client.post(
-                        "/employees/",
-                        json=employee_payload(),
-                        headers={"Authorization": f"Bearer {token}"},
-                    )
-                return login.status_code, created.status_code
-            finally:
-                await engine.dispose()
+            async with running(app), AsyncClient(transport=transport, base_url="http://t") as c:
+                login = await c.post(
+                    "/auth/token", data={"username": "ALICE", "password": PASSWORD}
+                )
+                token = login.json()["access_token"]
+                created = await c.post(
+                    "/employees/",
+                    json=employee_payload(),
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            return login.status_code, created.status_code
 
         assert asyncio.run(sign_in_and_create()) == (200, 201)
 

@@ -13,11 +13,10 @@ from alembic import command
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from app.audit.models import EmployeeAudit
-from app.cli import cli
-from app.core.db import create_engine, create_sessionmaker
-from app.employees import demo
-from app.employees.commands import CommandError
+from app.cli import cli, demo
+from app.cli.data import CommandError
+from app.db.engine import create_engine, create_sessionmaker
+from app.employees.history.models import EmployeeAudit
 from app.employees.models import Employee
 from tests.conftest import SECRET, make_settings
 from tests.pg import PostgresServer, alembic_config

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app.audit.models import EmployeeAudit
+from app.employees.history.models import EmployeeAudit
 from app.employees.models import Employee
 from tests.conftest import make_settings
 

@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy import text as sql_text
 
-from app.audit.models import EmployeeAudit
-from app.core.config import get_settings
-from app.employees import csv_format, csv_io, queries
+from app.employees import crud, listing
+from app.employees.csv import format as csv_format
+from app.employees.csv import io as csv_io
+from app.employees.history.models import EmployeeAudit
 from app.employees.models import Employee
 
 EXPORT = "/employees/export.csv"
@@ -83,13 +84,13 @@ class TestExportCsv:
         )  # 24 rows: 8 batches of 3
 
         pages = []
-        list_employees = queries.list_employees
+        list_employees = listing.list_employees
 
         async def spy(**kwargs: Any) -> Any:
             pages.append((kwargs["limit"], kwargs["after"]))
             return await list_employees(**kwargs)
 
-        monkeypatch.setattr(queries, "list_employees", spy)
+        monkeypatch.setattr(listing, "list_employees", spy)
 
         response = await normal_user_client.get(
             EXPORT, params={"city": "par", "sort_by": "emp_name", "order": "desc"}
@@ -110,14 +111,14 @@ class TestExportCsv:
         monkeypatch.setattr(csv_io, "BATCH_SIZE", 2)
         await make_employees(*({"emp_id": n} for n in range(1, 6)))
         in_use = []
-        list_employees = queries.list_employees
+        list_employees = listing.list_employees
 
         async def spy(**kwargs: Any) -> Any:
             rows = await list_employees(**kwargs)
             in_use.append(engine.pool.checkedout())
             return rows
 
-        monkeypatch.setattr(queries, "list_employees", spy)
+        monkeypatch.setattr(listing, "list_employees", spy)
 
         response = await normal_user_client.get(EXPORT)
 
@@ -224,7 +225,12 @@ class TestImportCsv:
         response = await admin_user_client.post(IMPORT, files=upload(text))
 
         assert response.status_code == 422
-        assert response.json()["detail"] == [
+        assert response.json()["detail"] == [  # in line order
+            {
+                "type": "already_exists",
+                "loc": ["body", "file", 2, "emp_id"],
+                "msg": "an employee with emp_id 1001 already exists",
+            },
             {
                 "type": "duplicate_in_file",
                 "loc": ["body", "file", 4, "emp_id"],
@@ -235,13 +241,24 @@ class TestImportCsv:
                 "loc": ["body", "file", 5, "emp_id"],
                 "msg": "emp_id 1002 is already on line 3 of this file",
             },
-            {
-                "type": "already_exists",
-                "loc": ["body", "file", 2, "emp_id"],
-                "msg": "an employee with emp_id 1001 already exists",
-            },
         ]
         assert await employee_count(sessionmaker) == 1
+
+    @pytest.mark.parametrize("dry_run", ["false", "true"])
+    async def test_a_header_without_rows_is_422(self, admin_user_client, sessionmaker, dry_run):
+        response = await admin_user_client.post(
+            IMPORT, files=upload(csv_file()), params={"dry_run": dry_run}
+        )
+
+        assert response.status_code == 422
+        assert response.json()["detail"] == [
+            {
+                "type": "no_rows",
+                "loc": ["body", "file", 1],
+                "msg": "the file has a header but no rows",
+            }
+        ]
+        assert await employee_count(sessionmaker) == 0
 
     async def test_dry_run_validates_and_writes_nothing(self, admin_user_client, sessionmaker):
         text = csv_file(
@@ -291,9 +308,7 @@ class TestImportCsv:
         assert response.json()["detail"][0]["type"] == "csv_syntax"
 
     async def test_more_rows_than_the_limit_are_refused(self, app, settings, admin_user_client):
-        app.dependency_overrides[get_settings] = lambda: settings.model_copy(
-            update={"import_max_rows": 2}
-        )
+        app.state.settings = settings.model_copy(update={"import_max_rows": 2})
         text = csv_file(*(f"{n},A,B,C,1990-01-01" for n in range(1, 5)))
 
         response = await admin_user_client.post(IMPORT, files=upload(text))
@@ -325,7 +340,7 @@ class TestImportCsv:
         async def nothing_stored(**_: Any) -> set[int]:
             return set()
 
-        monkeypatch.setattr(csv_io, "stored_emp_ids", nothing_stored)
+        monkeypatch.setattr(crud, "stored_emp_ids", nothing_stored)
         text = csv_file("1001,A,B,C,1990-01-01", "1002,D,E,F,1990-01-01")
 
         response = await admin_user_client.post(IMPORT, files=upload(text))

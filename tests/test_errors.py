@@ -1,34 +1,29 @@
 """Failures a client cannot cause are answered plainly: a lost database is a 503, not a 500."""
 
 import time
+from types import SimpleNamespace
 
 import pytest
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.exc import DBAPIError
 
-from app.core.config import get_settings
-from app.core.db import SessionDep, create_engine, create_sessionmaker
-from app.core.tokens import create_access_token
+from app.db.session import SessionDep
 from app.main import create_app
-from tests.conftest import make_settings
+from app.security.tokens import create_access_token
+from tests.conftest import make_settings, running
 
 
 async def test_unreachable_database_gets_503_with_retry_after(normal_user):
     # Port 1 on loopback refuses at once, as a stopped PostgreSQL does.
     settings = make_settings("postgresql+asyncpg://postgres@127.0.0.1:1/gone", db_connect_timeout=2)
-    engine = create_engine(settings)
-    app = create_app()
-    app.dependency_overrides[get_settings] = lambda: settings
-    app.state.sessionmaker = create_sessionmaker(engine)
+    app = create_app(settings)
     token = create_access_token(normal_user.id, settings).token
     headers = {"Authorization": f"Bearer {token}"}
-    try:
-        async with AsyncClient(transport=ASGITransport(app), base_url="http://t") as client:
-            started = time.monotonic()
-            response = await client.get("/employees/", headers=headers)
-            elapsed = time.monotonic() - started
-    finally:
-        await engine.dispose()
+    transport = ASGITransport(app)
+    async with running(app), AsyncClient(transport=transport, base_url="http://t") as client:
+        started = time.monotonic()
+        response = await client.get("/employees/", headers=headers)
+        elapsed = time.monotonic() - started
     assert response.status_code == 503
     assert response.headers["retry-after"].isdigit()
     assert response.json() == {"detail": "The database is unavailable; retry shortly."}
@@ -89,7 +84,7 @@ async def test_connection_lost_after_the_answer_does_not_break_it():
     async def reads(_: SessionDep) -> dict[str, str]:
         return {"read": "done"}
 
-    app.state.sessionmaker = ClosesOnADroppedConnection
+    app.state.database = SimpleNamespace(sessions=ClosesOnADroppedConnection)
     async with AsyncClient(transport=ASGITransport(app), base_url="http://t") as client:
         response = await client.get("/reads")
     assert (response.status_code, response.json()) == (200, {"read": "done"})

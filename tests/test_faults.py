@@ -17,12 +17,12 @@ import httpx
 import pytest
 from alembic import command
 
+from app.accounts.models import User
 from app.core.config import Settings
-from app.core.db import create_engine, create_sessionmaker
-from app.core.security import password_context
-from app.core.tokens import create_access_token
+from app.db.engine import create_engine, create_sessionmaker
 from app.employees.models import Employee
-from app.users.models import User
+from app.security.passwords import password_context
+from app.security.tokens import create_access_token
 from tests.conftest import SECRET, employee_payload, make_settings
 from tests.pg import alembic_config
 from tests.pgcluster import PgCluster, throwaway_cluster

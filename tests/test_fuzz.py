@@ -22,10 +22,10 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import text
 
+from app.accounts.models import User
 from app.core.config import Settings
 from app.health.checks import migration_heads
 from app.main import create_app
-from app.users.models import User
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 CHECKS = [

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.core import security
+from app.security import passwords as security
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "setpriority") or not os.path.isdir("/proc/self/task"),

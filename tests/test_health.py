@@ -11,11 +11,9 @@ import pytest
 from alembic import command
 from httpx import ASGITransport, AsyncClient
 
-from app.core.config import get_settings
-from app.core.db import create_engine, create_sessionmaker
 from app.health.checks import migration_heads
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.conftest import make_settings, running
 from tests.pg import PostgresServer, alembic_config
 
 READY = {"status": "ready", "checks": {"database": "ok", "migrations": "ok"}}
@@ -35,17 +33,10 @@ GONE_URL = "postgresql+asyncpg://postgres@127.0.0.1:1/gone"
 
 @asynccontextmanager
 async def client_on(url: str, **overrides: Any) -> AsyncIterator[AsyncClient]:
-    """An app whose engine points at `url`, as its lifespan would build it."""
-    settings = make_settings(url, **overrides)
-    app = create_app()
-    app.dependency_overrides[get_settings] = lambda: settings
-    engine = create_engine(settings)
-    app.state.sessionmaker = create_sessionmaker(engine)
-    try:
-        async with AsyncClient(transport=ASGITransport(app), base_url="http://test") as client:
-            yield client
-    finally:
-        await engine.dispose()
+    """An app on `url`, its database built by its lifespan."""
+    app = create_app(make_settings(url, **overrides))
+    async with running(app), AsyncClient(transport=ASGITransport(app), base_url="http://t") as c:
+        yield c
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app.audit.models import EmployeeAudit
+from app.employees.history.models import EmployeeAudit
 from tests.conftest import employee_payload
 
 HISTORY = "/employees/1001/history"

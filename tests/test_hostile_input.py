@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.accounts.models import User
 from app.employees.models import Employee
-from app.users.models import User
 from tests.conftest import USER_PASSWORD, employee_payload
 
 JSON = {"Content-Type": "application/json"}

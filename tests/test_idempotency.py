@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from app.audit.models import EmployeeAudit
 from app.core.types import utc_now
+from app.employees.history.models import EmployeeAudit
 from app.employees.models import Employee
 from app.idempotency.models import IdempotencyKey
 from tests.conftest import employee_payload, make_settings

@@ -7,17 +7,19 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from httpx import ASGITransport, AsyncClient
 
 from app.core import logging as app_logging
-from app.core.config import Settings, get_settings
+from app.core.config import Settings
 from tests.conftest import USER_PASSWORD, make_settings
 
 LogReader = Callable[[], list[dict[str, Any]]]
 
 
 @pytest.fixture
-def configure(settings: Settings) -> Iterator[Callable[..., io.StringIO]]:
-    """Configure logging as the lifespan does, into a buffer; undone afterwards."""
+def configure(settings: Settings, app: Any) -> Iterator[Callable[..., io.StringIO]]:
+    """Configure logging as the lifespan does, into a buffer; undone afterwards (after the test
+    app's own lifespan has configured it)."""
     root = logging.getLogger()
     level = root.level
     # The test client's own request lines (full URLs) are not the service's log.
@@ -81,11 +83,11 @@ class TestAccessLine:
         (line,) = access_lines([json.loads(x) for x in stream.getvalue().splitlines()])
         assert line["status"] == 413
 
-    async def test_access_log_false_writes_no_access_line(self, configure, app, client, settings):
-        quiet = make_settings(settings.database_url, access_log=False)
-        app.dependency_overrides[get_settings] = lambda: quiet
+    async def test_access_log_false_writes_no_access_line(self, configure, app_with):
+        quiet = await app_with(access_log=False)
         stream = configure(log_format="json")
-        assert (await client.get("/health/live")).status_code == 200
+        async with AsyncClient(transport=ASGITransport(quiet), base_url="http://t") as client:
+            assert (await client.get("/health/live")).status_code == 200
         assert access_lines([json.loads(x) for x in stream.getvalue().splitlines()]) == []
 
 

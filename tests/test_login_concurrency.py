@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from httpx import ASGITransport, AsyncClient
 
-from app.core.config import Settings, get_settings
-from app.main import create_app
+from app.core.config import Settings
 from tests.conftest import USER_PASSWORD, make_settings
 from tests.test_login_limits import REDIS_TEST_URL, WRONG, hashes, login, redis_username
 
@@ -64,11 +63,9 @@ class TestTwoProcessesSharingRedis:
         return make_settings(database_url, redis_url=REDIS_TEST_URL)
 
     @pytest.fixture
-    async def second(self, settings, sessionmaker) -> AsyncIterator[AsyncClient]:
+    async def second(self, app_with) -> AsyncIterator[AsyncClient]:
         """Another worker: its own limiter, the same Redis."""
-        other = create_app()
-        other.dependency_overrides[get_settings] = lambda: settings
-        other.state.sessionmaker = sessionmaker
+        other = await app_with()
         async with AsyncClient(transport=ASGITransport(app=other), base_url="http://t") as client:
             yield client
 

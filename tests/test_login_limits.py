@@ -18,11 +18,10 @@ from alembic import command
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select
 
-import app.core.security as security
-from app.auth.models import RefreshToken
-from app.auth.ratelimit import KEY_PREFIX, username_key
-from app.core.config import Settings, get_settings
-from app.main import create_app
+import app.security.passwords as security
+from app.accounts.models import RefreshToken
+from app.accounts.ratelimit import KEY_PREFIX, username_key
+from app.core.config import Settings
 from tests.conftest import SECRET, USER_PASSWORD, make_settings
 from tests.pg import alembic_config
 from tests.test_startup import free_port, server_env, wait_until_up
@@ -161,13 +160,11 @@ class TestPerUsernameLimit:
         assert (await login(other_client, "jane.doe")).status_code == 401
         assert (await login(other_client, "jane.doe", USER_PASSWORD)).status_code == 200
 
-    async def test_each_application_starts_clean(self, client, normal_user, settings, sessionmaker):
+    async def test_each_application_starts_clean(self, client, normal_user, app_with):
         for _ in range(3):
             await login(client, "jane.doe")
         assert_limited(await login(client, "jane.doe"))
-        fresh = create_app()
-        fresh.dependency_overrides[get_settings] = lambda: settings
-        fresh.state.sessionmaker = sessionmaker
+        fresh = await app_with()
         async with AsyncClient(transport=ASGITransport(app=fresh), base_url="http://t") as other:
             assert (await login(other, "jane.doe", USER_PASSWORD)).status_code == 200
 
@@ -187,7 +184,7 @@ class TestLimiterStorageDownFailOpen:
         return make_settings(database_url, redis_url=CLOSED_PORT_REDIS, **SMALL_LIMITS)
 
     async def test_fail_open_lets_logins_through_unlimited(self, client, normal_user, caplog):
-        caplog.set_level(logging.WARNING, logger="app.auth.ratelimit")
+        caplog.set_level(logging.WARNING, logger="app.accounts.ratelimit")
         started = time.monotonic()
         for _ in range(5):
             response = await login(client, "jane.doe")
@@ -242,13 +239,9 @@ class TestSharedRedisCounters:
     def settings(self, database_url: str) -> Settings:
         return make_settings(database_url, redis_url=REDIS_TEST_URL, **SMALL_LIMITS)
 
-    async def test_two_apps_share_one_count(
-        self, app, client, make_user, redis_username, settings, sessionmaker
-    ):
+    async def test_two_apps_share_one_count(self, client, make_user, redis_username, app_with):
         await make_user(redis_username)
-        second = create_app()  # another worker: its own limiter object, the same Redis
-        second.dependency_overrides[get_settings] = lambda: settings
-        second.state.sessionmaker = sessionmaker
+        second = await app_with()  # another worker: its own limiter object, the same Redis
         transport = ASGITransport(app=second)
         async with AsyncClient(transport=transport, base_url="http://test") as other:
             assert (await login(client, redis_username)).status_code == 401

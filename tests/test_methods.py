@@ -4,7 +4,7 @@ path (`/employees/import`) answers a method it does not take with 405, not as an
 import pytest
 from fastapi.routing import iter_route_contexts
 
-from app.core.routing import allowed_methods
+from app.http.routing import allowed_methods
 from app.main import create_app
 
 

@@ -13,8 +13,7 @@ from alembic import command
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.core.config import get_settings
-from app.core.db import create_engine
+from app.db.engine import create_engine
 from app.observability.metrics import (
     LIVE,
     keep_live_gauges,
@@ -84,7 +83,7 @@ class TestLoginMetrics:
         self, app, client, normal_user, settings
     ):
         limited = settings.model_copy(update={"login_limit_per_client": "2/minute"})
-        app.dependency_overrides[get_settings] = lambda: limited
+        app.state.settings = limited
         before = await scrape(client)
         form = {"username": normal_user.username, "password": "wrong-password-guess"}
         statuses = [(await client.post("/auth/token", data=form)).status_code for _ in range(3)]
@@ -110,9 +109,7 @@ class TestPoolMetric:
 
 class TestAccess:
     async def test_metrics_enabled_false_answers_404(self, app, client, settings):
-        app.dependency_overrides[get_settings] = lambda: settings.model_copy(
-            update={"metrics_enabled": False}
-        )
+        app.state.settings = settings.model_copy(update={"metrics_enabled": False})
         assert (await client.get("/metrics")).status_code == 404
 
     async def test_not_in_the_openapi_schema(self, client):

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.core.db import create_engine
-from app.employees import counting, crud, queries
+from app.db.engine import create_engine
+from app.employees import counting, crud, listing
 from app.employees.models import SortField, SortOrder
 from tests.conftest import make_settings, require_postgres
 from tests.pg import asyncpg_dsn
@@ -96,7 +96,7 @@ def nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
 async def page_plan(engine: AsyncEngine, **kwargs: Any) -> dict[str, Any]:
     with captured(engine) as statements:
         async with AsyncSession(engine) as session:
-            await queries.list_employees(session=session, **kwargs)
+            await listing.list_employees(session=session, **kwargs)
     (statement,) = [s for s in statements if s[0].lstrip().startswith("SELECT employee")]
     return await explain(engine, *statement)
 
@@ -196,9 +196,9 @@ async def test_a_filter_with_few_matches_is_counted_exactly(filled):
 
 async def test_one_employee_by_emp_id_is_a_unique_index_lookup(filled):
     # The statement GET /employees/{emp_id} sends: the caller's account, the record joined to it.
-    # It runs on the driver (app.core.sql), past SQLAlchemy's execution events: its SQL is the
-    # statement compiled for this dialect, as app.core.sql sends it.
-    compiled = queries.EMPLOYEE_AS._compile(filled.dialect)
+    # It runs on the driver (app.db.statements), past SQLAlchemy's execution events: its SQL is the
+    # statement compiled for this dialect, as app.db.statements sends it.
+    compiled = crud._EMPLOYEE_AS.compiled(filled.dialect)
     assert compiled.names == ("emp_id", "user_id")
     plan = await explain(filled, compiled.sql, (12_345, uuid.uuid4()))
     (employee,) = [n for n in nodes(plan) if n.get("Relation Name") == "employee"]
@@ -208,7 +208,7 @@ async def test_one_employee_by_emp_id_is_a_unique_index_lookup(filled):
 
 async def test_a_write_locks_its_record_through_the_unique_index(filled):
     # The statement PUT, PATCH and DELETE send: the account, and the record locked (LATERAL).
-    compiled = crud._LOCK_AS._compile(filled.dialect)
+    compiled = crud._LOCK_AS.compiled(filled.dialect)
     assert "FOR UPDATE" in compiled.sql and compiled.names == ("emp_id", "user_id")
     async with filled.connect() as connection:  # EXPLAIN ANALYZE locks too: in a transaction
         result = await connection.exec_driver_sql(
@@ -236,7 +236,7 @@ async def test_a_deep_offset_page_stays_cheap_under_a_generic_plan(filled):
     # bound values. That plan must still look up only the page's rows, not merge-join the table.
     with captured(filled) as statements:
         async with AsyncSession(filled) as session:
-            await queries.list_employees(session=session, limit=100, offset=20_000)
+            await listing.list_employees(session=session, limit=100, offset=20_000)
     ((statement, parameters),) = statements
     values = ", ".join(str(value) for value in parameters)
     async with filled.connect() as connection:

@@ -18,9 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
+from app.accounts import crud as users_crud
+from app.accounts.models import User
 from app.employees.models import Employee
-from app.users import crud as users_crud
-from app.users.models import User
 from tests.conftest import employee_payload
 
 pytestmark = pytest.mark.postgres_only

@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from app.core import security
-from app.core.passwords import common_passwords, password_problem
+from app.security import passwords as security
+from app.security.passwords import common_passwords, password_problem
 
 
 async def test_hashes_are_argon2id_at_owasp_cost():

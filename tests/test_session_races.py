@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
-from app.users.models import User
+from app.accounts.models import User
 from tests.conftest import USER_PASSWORD
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]

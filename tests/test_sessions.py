@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
-from app.core.db import create_engine, create_read_sessionmaker, create_sessionmaker
+from app.db.engine import create_engine, create_read_sessionmaker, create_sessionmaker
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.postgres_only

@@ -16,11 +16,11 @@ from alembic import command
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.accounts.models import User
 from app.core.config import ConfigurationError, Settings, get_settings
-from app.core.db import create_engine, create_sessionmaker
-from app.core.security import password_context
+from app.db.engine import create_engine, create_sessionmaker
 from app.main import create_app, freeze_startup_objects
-from app.users.models import User
+from app.security.passwords import password_context
 from tests.conftest import SECRET, employee_payload, make_settings
 from tests.pg import ROOT, alembic_config
 
@@ -121,8 +121,7 @@ async def users_in(url: str) -> list[User]:
 
 
 async def start_and_stop(settings: Settings) -> None:
-    app = create_app()
-    app.dependency_overrides[get_settings] = lambda: settings
+    app = create_app(settings)
     async with app.router.lifespan_context(app):
         pass
 
@@ -162,8 +161,7 @@ class TestSchemaOwnership:
         self, tmp_path, caplog
     ):
         url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-        app = create_app()
-        app.dependency_overrides[get_settings] = lambda: make_settings(url, **ADMIN)
+        app = create_app(make_settings(url, **ADMIN))
         async with app.router.lifespan_context(app):
             await asyncio.sleep(1.5)  # the background retry fails at least once more meanwhile
             await asyncio.to_thread(command.upgrade, alembic_config(url), "head")

@@ -12,9 +12,8 @@ from httpx import AsyncClient, Response
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth.models import RefreshToken
+from app.accounts.models import RefreshToken, User
 from app.core.config import Settings
-from app.users.models import User
 from tests.conftest import USER_PASSWORD
 
 REFRESH_FAILED = {"detail": "Invalid or expired refresh token"}
@@ -149,10 +148,9 @@ class TestLoginIssuesRefreshToken:
     async def test_lifetime_follows_the_setting(
         self, app: Any, client: AsyncClient, normal_user: User, settings: Settings
     ) -> None:
-        from app.core.config import get_settings
 
         short = settings.model_copy(update={"refresh_token_expire_days": 2})
-        app.dependency_overrides[get_settings] = lambda: short
+        app.state.settings = short
 
         assert (await login(client))["refresh_expires_in"] == 2 * 86400
 

@@ -1,4 +1,4 @@
-"""Access tokens: `app.core.tokens` itself, and what `GET /users/me` does with forged ones."""
+"""Access tokens: `app.security.tokens` itself, and what `GET /users/me` does with forged ones."""
 
 import base64
 import hashlib
@@ -16,17 +16,17 @@ from jose import jwt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core import tokens
+from app.accounts.models import User
 from app.core.config import Settings
-from app.core.tokens import (
+from app.employees.models import Employee
+from app.security import tokens
+from app.security.tokens import (
     CLOCK_SKEW,
     AccessClaims,
     InvalidTokenError,
     create_access_token,
     decode_access_token,
 )
-from app.employees.models import Employee
-from app.users.models import User
 from tests.conftest import SECRET, employee_payload, make_settings
 
 BAD_CREDENTIALS = {"detail": "Could not validate credentials"}

@@ -9,11 +9,9 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.config import get_settings
+from app.accounts.models import User
 from app.employees.models import Employee
-from app.main import create_app
-from app.users.models import User
-from tests.conftest import USER_PASSWORD, employee_payload, make_settings
+from tests.conftest import USER_PASSWORD, employee_payload
 
 LIMIT = 1_048_576
 TOO_LARGE = {"detail": "Request body too large"}
@@ -42,20 +40,6 @@ async def employee_count(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
 async def user_count(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
     async with sessionmaker() as session:
         return (await session.execute(select(func.count()).select_from(User))).scalar_one()
-
-
-@pytest.fixture
-def app_with(database_url: str, sessionmaker: async_sessionmaker[AsyncSession]) -> Any:
-    """An app whose settings differ from the defaults, sharing the test database."""
-
-    def build(**overrides: Any) -> Any:
-        settings = make_settings(database_url, **overrides)
-        app = create_app()
-        app.dependency_overrides[get_settings] = lambda: settings
-        app.state.sessionmaker = sessionmaker
-        return app
-
-    return build
 
 
 def client_of(app: Any, base_url: str = "http://test", **kwargs: Any) -> AsyncClient:
@@ -168,7 +152,7 @@ class TestBodyLimit:
         assert json.loads(sent[1]["body"]) == TOO_LARGE
 
     async def test_limit_follows_the_settings(self, app_with, admin_user, token_for):
-        app = app_with(max_body_bytes=4096)
+        app = await app_with(max_body_bytes=4096)
         async with client_of(app) as client:
             client.headers["Authorization"] = f"Bearer {token_for(admin_user)}"
             response = await client.post("/employees/", content=padded_json(4097), headers=JSON)
@@ -270,8 +254,8 @@ def preflight(origin: str, method: str = "POST") -> dict[str, str]:
 
 class TestCors:
     @pytest.fixture
-    def cors_app(self, app_with: Callable[..., Any]) -> Any:
-        return app_with(cors_origins=[ALLOWED_ORIGIN, "https://other.example.com"])
+    async def cors_app(self, app_with: Callable[..., Any]) -> Any:
+        return await app_with(cors_origins=[ALLOWED_ORIGIN, "https://other.example.com"])
 
     async def test_preflight_from_an_allowed_origin(self, cors_app):
         async with client_of(cors_app) as client:
@@ -325,13 +309,13 @@ class TestCors:
 
 class TestTrustedHosts:
     async def test_listed_host_is_served(self, app_with):
-        app = app_with(trusted_hosts=["api.example.com"])
+        app = await app_with(trusted_hosts=["api.example.com"])
         async with client_of(app, base_url="http://api.example.com") as client:
             response = await client.get("/openapi.json")
         assert response.status_code == 200
 
     async def test_other_host_gets_400(self, app_with, sessionmaker):
-        app = app_with(trusted_hosts=["api.example.com"])
+        app = await app_with(trusted_hosts=["api.example.com"])
         async with client_of(app, base_url="http://evil.example.net") as client:
             response = await client.get("/openapi.json")
             assert response.status_code == 400
@@ -345,7 +329,7 @@ class TestTrustedHosts:
         assert await user_count(sessionmaker) == 0
 
     async def test_wildcard_subdomains_and_ports(self, app_with):
-        app = app_with(trusted_hosts=["*.example.com"])
+        app = await app_with(trusted_hosts=["*.example.com"])
         for host, expected in (
             ("api.example.com:8443", 200),
             ("API.Example.com", 200),

@@ -10,12 +10,11 @@ from httpx import AsyncClient, Response
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth.models import RefreshToken
+from app.accounts import crud as users_crud
+from app.accounts.crud import LAST_ADMIN
+from app.accounts.models import RefreshToken, User
 from app.employees.models import Employee
 from app.main import create_app
-from app.users import crud as users_crud
-from app.users.crud import LAST_ADMIN
-from app.users.models import User
 from tests.conftest import USER_PASSWORD, employee_payload
 
 USER_FIELDS = {"id", "username", "is_admin", "is_active", "created_at"}

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from httpx import AsyncClient, Response
 
-from app.users.models import User
+from app.accounts.models import User
 
 USER_FIELDS = {"id", "username", "is_admin", "is_active", "created_at"}
 

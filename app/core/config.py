@@ -4,6 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+from fastapi import Depends, Request
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -314,3 +315,17 @@ def get_settings() -> Settings:
         return Settings()  # type: ignore[call-arg]  # required values come from the environment
     except ValidationError as error:
         raise ConfigurationError(describe_validation_error(error)) from None
+
+
+def request_settings(request: Request) -> Settings:
+    """The settings the request's application was built with (`create_app(settings)`)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_request_settings(request: Request) -> Settings:
+    # async: FastAPI sends a plain `def` dependency to a worker thread on every request.
+    return request_settings(request)
+
+
+SettingsDep = Annotated[Settings, Depends(get_request_settings)]

@@ -9,9 +9,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from app.core.routing import handle_http_exception
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +144,6 @@ def is_unavailable(error: DBAPIError) -> bool:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, handle_app_error)
-    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(PoolTimeoutError, handle_database_unavailable)
     app.add_exception_handler(DBAPIError, handle_database_unavailable)

@@ -13,7 +13,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from app.core.config import Settings
-from app.middleware.request_id import request_id_var
+from app.core.context import request_id_var
 
 # Fields the access-log middleware passes in `extra=`, lifted into the rendered event.
 ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "user_id")

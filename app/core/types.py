@@ -60,7 +60,7 @@ def utc_now() -> datetime:
 
 class PartialUpdate(SQLModel):
     """Base of PATCH bodies: every field optional, none of them nullable (the OpenAPI schema
-    offers only the type: app.core.openapi)."""
+    offers only the type: app.http.openapi)."""
 
     @field_validator("*", mode="before")
     @classmethod

@@ -13,7 +13,8 @@ from cachetools import TTLCache
 from sqlalchemy import Select, func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.employees.queries import employee_table, list_filters
+from app.employees.crud import employee_table
+from app.employees.listing import list_filters
 
 # The planner's estimates, remembered for a few seconds per filter: a client walking the pages
 # of one filter would otherwise have every page planned twice (the page, and EXPLAIN for its

@@ -1,51 +1,63 @@
-"""All SQL that touches employee records; every change writes its audit row in the same commit."""
+"""All SQL that reads or writes one employee record, or many at once; every change writes its
+audit row in the same statement (PostgreSQL) or the same transaction (SQLite).
+
+Statements are built once and run through `app.db.statements.Query`; rows come back as
+`EmployeeRow`s, which the routes serialise straight to JSON.
+"""
 
 import uuid
-from dataclasses import dataclass
-from typing import Any, NoReturn, cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
 
-from pydantic_core import to_jsonable_python
-from sqlalchemy import Table, bindparam, delete, insert, select, true, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, text, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit import crud as audit
-from app.audit.models import Actor, AuditAction, Caller
-from app.core.driver import transaction
-from app.core.errors import ConflictError, NotFoundError, PreconditionFailedError
-from app.core.preconditions import check_if_match
-from app.core.sql import Query
+from app.accounts.crud import ACCESS_COLUMNS, Access, user_table
+from app.core.errors import ConflictError
 from app.core.types import utc_now
-from app.employees import queries
-from app.employees.models import Employee, EmployeeCreate, EmployeeRead, etag
-from app.employees.queries import READ_COLUMNS, EmployeeRow, read_columns
-from app.users.crud import user_table
+from app.db.driver import transaction
+from app.db.reader import Reader
+from app.db.statements import Query
+from app.employees.history import crud as history
+from app.employees.history.models import Actor, AuditAction, SystemActor
+from app.employees.models import READ_COLUMNS, Employee, EmployeeCreate, EmployeeRow
 
-# The Core table: its typed columns build filters and orderings.
 employee_table = cast(Table, Employee.__table__)  # type: ignore[attr-defined]
 columns = employee_table.c
+read_columns = [columns[name] for name in READ_COLUMNS]
+# A bulk write of this many rows refreshes the table's planner statistics at once.
+ANALYZE_AFTER_ROWS = 1000
 
-# Statements built once, values bound per request. A write reads and returns records as
-# `EmployeeRow`s, which the handler serialises straight to JSON (`queries.employee_json`).
 
-# The caller's account and the record a write is about to change, locked until the commit, in
-# one statement. PostgreSQL refuses FOR UPDATE on the nullable side of an outer join, so the
-# record comes from a LATERAL subquery that locks it. SQLite has neither LATERAL nor row locks:
-# the account outer-joined to the record, as a read has it; the write's version check decides.
-_locked = (
-    select(*read_columns)
-    .where(columns.emp_id == bindparam("emp_id"))
-    .with_for_update()
-    .lateral("locked")
+def account_and_record(values: Any) -> tuple[Access, EmployeeRow | None]:
+    width = len(READ_COLUMNS)
+    record = EmployeeRow._make(values[:width]) if values[0] is not None else None
+    return Access._make(values[width:]), record
+
+
+# The caller's account drives the statement and the record is outer-joined to it: no account
+# means no row at all, so nothing is said about the record before the account is admitted.
+_account_columns = [user_table.c[name].label(f"account_{name}") for name in ACCESS_COLUMNS]
+_EMPLOYEE_AS = Query(
+    select(*read_columns, *_account_columns)
+    .select_from(user_table.outerjoin(employee_table, columns.emp_id == bindparam("emp_id")))
+    .where(user_table.c.id == bindparam("user_id")),
+    account_and_record,
 )
+# The same, with the record locked until the commit (PostgreSQL): writers of one record queue up
+# behind each other. PostgreSQL refuses FOR UPDATE on the nullable side of an outer join, so the
+# record comes from a LATERAL subquery that locks it; SQLite has neither, and needs neither.
+_locked = select(*read_columns).where(columns.emp_id == bindparam("emp_id")).with_for_update()
+_locked_record = _locked.lateral("locked")
 _LOCK_AS = Query(
-    queries.EMPLOYEE_AS.statement,
-    queries.account_and_record,
-    postgresql=select(*[_locked.c[name] for name in READ_COLUMNS], *queries.account_columns)
-    .select_from(user_table.outerjoin(_locked, true()))
+    _EMPLOYEE_AS.statement,
+    account_and_record,
+    postgresql=select(*[_locked_record.c[name] for name in READ_COLUMNS], *_account_columns)
+    .select_from(user_table.outerjoin(_locked_record, true()))
     .where(user_table.c.id == bindparam("user_id")),
 )
-_INSERT = audit.LoggedWrite(
+_INSERT = history.LoggedWrite(
     insert(employee_table)
     .values({name: bindparam(name) for name in READ_COLUMNS})
     .returning(*read_columns),
@@ -54,13 +66,11 @@ _INSERT = audit.LoggedWrite(
 )
 # Every writable column is set, changed or not: one statement for any PATCH. The version in the
 # WHERE clause makes it apply to the version that was read, and only to that one.
-_WRITABLE = ("emp_id", "emp_name", "city", "country", "emp_dob")
-_UPDATE = audit.LoggedWrite(
+WRITABLE = ("emp_id", "emp_name", "city", "country", "emp_dob")
+_UPDATE = history.LoggedWrite(
     update(employee_table)
     .where(columns.id == bindparam("row_id"), columns.version == bindparam("read_version"))
-    .values(
-        {name: bindparam(name) for name in (*_WRITABLE, "version", "updated_at")},
-    )
+    .values({name: bindparam(name) for name in (*WRITABLE, "version", "updated_at")})
     .returning(*read_columns),
     AuditAction.update,
     EmployeeRow._make,
@@ -74,125 +84,142 @@ _DELETE = Query(
 _EXISTS = Query(select(columns.id).where(columns.id == bindparam("row_id")), tuple)
 
 
-@dataclass(frozen=True, slots=True)
-class IfMatch:
-    """A write's `If-Match` header, and whether the service requires one."""
-
-    header: str | None = None
-    required: bool = False
+def taken(emp_id: int) -> ConflictError:
+    return ConflictError(f"An employee with emp_id {emp_id} already exists")
 
 
-async def lock_employee(
-    *, session: AsyncSession, emp_id: int, caller: Caller
-) -> tuple[Actor, EmployeeRow]:
-    """The writer, once the caller's account passes its check (401/403), and the record it is
-    about to change, locked until the commit (PostgreSQL): writers of one record queue up behind
-    each other instead of failing on each other's new version."""
-    found = await _LOCK_AS.first(session, emp_id=emp_id, user_id=caller.user_id)
-    account, employee = (None, None) if found is None else found
-    actor = caller.admit(account)  # before anything is said about the record
-    if employee is None:
-        raise NotFoundError(f"Employee {emp_id} not found")
-    return actor, employee
+async def get_employee_as(
+    *, reader: Reader, emp_id: int, user_id: uuid.UUID
+) -> tuple[Access | None, EmployeeRow | None]:
+    """The caller's account and one record, in one round trip."""
+    found = await reader.first(_EMPLOYEE_AS, emp_id=emp_id, user_id=user_id)
+    return (None, None) if found is None else found
 
 
-def new_record(data: EmployeeCreate) -> EmployeeRead:
-    """A new record, complete before it is written: id, timestamps and version 1."""
-    now = utc_now()
-    return EmployeeRead(
-        id=uuid.uuid4(), **data.model_dump(), created_at=now, updated_at=now, version=1
-    )
+async def lock_employee_as(
+    *, session: AsyncSession, emp_id: int, user_id: uuid.UUID
+) -> tuple[Access | None, EmployeeRow | None]:
+    """The caller's account and the record, locked until the session's transaction ends."""
+    found = await _LOCK_AS.first(session, emp_id=emp_id, user_id=user_id)
+    return (None, None) if found is None else found
 
 
 async def insert_employee(
-    *, session: AsyncSession, record: EmployeeRead, actor: Actor
+    *, session: AsyncSession, record: EmployeeRow, actor: Actor
 ) -> EmployeeRow:
     """Write a new record and its audit row, with whatever else the session holds; commit."""
-    changes = audit.diff(None, audit.snapshot(record))
+    changes = history.diff(None, history.snapshot(record))
     try:
         # On PostgreSQL the record and its audit row are one statement, atomic by itself.
         async with transaction(session, one_statement=True):
-            row = await _INSERT.first(session, actor=actor, changes=changes, **record.model_dump())
+            row = await _INSERT.first(session, actor=actor, changes=changes, **record._asdict())
             assert row is not None  # INSERT ... RETURNING returns the row it wrote
     except IntegrityError:
         # The unique constraint decides duplicates, so two racing requests cannot both win.
-        raise ConflictError(f"An employee with emp_id {record.emp_id} already exists") from None
+        raise taken(record.emp_id) from None
     return row
-
-
-async def create_employee(
-    *, session: AsyncSession, data: EmployeeCreate, actor: Actor
-) -> EmployeeRow:
-    return await insert_employee(session=session, record=new_record(data), actor=actor)
 
 
 async def update_employee(
     *,
     session: AsyncSession,
-    emp_id: int,
+    employee: EmployeeRow,
+    values: dict[str, Any],
     changes: dict[str, Any],
-    caller: Caller,
-    if_match: IfMatch,
-) -> EmployeeRow:
-    """Apply `changes` to the record's current version, once `If-Match` allows it.
-
-    A change that alters nothing writes nothing: no new version, no audit row.
-    """
-    async with transaction(session):
-        actor, employee = await lock_employee(session=session, emp_id=emp_id, caller=caller)
-        conditional = check_if_match(if_match.header, etag(employee), required=if_match.required)
-        before = audit.snapshot(employee)
-        delta = audit.diff(before, before | to_jsonable_python(changes))
-        if not delta:
-            return employee
-        values = {name: changes.get(name, getattr(employee, name)) for name in _WRITABLE}
-        try:
-            row = await _UPDATE.first(
-                session,
-                actor=actor,
-                changes=delta,
-                **values,
-                version=employee.version + 1,
-                updated_at=utc_now(),
-                row_id=employee.id,
-                read_version=employee.version,
-            )
-        except IntegrityError:
-            taken = values["emp_id"]
-            raise ConflictError(f"An employee with emp_id {taken} already exists") from None
-        if row is None:
-            await _refuse_stale_write(session, employee, conditional=conditional)
-    return row
+    actor: Actor,
+) -> EmployeeRow | None:
+    """Write `values` (every writable column) over the version of the record that was read,
+    with its audit row; None when that version is gone. No commit."""
+    try:
+        return await _UPDATE.first(
+            session,
+            actor=actor,
+            changes=changes,
+            **values,
+            version=employee.version + 1,
+            updated_at=utc_now(),
+            row_id=employee.id,
+            read_version=employee.version,
+        )
+    except IntegrityError:
+        raise taken(values["emp_id"]) from None
 
 
-async def delete_employee(
-    *, session: AsyncSession, emp_id: int, caller: Caller, if_match: IfMatch
-) -> None:
-    async with transaction(session):
-        actor, employee = await lock_employee(session=session, emp_id=emp_id, caller=caller)
-        conditional = check_if_match(if_match.header, etag(employee), required=if_match.required)
-        deleted = await _DELETE.execute(session, row_id=employee.id, read_version=employee.version)
-        if deleted == 0:
-            await _refuse_stale_write(session, employee, conditional=conditional)
-        await audit.record_change(
+async def delete_employee(*, session: AsyncSession, employee: EmployeeRow, actor: Actor) -> bool:
+    """Delete the version of the record that was read, with its audit row; False when that
+    version is gone. No commit."""
+    deleted = await _DELETE.execute(session, row_id=employee.id, read_version=employee.version)
+    if deleted:
+        await history.record_change(
             session=session,
             actor=actor,
             action=AuditAction.delete,
             employee=employee,
-            changes=audit.diff(audit.snapshot(employee), None),
+            changes=history.diff(history.snapshot(employee), None),
             version=employee.version + 1,
         )
+    return bool(deleted)
 
 
-async def _refuse_stale_write(
-    session: AsyncSession, employee: EmployeeRow, *, conditional: bool
-) -> NoReturn:
-    """The write matched no row: the record was deleted, or another writer got there first."""
-    if await _EXISTS.first(session, row_id=employee.id) is None:
-        raise NotFoundError(f"Employee {employee.emp_id} not found")
-    if conditional:
-        raise PreconditionFailedError(
-            "The record changed since you read it; fetch it again for the current ETag"
-        )
-    # Only without row locks (SQLite): the record changed between our read and our write.
-    raise ConflictError(f"Employee {employee.emp_id} was changed by another request; retry")
+async def employee_exists(*, session: AsyncSession, row_id: uuid.UUID) -> bool:
+    return await _EXISTS.first(session, row_id=row_id) is not None
+
+
+async def highest_emp_id(*, session: AsyncSession) -> int:
+    """The highest emp_id taken, 0 for an empty table."""
+    highest = (await session.execute(select(func.max(columns.emp_id)))).scalar()
+    return int(highest or 0)
+
+
+async def stored_emp_ids(*, session: AsyncSession, emp_ids: Iterable[int]) -> set[int]:
+    """Which of these emp_ids are taken."""
+    statement = select(columns.emp_id).where(columns.emp_id.in_(list(emp_ids)))
+    return set((await session.execute(statement)).scalars())
+
+
+async def insert_all(
+    *,
+    session: AsyncSession,
+    batches: Iterable[Sequence[EmployeeCreate]],
+    actor: Actor | SystemActor,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Insert every batch and the audit rows in one transaction: all rows are written, or none
+    (a concurrent writer that took one of the emp_ids is a 409). Core INSERTs with many values:
+    a million rows do not pile up in the session as objects."""
+    written = 0
+    try:
+        for batch in batches:
+            await _insert_batch(session, batch, actor)
+            written += len(batch)
+            if progress is not None:
+                progress(len(batch))
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise ConflictError(
+            "Another writer added one of these emp_ids meanwhile; nothing was imported"
+        ) from None
+    if written >= ANALYZE_AFTER_ROWS and session.get_bind().dialect.name == "postgresql":
+        # The list's totals and plans come from the planner's statistics; autovacuum (which may
+        # be off) would refresh them only later.
+        await session.execute(text(f"ANALYZE {employee_table.name}"))
+        await session.commit()
+    return written
+
+
+async def _insert_batch(
+    session: AsyncSession, rows: Sequence[EmployeeCreate], actor: Actor | SystemActor
+) -> None:
+    if not rows:
+        return
+    now = utc_now()
+    employees, audits = [], []
+    for row in rows:
+        record = {"id": uuid.uuid4(), **row.model_dump(), "created_at": now, "updated_at": now}
+        employees.append(record | {"version": 1})
+        changes = history.diff(None, history.snapshot(row))
+        who = history.who(actor, AuditAction.create, changes, changed_at=now)
+        audits.append({"employee_id": record["id"], "emp_id": row.emp_id, "version": 1} | who)
+    await session.execute(insert(employee_table), employees)
+    await session.execute(insert(history.audit_table), audits)

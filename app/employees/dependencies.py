@@ -1,19 +1,63 @@
-"""The employee path parameter and the conditional-request headers."""
+"""The employee path parameter, the conditional-request headers, and the writer of a change."""
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 
-from app.auth.dependencies import request_settings
-from app.core.routing import segment_except
-from app.core.types import INT32_MAX
-from app.employees import crud
+from app.accounts import crud as accounts_crud
+from app.accounts.dependencies import ClaimsDep
+from app.core.config import request_settings
+from app.core.types import INT32_MAX, SearchTerm
+from app.db.session import ReaderDep
+from app.employees import service
+from app.employees.history.models import Actor
+from app.employees.models import ListFilters, SortField, SortOrder
+from app.http.pagination import MAX_CURSOR_LENGTH
+from app.http.preconditions import IfMatch
+from app.http.routing import segment_except
 
 EmpIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="The employee's business key.")]
 # One record's path: any segment but the literal paths beside it (the CSV routes), whose other
 # methods are then a 405 rather than an invalid emp_id.
 EMPLOYEE_PATH = "/{emp_id:" + segment_except("employee_key", "export.csv", "import") + "}"
 
+CityFilter = Annotated[
+    SearchTerm | None, Query(description="Case-insensitive substring of the city.")
+]
+CountryFilter = Annotated[
+    SearchTerm | None, Query(description="Case-insensitive substring of the country.")
+]
+
+
+async def list_filters(
+    city: CityFilter = None,
+    country: CountryFilter = None,
+    sort_by: SortField = SortField.emp_id,
+    order: SortOrder = SortOrder.asc,
+) -> ListFilters:
+    return ListFilters(city, country, sort_by, order)
+
+
+ListFiltersDep = Annotated[ListFilters, Depends(list_filters)]
+CursorQuery = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_CURSOR_LENGTH,
+        description="Where the page starts: copy it from the `next` link; not with `offset`.",
+    ),
+]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description=(
+            "Any unique string (a UUID, say). A retry with the same key and body gets the "
+            "original answer without a second insert; the same key with another body is a 422."
+        ),
+    ),
+]
 IfMatchHeader = Annotated[
     str | None,
     Header(
@@ -31,9 +75,19 @@ IfNoneMatchHeader = Annotated[
 ]
 
 
-async def get_if_match(request: Request, if_match: IfMatchHeader = None) -> crud.IfMatch:
-    return crud.IfMatch(if_match, required=request_settings(request).require_if_match)
+async def get_if_match(request: Request, if_match: IfMatchHeader = None) -> IfMatch:
+    return IfMatch(if_match, required=request_settings(request).require_if_match)
 
 
-# A write's precondition: checked against the record once it is locked (app.employees.crud).
-IfMatchDep = Annotated[crud.IfMatch, Depends(get_if_match)]
+# A write's precondition: checked against the record once it is locked (app.employees.service).
+IfMatchDep = Annotated[IfMatch, Depends(get_if_match)]
+
+
+async def get_admin_actor(claims: ClaimsDep, reader: ReaderDep) -> Actor:
+    """An administrator, described for the audit trail: for writes that do not read the record
+    first (create, import); the others admit the account with the record they lock."""
+    account = await accounts_crud.get_user_access(reader=reader, user_id=claims.user_id)
+    return service.writer(claims, account)
+
+
+AdminActor = Annotated[Actor, Depends(get_admin_actor)]

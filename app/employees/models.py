@@ -1,11 +1,14 @@
 """Employee records: the table, and the shapes that cross the API."""
 
 import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import AfterValidator, ConfigDict
+from pydantic_core import to_json
 from sqlalchemy import (
     CheckConstraint,
     Column,
@@ -162,6 +165,34 @@ class EmployeeRead(SQLModel):
     version: int = Field(description="Incremented by every change; the `ETag` is built from it.")
 
 
+class EmployeeRow(NamedTuple):
+    """A record as statements return it: the columns of `EmployeeRead`, in its order (a test
+    holds the two together). Reads and writes serialise it straight to JSON."""
+
+    id: uuid.UUID
+    emp_id: int
+    emp_name: str
+    city: str
+    country: str
+    emp_dob: date
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+READ_COLUMNS = EmployeeRow._fields
+
+
+def employee_json(row: Sequence[Any]) -> bytes:
+    """One record (an `EmployeeRow` or a row of `READ_COLUMNS`) as `EmployeeRead` JSON."""
+    return to_json(dict(zip(READ_COLUMNS, row, strict=False)))
+
+
+def employees_json(rows: Iterable[Sequence[Any]]) -> bytes:
+    """A page of records as a JSON array of `EmployeeRead`."""
+    return to_json([dict(zip(READ_COLUMNS, row, strict=False)) for row in rows])
+
+
 class SortField(StrEnum):
     emp_id = "emp_id"
     emp_name = "emp_name"
@@ -173,3 +204,13 @@ class SortField(StrEnum):
 class SortOrder(StrEnum):
     asc = "asc"
     desc = "desc"
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilters:
+    """Which records a list or an export holds, and in which order."""
+
+    city: str | None = None
+    country: str | None = None
+    sort_by: SortField = SortField.emp_id
+    order: SortOrder = SortOrder.asc

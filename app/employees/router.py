@@ -5,62 +5,40 @@ Every record carries an `ETag` (its id and version): `If-None-Match` makes a rea
 """
 
 from datetime import timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from app.audit.dependencies import AdminActor, AdminCaller
-from app.auth.dependencies import ClaimsDep, CurrentPrincipal, SettingsDep
-from app.core.db import SessionDep
-from app.core.openapi import PAGE_HEADERS, error_responses, headers
-from app.core.pagination import (
-    MAX_CURSOR_LENGTH,
-    InvalidCursorError,
-    PageDep,
-    set_keyset_headers,
+from app.accounts.dependencies import ClaimsDep, CurrentPrincipal
+from app.core.config import SettingsDep
+from app.db.session import ReaderDep, ReadSessionDep, SessionDep
+from app.employees import service
+from app.employees.dependencies import (
+    EMPLOYEE_PATH,
+    AdminActor,
+    CursorQuery,
+    EmpIdPath,
+    IdempotencyKeyHeader,
+    IfMatchDep,
+    IfNoneMatchHeader,
+    ListFiltersDep,
 )
-from app.core.types import SearchTerm
-from app.employees import counting, crud, paging, queries, service
-from app.employees.dependencies import EMPLOYEE_PATH, EmpIdPath, IfMatchDep, IfNoneMatchHeader
 from app.employees.models import (
     EmployeeCreate,
     EmployeeRead,
+    EmployeeRow,
     EmployeeUpdate,
-    SortField,
-    SortOrder,
+    employee_json,
+    employees_json,
     etag,
 )
 from app.employees.read_route import ReadEmployeeRoute, answer_read
+from app.http.openapi import PAGE_HEADERS, error_responses, headers
+from app.http.pagination import PageDep, set_keyset_headers
 
 router = APIRouter(prefix="/employees", tags=["employees"])
 
-CityFilter = Annotated[
-    SearchTerm | None, Query(description="Case-insensitive substring of the city.")
-]
-CountryFilter = Annotated[
-    SearchTerm | None,
-    Query(description="Case-insensitive substring of the country."),
-]
-CursorQuery = Annotated[
-    str | None,
-    Query(
-        max_length=MAX_CURSOR_LENGTH,
-        description="Where the page starts: copy it from the `next` link; not with `offset`.",
-    ),
-]
-IdempotencyKeyHeader = Annotated[
-    str | None,
-    Header(
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
-        description=(
-            "Any unique string (a UUID, say). A retry with the same key and body gets the "
-            "original answer without a second insert; the same key with another body is a 422."
-        ),
-    ),
-]
+JSON = "application/json"
 ETAG_HEADER = headers("ETag")
 CREATE_ERRORS = error_responses(401, 403, 409, 422)
 CREATE_ERRORS[409] = CREATE_ERRORS[409] | {
@@ -68,7 +46,6 @@ CREATE_ERRORS[409] = CREATE_ERRORS[409] | {
     "first request is still being processed.",
     "headers": headers("Retry-After"),
 }
-JSON = "application/json"
 WRITE_ERRORS = error_responses(401, 403, 404, 409, 412, 422, 428)
 
 
@@ -84,14 +61,11 @@ WRITE_ERRORS = error_responses(401, 403, 404, 409, 412, 422, 428)
 @router.get("", response_model=list[EmployeeRead], include_in_schema=False)
 async def list_employees(
     _: CurrentPrincipal,
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
+    filters: ListFiltersDep,
     page: PageDep,
     request: Request,
-    city: CityFilter = None,
-    country: CountryFilter = None,
-    sort_by: SortField = SortField.emp_id,
-    order: SortOrder = SortOrder.asc,
     cursor: CursorQuery = None,
 ) -> Response:
     """List employees, filtered and sorted; `X-Total-Count` and `Link` describe the pages.
@@ -102,40 +76,22 @@ async def list_employees(
     whenever at most `EXACT_COUNT_LIMIT` rows match. Above that, on PostgreSQL, it is the query
     planner's estimate, and the response adds `X-Total-Count-Estimated: true`.
     """
-    after = None
-    if cursor is not None:
-        if page.offset:
-            raise InvalidCursorError("cannot be combined with offset")
-        after = paging.parse_cursor(cursor, sort_by, order)
-    rows, more = await queries.list_employees(
+    listed = await service.list_employees(
         session=session,
-        limit=page.limit,
-        offset=page.offset,
-        after=after,
-        city=city,
-        country=country,
-        sort_by=sort_by,
-        order=order,
-    )
-    total, exact = await counting.list_total(
-        session=session,
-        served=len(rows),
-        more=more,
-        offset=None if cursor is not None else page.offset,
-        city=city,
-        country=country,
+        filters=filters,
+        page=page,
+        cursor=cursor,
         exact_up_to=settings.exact_count_limit,
-        estimates=getattr(request.app.state, "count_estimates", None),
+        estimates=request.app.state.count_estimates,
     )
-    response = Response(queries.employees_json(rows), media_type=JSON)
-    next_cursor = paging.cursor_after(rows[-1], sort_by, order) if more else None
+    response = Response(employees_json(listed.rows), media_type=JSON)
     set_keyset_headers(
         request,
         response,
         page,
-        total,
-        exact=exact,
-        next_cursor=next_cursor,
+        listed.total,
+        exact=listed.exact,
+        next_cursor=listed.next_cursor,
         from_cursor=cursor is not None,
     )
     return response
@@ -144,14 +100,12 @@ async def list_employees(
 async def read_employee(
     request: Request,
     claims: ClaimsDep,
-    session: SessionDep,
+    reader: ReaderDep,
     emp_id: EmpIdPath,
     if_none_match: IfNoneMatchHeader = None,
 ) -> Response:
     """One employee by business key, with its `ETag`."""
-    return await answer_read(
-        request, claims=claims, reads=session, emp_id=emp_id, if_none_match=if_none_match
-    )
+    return await answer_read(reader, claims=claims, emp_id=emp_id, if_none_match=if_none_match)
 
 
 # Declared like the others, served by a route class that answers a plain request directly.
@@ -170,13 +124,11 @@ router.add_api_route(
 )
 
 
-def written(
-    employee: queries.EmployeeRow, status_code: int = status.HTTP_200_OK, **headers: str
-) -> Response:
+def written(employee: EmployeeRow, status_code: int = status.HTTP_200_OK, **extra: str) -> Response:
     """The record a write left, as `EmployeeRead` JSON with its `ETag` (no model validation:
     the row's typed columns serialise straight to JSON, as a read's do)."""
-    headers["ETag"] = etag(employee)
-    return Response(queries.employee_json(employee), status_code, headers, media_type=JSON)
+    extra["ETag"] = etag(employee)
+    return Response(employee_json(employee), status_code, extra, media_type=JSON)
 
 
 @router.post(
@@ -199,16 +151,13 @@ async def create_employee(
 ) -> Response:
     """Create an employee (admin only); a taken `emp_id` is a 409. Safe to retry with a key."""
     if idempotency_key is not None:
+        ttl = timedelta(hours=settings.idempotency_key_ttl_hours)
         answer = await service.create_employee_once(
-            session=session,
-            data=data,
-            actor=actor,
-            key=idempotency_key,
-            ttl=timedelta(hours=settings.idempotency_key_ttl_hours),
+            session=session, data=data, actor=actor, key=idempotency_key, ttl=ttl
         )
-        headers = answer.headers | ({"Idempotent-Replayed": "true"} if answer.replayed else {})
-        return JSONResponse(answer.body, answer.status_code, headers=headers)
-    employee = await crud.create_employee(session=session, data=data, actor=actor)
+        replayed = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+        return JSONResponse(answer.body, answer.status_code, headers=answer.headers | replayed)
+    employee = await service.create_employee(session=session, data=data, actor=actor)
     return written(employee, status.HTTP_201_CREATED, Location=service.location(employee.emp_id))
 
 
@@ -219,15 +168,15 @@ async def create_employee(
     operation_id="replace_employee",
 )
 async def replace_employee(
-    caller: AdminCaller,
+    claims: ClaimsDep,
     emp_id: EmpIdPath,
     if_match: IfMatchDep,
     data: EmployeeCreate,
     session: SessionDep,
 ) -> Response:
     """Replace every field of an employee (admin only); `emp_id` may change if it is free."""
-    employee = await crud.update_employee(
-        session=session, emp_id=emp_id, changes=data.model_dump(), caller=caller, if_match=if_match
+    employee = await service.update_employee(
+        session=session, claims=claims, emp_id=emp_id, changes=data.model_dump(), if_match=if_match
     )
     return written(employee)
 
@@ -239,19 +188,16 @@ async def replace_employee(
     operation_id="update_employee",
 )
 async def update_employee(
-    caller: AdminCaller,
+    claims: ClaimsDep,
     emp_id: EmpIdPath,
     if_match: IfMatchDep,
     data: EmployeeUpdate,
     session: SessionDep,
 ) -> Response:
     """Change only the fields sent (admin only); omitted fields keep their values."""
-    employee = await crud.update_employee(
-        session=session,
-        emp_id=emp_id,
-        changes=data.model_dump(exclude_unset=True),
-        caller=caller,
-        if_match=if_match,
+    changes = data.model_dump(exclude_unset=True)
+    employee = await service.update_employee(
+        session=session, claims=claims, emp_id=emp_id, changes=changes, if_match=if_match
     )
     return written(employee)
 
@@ -263,7 +209,7 @@ async def update_employee(
     operation_id="delete_employee",
 )
 async def delete_employee(
-    caller: AdminCaller, emp_id: EmpIdPath, if_match: IfMatchDep, session: SessionDep
+    claims: ClaimsDep, emp_id: EmpIdPath, if_match: IfMatchDep, session: SessionDep
 ) -> None:
     """Delete an employee (admin only); its history stays readable."""
-    await crud.delete_employee(session=session, emp_id=emp_id, caller=caller, if_match=if_match)
+    await service.delete_employee(session=session, claims=claims, emp_id=emp_id, if_match=if_match)

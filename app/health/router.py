@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from app.auth.dependencies import SettingsDep
+from app.core.config import SettingsDep
+from app.db.session import database
 from app.health.checks import NOT_AT_HEAD, Readiness, check_readiness
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -65,7 +66,7 @@ async def read_liveness() -> Liveness:
 async def read_readiness(request: Request, settings: SettingsDep) -> Any:
     """Ready when the database answers and its migrations are at this code's head revision."""
     result = await check_readiness(
-        request.app.state.sessionmaker, within=settings.health_check_timeout
+        database(request).read_sessions, within=settings.health_check_timeout
     )
     checks = ReadinessChecks.model_validate(result, from_attributes=True)
     if result.ready:

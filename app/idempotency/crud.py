@@ -9,12 +9,11 @@ from typing import Any, cast
 
 from fastapi import status
 from sqlalchemy import CursorResult, Table, delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidInputError, RetryLaterError
 from app.core.types import utc_now
+from app.db.statements import insert_or_skip
 from app.idempotency.models import IdempotencyKey, StoredResponse
 
 key_table = cast(Table, IdempotencyKey.__table__)  # type: ignore[attr-defined]
@@ -78,21 +77,15 @@ async def claim_key(
     await session.execute(
         delete(key_table).where(key_table.c.user_id == user_id, key_table.c.expires_at <= now)
     )
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        insert(key_table)
-        .values(
-            user_id=user_id,
-            key=key,
-            request_hash=request_hash,
-            status_code=response.status_code,
-            response_body=response.body,
-            response_headers=response.headers,
-            created_at=now,
-            expires_at=now + ttl,
-        )
-        .on_conflict_do_nothing()
+    statement = insert_or_skip(session, key_table).values(
+        user_id=user_id,
+        key=key,
+        request_hash=request_hash,
+        status_code=response.status_code,
+        response_body=response.body,
+        response_headers=response.headers,
+        created_at=now,
+        expires_at=now + ttl,
     )
     result = cast(CursorResult[Any], await session.execute(statement))
     if result.rowcount != 1:

@@ -2,11 +2,11 @@
 
 import os
 import re
-from contextvars import ContextVar
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.context import request_id_var
 from app.middleware.headers import set_header
 
 HEADER = "X-Request-ID"
@@ -14,9 +14,6 @@ _NAME = HEADER.lower().encode("latin-1")
 # Letters, digits and a few separators, at most 128: enough for UUIDs and tracing ids, and
 # nothing that could forge a log line or smuggle markup into a record.
 _SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-# The current request's id, for code that has no Request at hand (logging, audit records).
-request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def accept_or_generate(value: str | None) -> str:

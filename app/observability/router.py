@@ -4,7 +4,7 @@ import anyio
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.auth.dependencies import SettingsDep
+from app.core.config import SettingsDep
 from app.core.errors import NotFoundError
 from app.observability.metrics import render, write_live_gauges
 

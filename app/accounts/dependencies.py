@@ -1,0 +1,75 @@
+"""Who is calling, as dependencies: the bearer token's claims, then the account they name."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from app.accounts import crud
+from app.accounts.access import CREDENTIALS_DETAIL, Principal, admit, require_admin
+from app.accounts.models import User
+from app.core.config import request_settings
+from app.core.errors import UnauthorizedError
+from app.db.session import ReaderDep, SessionDep
+from app.security.tokens import AccessClaims, InvalidTokenError, decode_access_token
+
+
+class BearerClaims(OAuth2PasswordBearer):
+    """The bearer token's claims, as one dependency that OpenAPI shows as the password flow.
+
+    A subclass rather than a dependency on the scheme: each dependency costs FastAPI a solve on
+    every request, and every authenticated request needs this one. `auto_error=False`: a missing
+    token gets the same 401 body as a bad one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            tokenUrl="/auth/token",
+            scheme_name="OAuth2PasswordBearer",
+            description="Sign in with a username and password; no client id or secret is needed.",
+            auto_error=False,
+        )
+
+    async def __call__(self, request: Request) -> AccessClaims:  # type: ignore[override]
+        token = await super().__call__(request)
+        if token is None:
+            raise UnauthorizedError("Not authenticated")
+        try:
+            claims = decode_access_token(token, request_settings(request))
+        except InvalidTokenError:
+            raise UnauthorizedError(CREDENTIALS_DETAIL) from None
+        request.state.user_id = claims.user_id  # for the access log line
+        return claims
+
+
+get_claims = BearerClaims()
+
+# For a handler whose service reads the account together with its own data in one statement
+# and admits it there (`app.accounts.access.admit`).
+ClaimsDep = Annotated[AccessClaims, Depends(get_claims)]
+
+
+async def get_principal(claims: ClaimsDep, reader: ReaderDep) -> Principal:
+    return admit(claims, await crud.get_user_access(reader=reader, user_id=claims.user_id))
+
+
+# Any signed-in account, as a request sees it (no ORM instance: cheap on every request).
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_current_user(claims: ClaimsDep, session: SessionDep) -> User:
+    """The signed-in account as an ORM instance, for the routes that change it."""
+    user = await crud.get_user(session=session, user_id=claims.user_id)
+    admit(claims, user)
+    assert user is not None  # admit refused a missing account
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_admin(principal: CurrentPrincipal) -> Principal:
+    return require_admin(principal)
+
+
+AdminUser = Annotated[Principal, Depends(get_admin)]

@@ -1,0 +1,223 @@
+"""Accounts and their sign-ins: the tables (accounts, refresh tokens) and the shapes that cross
+the API."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
+from sqlmodel import Field, SQLModel
+
+from app.core.types import PartialUpdate, UTCDateTime, reject_control_characters, utc_now
+from app.security.passwords import password_problem
+
+Username = Annotated[
+    str, StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9._-]+$")
+]
+# Length only: no composition rules (NIST SP 800-63B); never truncated, so 129+ is refused.
+Password = Annotated[
+    str, StringConstraints(min_length=8, max_length=128), AfterValidator(reject_control_characters)
+]
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "app_user"
+    # Login is case-insensitive, so uniqueness is too: "Alice" and "alice" are one account.
+    __table_args__ = (
+        Index("uq_app_user_username_lower", func.lower(Column("username")), unique=True),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid, primary_key=True))
+    username: str = Field(sa_column=Column(String(50), nullable=False))
+    hashed_password: str = Field(sa_column=Column(String(255), nullable=False))
+    is_admin: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    is_active: bool = Field(default=True, sa_column=Column(Boolean, nullable=False))
+    # Carried as `ver` in access tokens; bumping it revokes every token issued before.
+    token_version: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
+    )
+
+
+class UserCreate(SQLModel):
+    model_config = ConfigDict(  # type: ignore[assignment]
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"username": "jane.doe", "password": "correct horse battery"}]
+        },
+    )
+
+    username: Username
+    password: Password
+
+    @field_validator("password")
+    @classmethod
+    def _acceptable_password(cls, password: str, info: ValidationInfo) -> str:
+        # Fields validate in order, so a valid username is already in info.data.
+        problem = password_problem(password, info.data.get("username"))
+        if problem is not None:
+            raise ValueError(problem)
+        return password
+
+
+class UserUpdate(PartialUpdate):
+    """An admin's change to an account: only the fields sent are touched; none may be null."""
+
+    model_config = ConfigDict(  # type: ignore[assignment]
+        extra="forbid",
+        json_schema_extra={"examples": [{"is_admin": True}, {"is_active": False}]},
+    )
+
+    # Strict: "yes", 1 or "true" are refused rather than read as a grant of admin rights.
+    is_admin: StrictBool | None = None
+    is_active: StrictBool | None = None
+
+
+class UserRead(SQLModel):
+    model_config = ConfigDict(  # type: ignore[assignment]
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f2c8e4a-9b1d-4c6e-8f0a-2d5b7c9e1a34",
+                    "username": "jane.doe",
+                    "is_admin": False,
+                    "is_active": True,
+                    "created_at": "2026-01-15T09:30:00Z",
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    username: str
+    is_admin: bool
+    is_active: bool
+    created_at: datetime
+
+
+# Refresh tokens are 43 characters; the bound is generous so that an access token pasted by
+# mistake is refused as an unknown token (401) rather than as a malformed body.
+TokenText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=1024),
+    AfterValidator(reject_control_characters),
+]
+# The current password is checked, never stored: only a sane bound, like the login form's.
+CurrentPassword = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=1024),
+    AfterValidator(reject_control_characters),
+]
+REFRESH_EXAMPLE = "q3v9xN2dYV1o0QwJmRk0z7sT5uBcE8hLfPaG4iWjK6M"
+
+
+class RefreshToken(SQLModel, table=True):
+    """One issued refresh token; a sign-in starts a family, each refresh adds one member."""
+
+    __tablename__ = "refresh_token"
+    __table_args__ = (
+        UniqueConstraint("token_hash", name="uq_refresh_token_token_hash"),
+        Index("ix_refresh_token_user_id", "user_id"),
+        Index("ix_refresh_token_family_id", "family_id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid, primary_key=True))
+    user_id: uuid.UUID = Field(
+        sa_column=Column(
+            Uuid,
+            ForeignKey("app_user.id", ondelete="CASCADE", name="fk_refresh_token_user_id_app_user"),
+            nullable=False,
+        )
+    )
+    family_id: uuid.UUID = Field(sa_column=Column(Uuid, nullable=False))
+    # The account's token version when this token was issued: a sign-out everywhere, a password
+    # change or a deactivation bumps the account's, and every older token stops refreshing.
+    token_version: int = Field(sa_column=Column(Integer, nullable=False))
+    # SHA-256 hex digest of the token; the token itself is never stored.
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    used_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+
+
+class TokenResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOi...",
+                    "token_type": "bearer",
+                    "expires_in": 1800,
+                    "refresh_token": REFRESH_EXAMPLE,
+                    "refresh_expires_in": 604800,
+                }
+            ]
+        }
+    )
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (a scheme name, not a secret)
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"refresh_token": REFRESH_EXAMPLE}]}
+    )
+
+    refresh_token: TokenText
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "current_password": "correct horse battery",
+                    "new_password": "staple gun orbit lantern",
+                }
+            ]
+        },
+    )
+
+    current_password: CurrentPassword
+    new_password: Password
+
+    @field_validator("new_password")
+    @classmethod
+    def _acceptable_new_password(cls, password: str, info: ValidationInfo) -> str:
+        # Fields validate in order, so the current password is already in info.data. The
+        # username rule needs the account, so the route checks that one.
+        problem = password_problem(password)
+        if problem is None and password == info.data.get("current_password"):
+            problem = "must differ from the current password"
+        if problem is not None:
+            raise ValueError(problem)
+        return password

@@ -1,0 +1,171 @@
+"""Sign-up, sign-in and token lifecycle rules, independent of HTTP."""
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts import crud, token_crud
+from app.accounts.models import RefreshToken, User, UserCreate
+from app.core.config import Settings
+from app.core.errors import ForbiddenError, UnauthorizedError
+from app.core.types import utc_now
+from app.security.passwords import hash_password, verify_dummy_password, verify_password
+from app.security.tokens import create_access_token, create_refresh_token, hash_refresh_token
+
+MAX_PASSWORD_LENGTH = 128
+LOGIN_FAILED = "Incorrect username or password"
+REFRESH_FAILED = "Invalid or expired refresh token"
+WRONG_PASSWORD = "Current password is incorrect"  # noqa: S105 (a message, not a secret)
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+async def register_user(*, session: AsyncSession, data: UserCreate) -> User:
+    hashed = await hash_password(data.password)
+    return await crud.create_user(session=session, username=data.username, hashed_password=hashed)
+
+
+async def authenticate(*, session: AsyncSession, username: str, password: str) -> User:
+    """Return the active user these credentials belong to, or raise one indistinct 401.
+
+    Unknown user, wrong password and inactive account cost the same work and give the same
+    answer, so neither the body nor the timing tells which usernames exist.
+    """
+    if len(password) > MAX_PASSWORD_LENGTH or len(username) > 255:
+        # Nothing that long was ever accepted at sign-up; refuse before spending a hash on it.
+        raise UnauthorizedError(LOGIN_FAILED)
+    user = await crud.get_user_by_username(session=session, username=username)
+    if user is None:
+        await verify_dummy_password(password)
+        raise UnauthorizedError(LOGIN_FAILED)
+    matches, new_hash = await verify_password(password, user.hashed_password)
+    if not matches or not user.is_active:
+        raise UnauthorizedError(LOGIN_FAILED)
+    if new_hash is not None:
+        await crud.update_password_hash(session=session, user=user, hashed_password=new_hash)
+    return user
+
+
+def _new_refresh_row(
+    user: User, family_id: uuid.UUID, settings: Settings
+) -> tuple[RefreshToken, str, int]:
+    issued = create_refresh_token(settings)
+    row = RefreshToken(
+        user_id=user.id,
+        family_id=family_id,
+        token_version=user.token_version,
+        token_hash=issued.token_hash,
+        expires_at=issued.expires_at,
+    )
+    return row, issued.token, issued.expires_in
+
+
+def _pair(user: User, refresh_token: str, refresh_expires_in: int, settings: Settings) -> TokenPair:
+    access = create_access_token(user.id, settings, version=user.token_version)
+    return TokenPair(access.token, access.expires_in, refresh_token, refresh_expires_in)
+
+
+async def start_session(*, session: AsyncSession, user: User, settings: Settings) -> TokenPair:
+    """Issue an access token and the first refresh token of a new family (one per sign-in)."""
+    row, raw, expires_in = _new_refresh_row(user, uuid.uuid4(), settings)
+    await token_crud.create_refresh_token(session=session, token=row, now=utc_now())
+    return _pair(user, raw, expires_in, settings)
+
+
+async def refresh_session(
+    *, session: AsyncSession, refresh_token: str, settings: Settings
+) -> TokenPair:
+    """Trade a refresh token for a new pair in the same family (RFC 9700 4.14 rotation).
+
+    A token that was already used or revoked means a copy is in someone else's hands: the whole
+    family is revoked, so neither the thief nor the victim can continue it.
+    """
+    now = utc_now()
+    presented = await token_crud.get_refresh_token_by_hash(
+        session=session, token_hash=hash_refresh_token(refresh_token)
+    )
+    if presented is None or presented.expires_at <= now:
+        raise UnauthorizedError(REFRESH_FAILED)
+    family_id, user_id = presented.family_id, presented.user_id
+    if presented.used_at is not None or presented.revoked_at is not None:
+        await token_crud.revoke_family(
+            session=session, user_id=user_id, family_id=family_id, now=now
+        )
+        raise UnauthorizedError(REFRESH_FAILED)
+    # Held until the successor is committed: a revocation of this account waits for it, then
+    # sees it; one that came first bumped the version this token was issued under.
+    user = await crud.lock_user(session=session, user_id=user_id)
+    if user is None or not user.is_active or user.token_version != presented.token_version:
+        await session.rollback()
+        raise UnauthorizedError(REFRESH_FAILED)
+    successor, raw, expires_in = _new_refresh_row(user, family_id, settings)
+    pair = _pair(user, raw, expires_in, settings)
+    if not await token_crud.rotate_refresh_token(
+        session=session, used=presented, successor=successor, now=now
+    ):
+        # Another request spent this token between our read and our update: a reuse too.
+        await token_crud.revoke_family(
+            session=session, user_id=user_id, family_id=family_id, now=now
+        )
+        raise UnauthorizedError(REFRESH_FAILED)
+    return pair
+
+
+async def end_session(*, session: AsyncSession, refresh_token: str) -> None:
+    """Revoke the family of this refresh token; an unknown token is silently ignored."""
+    presented = await token_crud.get_refresh_token_by_hash(
+        session=session, token_hash=hash_refresh_token(refresh_token)
+    )
+    if presented is not None:
+        await token_crud.revoke_family(
+            session=session, user_id=presented.user_id, family_id=presented.family_id, now=utc_now()
+        )
+
+
+async def end_all_sessions(*, session: AsyncSession, user: User) -> None:
+    await token_crud.revoke_all_sessions(session=session, user=user, now=utc_now())
+
+
+async def change_password(
+    *, session: AsyncSession, user: User, current_password: str, new_password: str
+) -> None:
+    """Replace the password after checking the current one; every token issued before dies."""
+    matches, _ = await verify_password(current_password, user.hashed_password)
+    if not matches:
+        raise ForbiddenError(WRONG_PASSWORD)
+    hashed = await hash_password(new_password)
+    await token_crud.revoke_all_sessions(
+        session=session, user=user, now=utc_now(), hashed_password=hashed
+    )
+
+
+async def update_account(*, session: AsyncSession, user: User, changes: dict[str, Any]) -> User:
+    """An admin's change to an account; a deactivation also ends every session it had."""
+    if not changes:
+        return user
+    updated = await crud.update_user(session=session, user=user, changes=changes)
+    if changes.get("is_active") is False:
+        await token_crud.revoke_account_tokens(session=session, user_id=user.id, now=utc_now())
+    await session.commit()
+    return updated
+
+
+async def promote_to_admin(
+    *, session: AsyncSession, user: User, hashed_password: str | None = None
+) -> User:
+    """Make an account an active admin; a new password also ends every session it had."""
+    await crud.lock_user(session=session, user_id=user.id)
+    crud.make_active_admin(user, hashed_password)
+    session.add(user)
+    if hashed_password is not None:
+        await token_crud.revoke_account_tokens(session=session, user_id=user.id, now=utc_now())
+    await session.commit()
+    return user

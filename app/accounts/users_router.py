@@ -1,0 +1,96 @@
+"""Account endpoints: the caller's own account, and account management for admins."""
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request, Response, status
+
+from app.accounts import crud, service
+from app.accounts.dependencies import AdminUser, CurrentUser
+from app.accounts.models import User, UserRead, UserUpdate
+from app.core.errors import NotFoundError
+from app.db.session import SessionDep
+from app.http.openapi import PAGE_HEADERS, error_responses, headers
+from app.http.pagination import PageDep, set_page_headers
+from app.http.routing import segment_except
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+UserIdPath = Annotated[uuid.UUID, Path(description="The account's id (a UUID).")]
+# Any segment but `me`, whose other methods are then a 405 rather than an invalid id.
+USER_PATH = "/{user_id:" + segment_except("account_id", "me") + "}"
+
+
+async def get_user_or_404(user_id: UserIdPath, session: SessionDep) -> User:
+    user = await crud.get_user(session=session, user_id=user_id)
+    if user is None:
+        raise NotFoundError("User not found")
+    return user
+
+
+UserDep = Annotated[User, Depends(get_user_or_404)]
+
+
+def last_admin_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    responses = error_responses(*codes, 409)
+    description = "The change would leave no active administrator; nothing was changed."
+    responses[409] = responses[409] | {"description": description}
+    return responses
+
+
+@router.get(
+    "/me", response_model=UserRead, responses=error_responses(401), operation_id="read_current_user"
+)
+async def read_current_user(user: CurrentUser) -> User:
+    """The account the bearer token belongs to."""
+    return user
+
+
+@router.get(
+    "/",
+    response_model=list[UserRead],
+    responses={200: {"headers": headers(*PAGE_HEADERS)}, **error_responses(401, 403, 422)},
+    operation_id="list_users",
+)
+@router.get("", response_model=list[UserRead], include_in_schema=False)
+async def list_users(
+    _: AdminUser, session: SessionDep, page: PageDep, request: Request, response: Response
+) -> list[User]:
+    """All accounts, oldest first (admin only); paginated like `/employees/`."""
+    users, total = await crud.list_users(session=session, offset=page.offset, limit=page.limit)
+    set_page_headers(request, response, page, total)
+    return users
+
+
+@router.get(
+    USER_PATH,
+    response_model=UserRead,
+    responses=error_responses(401, 403, 404, 422),
+    operation_id="read_user",
+)
+async def read_user(_: AdminUser, user: UserDep) -> User:
+    """One account by id (admin only)."""
+    return user
+
+
+@router.patch(
+    USER_PATH,
+    response_model=UserRead,
+    responses=last_admin_responses(401, 403, 404, 422),
+    operation_id="update_user",
+)
+async def update_user(_: AdminUser, user: UserDep, data: UserUpdate, session: SessionDep) -> User:
+    """Grant or revoke admin rights or (de)activate an account (admin only), at once."""
+    changes = data.model_dump(exclude_unset=True)
+    return await service.update_account(session=session, user=user, changes=changes)
+
+
+@router.delete(
+    USER_PATH,
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=last_admin_responses(401, 403, 404, 422),
+    operation_id="delete_user",
+)
+async def delete_user(_: AdminUser, user: UserDep, session: SessionDep) -> None:
+    """Delete an account (admin only); its tokens stop working at once."""
+    await crud.delete_user(session=session, user=user)

@@ -1,0 +1,115 @@
+"""Account commands: `create-admin USERNAME` and `purge-expired`."""
+
+import asyncio
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+
+from app.accounts import crud, service, token_crud
+from app.accounts.models import User, UserCreate, Username
+from app.cli.common import BadInput, database, run
+from app.core.errors import ConflictError
+from app.core.types import utc_now
+from app.idempotency import crud as idempotency_crud
+from app.security.passwords import hash_password
+
+
+def check_username(username: str) -> str:
+    try:
+        return TypeAdapter(Username).validate_python(username)
+    except ValidationError:
+        raise BadInput(
+            "the username must be 3 to 50 characters: letters, digits, '.', '_' or '-'"
+        ) from None
+
+
+def check_password(username: str, password: str) -> str:
+    try:
+        return UserCreate(username=username, password=password).password
+    except ValidationError as error:
+        (issue,) = error.errors(include_input=False, include_url=False)
+        message = issue["msg"].removeprefix("Value error, ")
+        raise BadInput(f"the password is refused: {message}") from None
+
+
+def read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+async def _create_admin(username: str, *, from_stdin: bool, reset_password: bool) -> str:
+    async with database() as sessionmaker, sessionmaker() as session:
+        user = await crud.get_user_by_username(session=session, username=username)
+        if user is None:
+            password = check_password(username, read_password(from_stdin))
+            hashed = await hash_password(password)
+            try:
+                await crud.create_user(
+                    session=session, username=username, hashed_password=hashed, is_admin=True
+                )
+            except ConflictError:
+                raise BadInput(f"{username!r} was created meanwhile; run again") from None
+            return f"Created admin {username!r}."
+        hashed_new = None
+        if reset_password:
+            password = check_password(user.username, read_password(from_stdin))
+            hashed_new = await hash_password(password)
+        action = describe_promotion(user, reset=hashed_new is not None)
+        await service.promote_to_admin(session=session, user=user, hashed_password=hashed_new)
+        return action
+
+
+def describe_promotion(user: User, *, reset: bool) -> str:
+    done = []
+    if not user.is_admin:
+        done.append("promoted to admin")
+    if not user.is_active:
+        done.append("reactivated")
+    if reset:
+        done.append("password reset, existing sessions ended")
+    if not done:
+        return f"{user.username!r} is already an active admin; nothing changed."
+    return f"Existing account {user.username!r}: {', '.join(done)}."
+
+
+def create_admin(
+    username: Annotated[
+        str,
+        typer.Argument(metavar="USERNAME", help="Account name (3..50 of letters, digits, ._-)."),
+    ],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    reset_password: Annotated[
+        bool,
+        typer.Option("--reset-password", help="Also set a new password on an existing account."),
+    ] = False,
+) -> None:
+    """Create an admin account, or promote and reactivate an existing one (any letter case)."""
+    checked = run(lambda: check_username(username))
+    message = run(
+        lambda: asyncio.run(
+            _create_admin(checked, from_stdin=password_stdin, reset_password=reset_password)
+        )
+    )
+    typer.echo(message)
+
+
+async def _purge_expired() -> tuple[int, int]:
+    async with database() as sessionmaker, sessionmaker() as session:
+        now = utc_now()
+        tokens = await token_crud.delete_expired_refresh_tokens(session=session, now=now)
+        keys = await idempotency_crud.delete_expired_keys(session=session, now=now)
+        return tokens, keys
+
+
+def purge_expired() -> None:
+    """Delete every account's expired refresh tokens and idempotency keys (run it daily).
+
+    Sign-ins and writes delete their own account's; this catches accounts that went quiet.
+    """
+    tokens, keys = run(lambda: asyncio.run(_purge_expired()))
+    typer.echo(f"Deleted {tokens} expired refresh tokens and {keys} expired idempotency keys.")

@@ -1,0 +1,157 @@
+"""Employees as CSV in the database: whole-file checks and keyset-batched reads (the bulk write
+is `app.employees.crud.insert_all`).
+
+The file format itself (reading, checking and writing records) is `app.employees.csv.format`.
+"""
+
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Row as Record
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.errors import AppError
+from app.employees import crud, listing
+from app.employees.csv.format import Row, RowError
+from app.employees.models import EmployeeCreate, ListFilters
+
+# Rows per query: one existence check, one INSERT, one page of an export.
+BATCH_SIZE = 1000
+# An answer lists at most this many errors, then says how many more there were.
+MAX_REPORTED_ERRORS = 1000
+
+
+@dataclass
+class Validation:
+    """What a check of a whole file found: valid rows (when kept), and errors."""
+
+    count: int = 0
+    rows: list[EmployeeCreate] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    error_total: int = 0
+
+    def fail(self, error: RowError) -> None:
+        self.error_total += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(error)
+
+
+async def validate(
+    *,
+    session: AsyncSession,
+    items: Iterable[Row | RowError],
+    max_rows: int | None = None,
+    keep_rows: bool = True,
+) -> Validation:
+    """Check every row, duplicates in the file and emp_ids already stored (a query per batch).
+
+    Only the emp_ids seen are held, so a file of any length is checked in bounded memory
+    unless `keep_rows` asks for the rows too.
+    """
+    result = Validation()
+    first_line: dict[int, int] = {}
+    batch: list[Row] = []
+    for item in items:
+        if isinstance(item, RowError):
+            result.fail(item)
+            continue
+        result.count += 1
+        if max_rows is not None and result.count > max_rows:
+            message = f"more than {max_rows} rows; split the file or use `python -m app import-csv`"
+            result.fail(RowError(item.line, None, message, "too_many_rows"))
+            break
+        emp_id = item.data.emp_id
+        if emp_id in first_line:
+            message = f"emp_id {emp_id} is already on line {first_line[emp_id]} of this file"
+            result.fail(RowError(item.line, "emp_id", message, "duplicate_in_file"))
+            continue
+        first_line[emp_id] = item.line
+        batch.append(item)
+        if keep_rows:
+            result.rows.append(item.data)
+        if len(batch) >= BATCH_SIZE:
+            await _check_stored(session, batch, result)
+            batch = []
+    await _check_stored(session, batch, result)
+    if not result.count and not result.error_total:
+        result.fail(RowError(1, None, "the file has a header but no rows", "no_rows"))
+    # Stored emp_ids are checked a batch at a time, after the rows' own checks: back in order.
+    result.errors.sort(key=lambda error: error.line)
+    return result
+
+
+async def _check_stored(session: AsyncSession, batch: list[Row], result: Validation) -> None:
+    if not batch:
+        return
+    taken = await crud.stored_emp_ids(session=session, emp_ids=[row.data.emp_id for row in batch])
+    for row in batch:
+        if row.data.emp_id in taken:
+            message = f"an employee with emp_id {row.data.emp_id} already exists"
+            result.fail(RowError(row.line, "emp_id", message, "already_exists"))
+
+
+class ImportRejectedError(AppError):
+    """A file with bad rows: every error, shaped like a request validation error (422)."""
+
+    status_code = 422
+    code = "invalid_rows"
+
+    def __init__(self, validation: Validation) -> None:
+        super().__init__(f"{validation.error_total} errors")
+        self.validation = validation
+
+    def body(self) -> dict[str, Any]:
+        detail: list[dict[str, Any]] = []
+        for error in self.validation.errors:
+            loc = ["body", "file", error.line, *([error.field] if error.field else [])]
+            detail.append({"type": error.type, "loc": loc, "msg": error.message})
+        hidden = self.validation.error_total - len(self.validation.errors)
+        if hidden:
+            message = f"{hidden} more errors not listed"
+            detail.append({"type": "too_many_errors", "loc": ["body", "file"], "msg": message})
+        return {"detail": detail}
+
+
+def batched(
+    rows: Iterable[EmployeeCreate], size: int = BATCH_SIZE
+) -> Iterator[list[EmployeeCreate]]:
+    batch: list[EmployeeCreate] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def read_batches(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    filters: ListFilters,
+    *,
+    size: int | None = None,
+) -> AsyncIterator[list[Record[Any]]]:
+    """Every matching record, in list order, one keyset page per query.
+
+    A session per page: a slow reader holds no connection (nor, on PostgreSQL, an open
+    transaction) between pages.
+    """
+    after = None
+    while True:
+        async with sessionmaker() as session:
+            rows, more = await listing.list_employees(
+                session=session,
+                limit=size or BATCH_SIZE,
+                after=after,
+                city=filters.city,
+                country=filters.country,
+                sort_by=filters.sort_by,
+                order=filters.order,
+            )
+        if rows:
+            yield rows
+        if not more:
+            return
+        last = rows[-1]
+        after = (getattr(last, filters.sort_by.value), last.emp_id)

@@ -1,0 +1,43 @@
+"""An employee's change history, for administrators."""
+
+from fastapi import APIRouter, Request, Response
+
+from app.accounts.dependencies import AdminUser
+from app.core.errors import NotFoundError
+from app.db.session import SessionDep
+from app.employees.dependencies import EMPLOYEE_PATH, EmpIdPath
+from app.employees.history import crud
+from app.employees.history.models import AuditEntryRead, EmployeeAudit
+from app.http.openapi import PAGE_HEADERS, error_responses, headers
+from app.http.pagination import PageDep, set_page_headers
+
+router = APIRouter(prefix="/employees", tags=["employees"])
+
+
+@router.get(
+    EMPLOYEE_PATH + "/history",
+    response_model=list[AuditEntryRead],
+    responses={200: {"headers": headers(*PAGE_HEADERS)}, **error_responses(401, 403, 404, 422)},
+    operation_id="read_employee_history",
+)
+async def read_employee_history(
+    _: AdminUser,
+    emp_id: EmpIdPath,
+    session: SessionDep,
+    page: PageDep,
+    request: Request,
+    response: Response,
+) -> list[EmployeeAudit]:
+    """Every create, change and deletion of an employee, newest first (admin only).
+
+    Answers for deleted employees too; for an `emp_id` that moved, it follows the record that
+    holds it now, or else the last one that held it.
+    """
+    employee_id = await crud.find_employee_id(session=session, emp_id=emp_id)
+    if employee_id is None:
+        raise NotFoundError(f"No history for employee {emp_id}")
+    entries, total = await crud.list_history(
+        session=session, employee_id=employee_id, offset=page.offset, limit=page.limit
+    )
+    set_page_headers(request, response, page, total)
+    return entries

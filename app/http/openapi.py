@@ -1,0 +1,139 @@
+"""Documented error answers, so /openapi.json lists every status an operation can return."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict
+
+
+class ErrorMessage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"detail": "Employee 42 not found"}]})
+
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class ValidationErrorMessage(BaseModel):
+    detail: list[ValidationIssue]
+
+
+# The order of the sections in /docs: the main resource first, then signing in and accounts.
+OPENAPI_TAGS = [
+    {
+        "name": "employees",
+        "description": "Employee records: any signed-in account reads, administrators write. "
+        "The change history, and CSV export and import.",
+    },
+    {"name": "auth", "description": "Sign in, refresh, sign out; register an account."},
+    {"name": "users", "description": "Your account; accounts and roles (administrators)."},
+    {"name": "health", "description": "Liveness and readiness probes."},
+]
+
+_DESCRIPTIONS = {
+    400: "The request body could not be decoded (e.g. JSON that is not UTF-8).",
+    401: "Missing, invalid or expired bearer token, or an inactive account.",
+    403: "Authenticated, but the account is not an administrator.",
+    404: "No such record.",
+    409: "The record conflicts with an existing one (a unique key is taken).",
+    412: "`If-Match` names a version the record no longer has; read it again (new `ETag`).",
+    413: "The request body is larger than the server accepts (`MAX_BODY_BYTES`).",
+    422: "The request's body, query, path or headers are invalid.",
+    428: "`If-Match` is required for this write (`REQUIRE_IF_MATCH=true`).",
+    429: "Too many failed sign-ins for this account; retry after the `Retry-After` seconds.",
+    503: "The database is unavailable; retry after the `Retry-After` seconds.",
+}
+
+
+def _header(description: str, kind: str = "string") -> dict[str, Any]:
+    return {"description": description, "schema": {"type": kind}}
+
+
+# The response headers a client is meant to read, declared where they are sent.
+HEADERS: dict[str, dict[str, Any]] = {
+    "ETag": _header("The record's version tag, for `If-Match` and `If-None-Match`."),
+    "Location": _header("The path of the record just created."),
+    "Idempotent-Replayed": _header("`true` when this is the stored answer to an earlier request."),
+    "X-Total-Count": _header("How many rows match, over all pages.", "integer"),
+    "X-Total-Count-Estimated": _header("`true` when X-Total-Count is the planner's estimate."),
+    "Link": _header('RFC 8288 links to the other pages: `rel="first"`, `"prev"`, `"next"`.'),
+    "Retry-After": _header("Seconds to wait before retrying.", "integer"),
+    "WWW-Authenticate": _header("`Bearer`: the scheme to authenticate with."),
+}
+PAGE_HEADERS = ("X-Total-Count", "Link")
+_ERROR_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",), 503: ("Retry-After",)}
+
+
+def headers(*names: str) -> dict[str, dict[str, Any]]:
+    return {name: HEADERS[name] for name in names}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in (*codes, 503):
+        model = ValidationErrorMessage if code == 422 else ErrorMessage
+        responses[code] = {"model": model, "description": _DESCRIPTIONS[code]}
+        if code in _ERROR_HEADERS:
+            responses[code]["headers"] = headers(*_ERROR_HEADERS[code])
+    return responses
+
+
+# Every operation that reads a body can meet these before its own code runs: the body limit
+# middleware (413) and FastAPI's parser (400). Both answer {"detail": str}.
+BODY_ERRORS = (400, 413)
+
+
+def document_body_errors(app: FastAPI) -> None:
+    """When the schema is built: add the body errors to every operation with a request body,
+    and describe optional inputs as the server takes them (see `_not_null`)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        ref = {"$ref": f"#/components/schemas/{ErrorMessage.__name__}"}
+        for path_item in schema["paths"].values():
+            for operation in path_item.values():
+                for parameter in operation.get("parameters", []):
+                    if not parameter.get("required"):
+                        parameter["schema"] = _not_null(parameter["schema"])
+                if "requestBody" not in operation:
+                    continue
+                _optional_fields_not_null(schema, operation["requestBody"])
+                for code in BODY_ERRORS:
+                    operation["responses"].setdefault(
+                        str(code),
+                        {
+                            "description": _DESCRIPTIONS[code],
+                            "content": {"application/json": {"schema": ref}},
+                        },
+                    )
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _optional_fields_not_null(schema: dict[str, Any], body: dict[str, Any]) -> None:
+    for content in body.get("content", {}).values():
+        name = content.get("schema", {}).get("$ref", "").rpartition("/")[2]
+        model = schema.get("components", {}).get("schemas", {}).get(name, {})
+        required = set(model.get("required", ()))
+        for field, field_schema in model.get("properties", {}).items():
+            if field not in required:
+                model["properties"][field] = _not_null(field_schema)
+
+
+def _not_null(field: dict[str, Any]) -> dict[str, Any]:
+    """An optional input without its null alternative and null default: None stands for "not
+    sent" inside, and the server refuses an explicit null, so a client generated from the
+    schema must not offer one."""
+    rest = {key: value for key, value in field.items() if key != "anyOf"}
+    if rest.get("default", 0) is None:
+        del rest["default"]
+    if "anyOf" not in field:
+        return rest
+    options = [option for option in field["anyOf"] if option != {"type": "null"}]
+    return options[0] | rest if len(options) == 1 else {"anyOf": options} | rest
