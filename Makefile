@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test fuzz lint format migrate clean bench bench-needs-wrk
+.PHONY: run test test-fast fuzz lint format migrate clean bench bench-needs-wrk docs
 
 # The stamp files re-run pip whenever a requirements file changes.
 $(BIN)/python:
@@ -36,8 +36,13 @@ $(VENV)/codegen/.installed: requirements-codegen.txt | $(BIN)/python
 	$(VENV)/codegen/bin/pip install -q -r requirements-codegen.txt
 	touch $@
 
+# One pytest process per core (pytest-xdist); each has its own PostgreSQL database.
 test: $(VENV)/.installed-dev $(VENV)/codegen/.installed
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n auto $(PYTEST_ARGS)
+
+# The quick part alone: no server processes, no concurrency trials.
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/pytest -n auto -m "not slow and not ops" $(PYTEST_ARGS)
 
 # Property-based fuzzing of every operation (schemathesis); `make test` runs it with 8 examples.
 fuzz: $(VENV)/.installed-dev
@@ -64,6 +69,15 @@ bench/.venv-seed/.installed: $(SEED_APP)/requirements.txt
 bench: bench-needs-wrk $(VENV)/.installed-bench bench/.venv-seed/.installed
 	BENCH_SEED_APP=$(SEED_APP) $(BIN)/python -m bench.run $(BENCH_ARGS)
 
+# The documentation site, built with --strict (a broken link or page fails the build).
+$(VENV)/docs/.installed: requirements-docs.txt | $(BIN)/python
+	$(PYTHON) -m venv $(VENV)/docs
+	$(VENV)/docs/bin/pip install -q -r requirements-docs.txt
+	touch $@
+
+docs: $(VENV)/docs/.installed
+	$(VENV)/docs/bin/mkdocs build --strict --site-dir site
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -74,4 +88,4 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site
