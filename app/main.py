@@ -1,7 +1,5 @@
-"""The ASGI application: `create_app(settings)`.
-
-`uvicorn app.main:app` builds it from the environment when uvicorn asks for `app` (not when this
-module is imported), and `uvicorn --factory app.main:create_app` does the same.
+"""The ASGI application: `create_app(settings)`; `uvicorn app.main:app` builds it from the
+environment when uvicorn asks for `app`, as `uvicorn --factory app.main:create_app` does.
 """
 
 import asyncio
@@ -150,8 +148,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     install_method_handler(app)
     document_body_errors(app)
     install_docs(app)
-    # Matched in order: the employee records, most of the traffic, first; the CSV routes' literal
-    # paths before `/employees/{emp_id}`.
+    # Matched in order: the employee records, most of the traffic, first.
     for router in (
         employees_router,
         employees_csv_router,

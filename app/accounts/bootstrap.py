@@ -28,11 +28,8 @@ def _first_line(error: BaseException) -> str:
 async def ensure_first_admin(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    """Create FIRST_ADMIN_USERNAME as an admin when both variables are set and it is missing.
-
-    Several workers start at once: an insert that skips on conflict lets exactly one of them
-    create the account and the others carry on.
-    """
+    """Create FIRST_ADMIN_USERNAME as an admin when both variables are set and it is missing;
+    several workers may race (an insert that skips on conflict)."""
     username, password = settings.first_admin_username, settings.first_admin_password
     if username is None or password is None:
         return
@@ -59,11 +56,8 @@ async def start_first_admin(
     *,
     interval: float = RETRY_SECONDS,
 ) -> "asyncio.Task[None] | None":
-    """Try once now; while the database is down or unmigrated, keep trying in the background.
-
-    The service starts either way and reports not-ready meanwhile. The advice is logged once, not
-    per attempt; the caller cancels the returned task at shutdown.
-    """
+    """Try once now; while the database is down or unmigrated, keep trying in the background
+    (the caller cancels the task at shutdown)."""
     try:
         await ensure_first_admin(settings, sessionmaker)
     except StartupError as error:

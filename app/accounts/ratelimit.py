@@ -1,8 +1,5 @@
-"""Failed-login limits, checked before a password is verified so that guessing stops early.
-
-Two moving windows: one per (username, client address), one per username across all addresses.
-Counters live in Redis when REDIS_URL is set (shared by every worker and replica) and in this
-process's memory otherwise. The limiter is built lazily per application, never at import.
+"""Failed-login limits, checked before a password is verified: per username and client address,
+and per username; counters in Redis when REDIS_URL is set, else in each process.
 """
 
 import hashlib
@@ -83,12 +80,8 @@ class Budget:
 
 
 class LoginLimiter:
-    """One application's failed-login counters (kept on `app.state`, so each app starts clean).
-
-    Only failures count. An attempt is verified only while the failures already counted plus
-    the attempts being verified fit the limit: concurrent guesses cannot slip past it, and
-    concurrent correct sign-ins wait their turn instead of being refused.
-    """
+    """One application's failed-login counters. Only failures count; an attempt is verified only
+    while the failures counted plus the attempts in flight fit the limit (the rest wait)."""
 
     def __init__(self, settings: Settings, storage: Storage | None = None) -> None:
         self.per_client: RateLimitItem = parse(settings.login_limit_per_client)

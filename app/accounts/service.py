@@ -34,11 +34,8 @@ async def register_user(*, session: AsyncSession, data: UserCreate) -> User:
 
 
 async def authenticate(*, session: AsyncSession, username: str, password: str) -> User:
-    """Return the active user these credentials belong to, or raise one indistinct 401.
-
-    Unknown user, wrong password and inactive account cost the same work and give the same
-    answer, so neither the body nor the timing tells which usernames exist.
-    """
+    """The active account these credentials belong to, or one indistinct 401: unknown user,
+    wrong password and inactive account cost the same work and get the same answer."""
     if len(password) > MAX_PASSWORD_LENGTH or len(username) > 255:
         # Nothing that long was ever accepted at sign-up; refuse before spending a hash on it.
         raise UnauthorizedError(LOGIN_FAILED)
@@ -83,11 +80,8 @@ async def start_session(*, session: AsyncSession, user: User, settings: Settings
 async def refresh_session(
     *, session: AsyncSession, refresh_token: str, settings: Settings
 ) -> TokenPair:
-    """Trade a refresh token for a new pair in the same family (RFC 9700 4.14 rotation).
-
-    A token that was already used or revoked means a copy is in someone else's hands: the whole
-    family is revoked, so neither the thief nor the victim can continue it.
-    """
+    """Trade a refresh token for a new pair in its family (RFC 9700 4.14): a token already used
+    or revoked revokes the whole family."""
     now = utc_now()
     presented = await token_crud.get_refresh_token_by_hash(
         session=session, token_hash=hash_refresh_token(refresh_token)

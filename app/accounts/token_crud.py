@@ -22,10 +22,7 @@ async def get_refresh_token_by_hash(
 async def create_refresh_token(
     *, session: AsyncSession, token: RefreshToken, now: datetime
 ) -> RefreshToken:
-    """Store the first token of a sign-in, and delete the account's expired ones in the same
-    commit: an expired token is refused before anything else about it is read, so its row has
-    no use left (otherwise the table would grow with every sign-in; `purge-expired` clears the
-    accounts that stopped signing in)."""
+    """Store the first token of a sign-in and delete the account's expired ones."""
     await session.execute(
         delete(RefreshToken).where(
             col(RefreshToken.user_id) == token.user_id, col(RefreshToken.expires_at) <= now
@@ -39,12 +36,8 @@ async def create_refresh_token(
 async def rotate_refresh_token(
     *, session: AsyncSession, used: RefreshToken, successor: RefreshToken, now: datetime
 ) -> bool:
-    """Mark `used` as spent and store its successor, or do nothing and return False.
-
-    The UPDATE re-checks every condition in the database, so of two requests racing with one
-    token exactly one matches a row; the other sees rowcount 0 (PostgreSQL makes it wait for the
-    winner's row lock, then re-evaluates the WHERE clause against the committed row).
-    """
+    """Mark `used` spent and store its successor, or do nothing (False): the UPDATE re-checks
+    every condition, so of two requests racing with one token exactly one matches."""
     statement = (
         update(RefreshToken)
         .where(
@@ -84,12 +77,9 @@ async def revoke_family(
 async def revoke_all_sessions(
     *, session: AsyncSession, user: User, now: datetime, hashed_password: str | None = None
 ) -> None:
-    """Invalidate every token the user holds: access tokens by version, refresh tokens by row.
-
-    A new password hash, when given, is stored in the same transaction, so no token issued
-    before the change outlives it. The account row is updated first: its lock makes a refresh
-    under way finish before the refresh tokens are revoked.
-    """
+    """Invalidate every token the account holds (access tokens by version, refresh tokens by
+    row), with a new password hash when given, in one transaction; the account row is updated
+    first, so a refresh under way finishes before its successor would escape."""
     values: dict[str, Any] = {"token_version": col(User.token_version) + 1}
     if hashed_password is not None:
         values["hashed_password"] = hashed_password
@@ -106,11 +96,8 @@ async def revoke_all_sessions(
 async def revoke_account_tokens(
     *, session: AsyncSession, user_id: uuid.UUID, now: datetime
 ) -> None:
-    """Revoke every refresh token of the account in the session's transaction (no commit).
-
-    Run it after the account row is locked (updated or selected FOR UPDATE): a refresh under
-    way then commits its successor first, and this UPDATE sees it.
-    """
+    """Revoke the account's refresh tokens in the session's transaction (no commit), after the
+    account row is locked: a refresh under way has then committed its successor."""
     await session.execute(
         update(RefreshToken)
         .where(col(RefreshToken.user_id) == user_id, col(RefreshToken.revoked_at).is_(None))

@@ -48,8 +48,8 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("naive datetime")
         return value
 
-    def process_result_value(self, value: Any, _: Dialect) -> datetime | None:
-        if isinstance(value, datetime) and value.tzinfo is None:
+    def process_result_value(self, value: datetime | None, _: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
 

@@ -1,7 +1,5 @@
-"""The asyncpg connection under a session or lent by the pool, its errors, its transactions.
-
-`app.db.statements` sends the hot statements on these connections; what comes back must look as it
-would have through SQLAlchemy: its exceptions, and a lost connection discarded.
+"""The asyncpg connection under a session or lent by the pool: its errors translated to
+SQLAlchemy's, and its transactions.
 """
 
 import contextlib
@@ -17,11 +15,8 @@ _DRIVER_KEY = "app.sql.driver"  # connection.info key: its asyncpg connection, o
 
 
 async def session_driver(session: AsyncSession) -> tuple[Any, AsyncConnection]:
-    """The session's connection, and its asyncpg connection (None on any other driver).
-
-    The asyncpg connection is remembered in the pooled connection's `info`, which lives exactly
-    as long as that database connection (a session may hold another one after a commit).
-    """
+    """The session's connection and its asyncpg connection (None on other drivers),
+    remembered in the pooled connection's `info` for as long as that connection lives."""
     connection = await session.connection()
     if connection.dialect.driver != "asyncpg":
         return None, connection
@@ -38,11 +33,8 @@ CONNECTION_LOST = ("08", "57P")
 
 
 async def checkout(engine: AsyncEngine) -> PoolProxiedConnection:
-    """A pooled connection; a failure to connect is the DBAPIError that `engine.connect()` raises.
-
-    The pool hands on the driver's own error (the database is starting up, say), which the
-    handlers would not recognise as "the database is unavailable".
-    """
+    """A pooled connection; a failure to connect raised as the DBAPIError the handlers know
+    (the pool would hand on the driver's own error)."""
     dbapi_error = engine.dialect.loaded_dbapi.Error
     try:
         return await engine.raw_connection()
@@ -51,23 +43,16 @@ async def checkout(engine: AsyncEngine) -> PoolProxiedConnection:
 
 
 def connection_lost(error: Exception) -> bool:
-    """Whether the connection can no longer be trusted after this driver error.
-
-    Anything but an error PostgreSQL reports on a live session: a lost connection, a timeout, a
-    protocol left mid-operation by one, or the server saying it is going away.
-    """
+    """Whether the connection is done for: anything but an error PostgreSQL reports on a live
+    session."""
     if isinstance(error, asyncpg.PostgresError):
-        return error.sqlstate.startswith(CONNECTION_LOST)
+        return str(error.sqlstate).startswith(CONNECTION_LOST)
     return True
 
 
 def raise_translated(sql: str, arguments: list[Any], error: Exception) -> NoReturn:
-    """Raise what SQLAlchemy would have raised for this driver error.
-
-    A constraint violation is an IntegrityError; any other error PostgreSQL reports is a
-    DBAPIError carrying its SQLSTATE (the handlers read it). A lost connection is an
-    OperationalError, as for a disconnect SQLAlchemy sees; the caller discards the connection.
-    """
+    """Raise what SQLAlchemy would have: IntegrityError, DBAPIError with the SQLSTATE, or an
+    OperationalError for a lost connection (which the caller discards)."""
     if isinstance(error, asyncpg.IntegrityConstraintViolationError):
         raise IntegrityError(sql, arguments, error) from error
     if not connection_lost(error):
@@ -77,13 +62,9 @@ def raise_translated(sql: str, arguments: list[Any], error: Exception) -> NoRetu
 
 @contextlib.asynccontextmanager
 async def transaction(session: AsyncSession, *, one_statement: bool = False) -> AsyncIterator[None]:
-    """Commit the block's statements together, or none of them.
-
-    With asyncpg and no transaction open yet, the driver's own BEGIN and COMMIT frame the block;
-    a block that sends `one_statement` on asyncpg needs neither (a statement is atomic by itself).
-    Otherwise (SQLite, or the session's statements already opened a transaction) the session
-    commits it all, its earlier statements included; an error rolls it all back.
-    """
+    """Commit the block's statements together, or none. On asyncpg outside a transaction the
+    driver's BEGIN and COMMIT frame it (`one_statement` needs neither); otherwise the session
+    commits it, its earlier statements included."""
     driver, _ = await session_driver(session)
     if driver is not None and one_statement and not driver.is_in_transaction():
         yield

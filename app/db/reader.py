@@ -1,8 +1,5 @@
-"""The reader seam: how a request reads outside any transaction, chosen once when the app starts.
-
-With asyncpg each read borrows a pooled connection for its one statement and gives it back at
-once: a session, its transaction and its teardown would cost several times the statement. With
-any other driver (SQLite) each read runs in a session of its own.
+"""The reader seam, chosen once when the app starts: with asyncpg each read borrows a pooled
+connection for its one statement (no session, no transaction); elsewhere a short session.
 """
 
 from typing import Any, Protocol, TypeVar

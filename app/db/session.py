@@ -1,7 +1,5 @@
-"""The request's database handles, as dependencies: a write session, a read session, the reader.
-
-A route says which it needs. Sessions are closed by `app.middleware.sessions.SessionCloser`
-once the answer is out, which costs less per request than a dependency with `yield`.
+"""The request's database handles as dependencies: a write session, a read session, the reader.
+`app.middleware.sessions.SessionCloser` closes the sessions once the answer is out.
 """
 
 import contextlib

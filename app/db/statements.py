@@ -1,17 +1,9 @@
-"""Statements built once and run on the database driver's own connection where it is asyncpg.
+"""Hot statements, compiled once per dialect and run on asyncpg's own connection: SQLAlchemy's
+execution layer costs more than PostgreSQL's answer to a key lookup (docs/development.md).
+Elsewhere (SQLite) they run through the session; rows and errors are the same either way.
 
-A hot statement is built with SQLAlchemy Core from the tables' typed columns, as every other
-statement is; what it skips is SQLAlchemy's execution layer, which on asyncpg costs several times
-what PostgreSQL spends answering a primary-key lookup (a greenlet switch, cursor emulation and
-result wrapping per call). Each `Query` is compiled once per dialect and sent with asyncpg's own
-prepared-statement cache; on any other driver (SQLite) it runs through the session as usual.
-
-Rows come back as the named tuple a `Query` is given, with the columns' result processing
-applied, the same on both paths; driver errors come back as SQLAlchemy's exceptions.
-
-The compiler attributes read here (`positiontup`, `binds`) are SQLAlchemy's, not its documented
-API: `SQLALCHEMY_SERIES` names the series this was written for, and tests/test_db_contract.py
-fails loudly on another.
+The compiler attributes read here (`positiontup`, `binds`) are not SQLAlchemy's documented API:
+`SQLALCHEMY_SERIES` names the series this was written for; tests/test_db_contract.py checks it.
 """
 
 import contextlib

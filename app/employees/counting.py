@@ -1,8 +1,5 @@
-"""`X-Total-Count`: exact where counting is cheap, the query planner's estimate above that.
-
-Counting every match of a filter on a million rows would cost more than serving the page: above
-`exact_up_to` matches (EXACT_COUNT_LIMIT), PostgreSQL's planner answers and the response says the
-total is an estimate. The last page of an offset walk needs neither: it counts itself.
+"""`X-Total-Count`: counted where that is cheap, the planner's estimate above `exact_up_to`
+(PostgreSQL), and the last page of an offset walk counts itself.
 """
 
 import json
@@ -39,11 +36,7 @@ async def list_total(
     estimates: Estimates | None = None,
 ) -> tuple[int, bool]:
     """`X-Total-Count` of a page of `served` rows (`offset` None: a keyset page), and whether
-    it is exact.
-
-    The last page of an offset walk tells the total itself; otherwise it is counted, or, above
-    `exact_up_to` on PostgreSQL, estimated, and never below the rows known to exist.
-    """
+    it is exact; never below the rows known to exist."""
     if offset is not None and not more and (served or not offset):
         return offset + served, True
     total, exact = await count_employees(
@@ -66,14 +59,9 @@ async def count_employees(
     exact_up_to: int,
     estimates: Estimates | None = None,
 ) -> tuple[int, bool]:
-    """How many rows match, and whether that number is exact.
-
-    On PostgreSQL the planner is asked first (pg_class.reltuples for the whole table, the plan's
-    row estimate for a filter; ANALYZE keeps both close): above `exact_up_to` that estimate is
-    the answer, since counting thousands of matches would cost more than the page itself. Below,
-    the rows are counted, but never more than `exact_up_to` + 1 of them. `estimates` keeps
-    the planner's answers for a few seconds (`estimate_cache`).
-    """
+    """How many rows match, and whether exactly: above `exact_up_to` on PostgreSQL, the
+    planner's estimate (remembered in `estimates` for a few seconds); below, at most
+    `exact_up_to` + 1 rows are counted."""
     if (await session.connection()).dialect.name != "postgresql":
         conditions = list_filters(city, country)
         every = select(func.count()).select_from(employee_table).where(*conditions)

@@ -1,8 +1,5 @@
-"""All SQL that reads or writes one employee record, or many at once; every change writes its
-audit row in the same statement (PostgreSQL) or the same transaction (SQLite).
-
-Statements are built once and run through `app.db.statements.Query`; rows come back as
-`EmployeeRow`s, which the routes serialise straight to JSON.
+"""All SQL that reads or writes employee records, one or many; every change writes its audit row
+in the same statement (PostgreSQL) or transaction (SQLite).
 """
 
 import uuid

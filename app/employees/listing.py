@@ -1,8 +1,4 @@
-"""The employee list: one page in (sort key, emp_id) order, and the keyset cursors that walk it.
-
-A cursor is the sort key and `emp_id` of the last row served: the next page starts past that row
-through an index range scan, so the thousandth page costs what the first does.
-"""
+"""The employee list: a page in (sort key, emp_id) order, and the keyset cursors that walk it."""
 
 from datetime import date
 from typing import Any
@@ -91,16 +87,13 @@ async def list_employees(
         row, past = tuple_(*keys), tuple_(*(after[1:] if len(keys) == 1 else after))
         conditions.append(row < past if descending else row > past)
     ordering = [key.desc() if descending else key.asc() for key in keys]
-    # The page size is written into the SQL, not bound: asyncpg prepares each statement, and
-    # after five runs PostgreSQL may switch to a plan made without the values. Not knowing the
-    # LIMIT, that plan merge-joins the table from its first row down to the offset (5x slower
-    # at offset 50,000); knowing it is at most 101 rows, it looks each one up.
+    # The page size is written into the SQL, not bound: a prepared statement's generic plan,
+    # made without knowing the LIMIT, would scan from the first row down to a deep offset.
     size = literal(limit + 1, literal_execute=True)
     statement = select(*read_columns).where(*conditions).order_by(*ordering).limit(size)
     if offset:
-        # Deferred join: the rows to skip are counted in the (sort key, emp_id) index alone
-        # (an index-only scan), and only the page's rows are read from the table, instead of
-        # fetching every skipped row from the heap.
+        # Deferred join: the skipped rows are counted in the (sort key, emp_id) index alone, and
+        # only the page's rows are read from the table.
         page = (
             select(columns.emp_id)
             .where(*conditions)

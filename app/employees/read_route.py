@@ -1,17 +1,9 @@
-"""GET /employees/{emp_id}, the busiest request, answered without solving its dependencies.
+"""GET /employees/{emp_id}, the busiest request, answered without FastAPI solving its dependencies.
 
-The route is declared like any other (`app.employees.router.read_employee`): its signature is
-what OpenAPI documents, and FastAPI's handler for it stays the reference. Solving that signature
-(a claims and a reader dependency, a path and a header parameter, each validated) costs about as
-much CPU as the database lookup (docs/benchmarks.md).
-
-`ReadEmployeeRoute` therefore answers the common request itself: an `emp_id` written as a plain
-number in range, an `If-None-Match` within its declared length, no override of the dependencies
-below, and no trace being recorded (OTEL_*: FastAPI's handler opens the spans). It calls the
-same dependency functions and the same `answer_read` as the declared handler, so such a request
-gets the same answer either way; any other request goes to FastAPI's handler, which refuses it
-with its usual 422 (or serves it, as `007` is 7). tests/test_read_route.py fails when the
-declared handler gains a parameter this path does not honour.
+The route is declared like any other (`router.read_employee`: OpenAPI documents it, and FastAPI's
+handler stays the reference). `ReadEmployeeRoute` answers a plain valid request itself, calling
+the same dependency functions and `answer_read`; anything else goes to FastAPI's handler.
+tests/test_read_route.py fails when the declared handler gains a parameter this path ignores.
 """
 
 import re

@@ -1,8 +1,5 @@
-"""Method and path matching the way a client reads the routes: per path, not per route.
-
-Starlette answers a method that no route of a path takes with the first matching route's
-methods only, and a literal path (`/employees/import`) loses a method it does not take to a
-parameter route beside it (`PUT /employees/{emp_id}`, then a 422 for the id).
+"""Methods matched per path, not per route: a 405 names every method of its path, and a literal
+path (`/employees/import`) keeps its other methods from a parameter route beside it.
 """
 
 import re

@@ -1,10 +1,7 @@
 """uvicorn's HTTP/1.1 protocols with a bound on the request head: its size and its arrival time.
 
-uvicorn's httptools protocol accepts a request head of any size (h11 bounds only a head still
-incomplete), and neither limits how long a client may take to send one: an endless header line
-cost seconds of CPU, and a client dribbling bytes held its connection forever. Here a head larger
-than MAX_HEADER_BYTES is answered 431, and one not complete within HEADER_TIMEOUT_SECONDS 408;
-either closes the connection before the application sees a request.
+A head over MAX_HEADER_BYTES gets 431 before any parsing, one not complete within
+HEADER_TIMEOUT_SECONDS gets 408; either closes the connection (uvicorn sets neither bound).
 """
 
 import asyncio
@@ -15,7 +12,8 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.core.config import DEFAULT_MAX_HEADER_BYTES, get_settings
+from app.core.config import get_settings
+from app.core.server_config import DEFAULT_MAX_HEADER_BYTES
 
 logger = logging.getLogger("app.server")
 

@@ -66,13 +66,9 @@ async def claim_key(
     response: StoredResponse,
     ttl: timedelta,
 ) -> bool:
-    """Store the answer under the key in the session's transaction, unless the key is taken.
-
-    The key is claimed before the write it answers for: a concurrent request with the same key
-    waits here (PostgreSQL holds the uncommitted key) until the first commits, then finds the key
-    taken and reads its answer. The caller's expired keys are deleted first, so a key may be used
-    again once it expired. False, with the transaction rolled back, when the key was taken.
-    """
+    """Store the answer under the key in the session's transaction, unless the key is taken
+    (False, rolled back). Claimed before the write: a concurrent request with the key waits for
+    the first to commit, then finds its answer. The caller's expired keys are deleted first."""
     now = utc_now()
     await session.execute(
         delete(key_table).where(key_table.c.user_id == user_id, key_table.c.expires_at <= now)

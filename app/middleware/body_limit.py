@@ -13,13 +13,8 @@ class BodyTooLargeError(Exception):
 
 
 class BodyLimitMiddleware:
-    """Answer 413 once a request body exceeds `max_body_bytes`.
-
-    A declared Content-Length over the limit is refused before a byte is read. Otherwise the
-    bytes are counted as they arrive, because Content-Length may be absent (chunked) or a lie:
-    the application sees at most `max_body_bytes`, and the answer is 413 whatever it made of
-    the aborted read.
-    """
+    """Answer 413 once a request body exceeds `max_body_bytes`: a declared length at once, a
+    chunked or lying one as the bytes arrive."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app

@@ -1,9 +1,5 @@
-"""A request the server cancels answers 503 instead of 500.
-
-uvicorn cancels the requests still running when a shutdown's drain time (SHUTDOWN_DRAIN_SECONDS)
-is up, and answers a cancelled request that has not started its response with a 500. The client
-did nothing wrong and may retry at once on another replica: 503 with `Retry-After` says so. The
-cancellation then goes on as before (uvicorn closes the connection).
+"""A request uvicorn cancels at the end of a shutdown's drain time answers 503 with `Retry-After`,
+not 500: the client did nothing wrong and may retry on another replica.
 """
 
 import asyncio

@@ -1,8 +1,5 @@
-"""Response headers written straight into the ASGI message: names encoded once, one pass.
-
-Starlette's `MutableHeaders` encodes the name and scans the whole list for every header it sets,
-five or six times per response between the request id and the security headers: those two
-layers cost 8 and 9 µs per request with it, about 4 each without (measured on their own).
+"""Response headers written straight into the ASGI message: names encoded once, one pass
+(Starlette's `MutableHeaders` scans the list for every header it sets).
 """
 
 from collections.abc import Iterable

@@ -23,13 +23,8 @@ COMMON_HEADERS = {
 
 
 class SecurityHeadersMiddleware:
-    """Add the headers in this module to every response.
-
-    `Cache-Control: no-store` goes on /auth responses (tokens) and on every answer to a request
-    carrying credentials (employee records are personal data), so no browser or proxy keeps
-    them. HSTS is sent only over https: browsers ignore it on plain http, and a proxy that
-    terminates TLS must say so (uvicorn --proxy-headers sets the scheme from X-Forwarded-Proto).
-    """
+    """The headers of this module on every response; `Cache-Control: no-store` on /auth and
+    on answers to credentialed requests; HSTS over https only (docs/security.md)."""
 
     def __init__(self, app: ASGIApp, *, docs_paths: Iterable[str] = ()) -> None:
         self.app = app

@@ -1,8 +1,5 @@
-"""Refuse requests for a Host the service does not answer to, with the API's JSON error body.
-
-Starlette's `TrustedHostMiddleware` decides (its Host parsing and `*.example.com` patterns); its
-refusal is plain text, which no other error of this API is. The refusal it sends is replaced by
-the same status with `{"detail": ...}`; whatever the application behind it sends passes as is.
+"""Requests for a Host the service does not answer get 400 with the API's JSON error body
+(Starlette's `TrustedHostMiddleware` decides; its refusal is plain text).
 """
 
 import json

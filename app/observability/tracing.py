@@ -1,9 +1,5 @@
-"""Optional OpenTelemetry tracing, switched on by the standard OTEL_* environment variables.
-
-FastAPI itself opens a span per request (and per dependency and endpoint) as soon as a tracer
-provider is installed; this module installs one only when the environment asks for tracing:
-OTEL_TRACES_EXPORTER=otlp|console, or an OTLP endpoint, and not OTEL_SDK_DISABLED=true.
-Service name, endpoint, headers and sampling come from the usual OTEL_* variables.
+"""Optional OpenTelemetry tracing: a tracer provider is installed only when the OTEL_* variables
+ask for one (FastAPI then opens the spans itself).
 """
 
 import logging

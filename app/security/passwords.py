@@ -35,12 +35,8 @@ _priority_warned = False
 
 
 def _lower_thread_priority(nice: int) -> None:
-    """Executor initializer: renice this hashing thread by `nice` above the process's own.
-
-    argon2 releases the GIL, so without this a login storm takes the cores from the request
-    thread and PostgreSQL at equal priority; niced, reads come first and logins get what is left.
-    On Linux, PRIO_PROCESS with a thread id applies to that one thread.
-    """
+    """Executor initializer: run this hashing thread `nice` steps below the process, so reads
+    and the database get the cores first during a login storm (Linux: per thread)."""
     global _priority_warned
     if nice == 0:
         return
@@ -54,13 +50,8 @@ def _lower_thread_priority(nice: int) -> None:
 
 
 def configure_hash_concurrency(limit: int, nice: int = 10) -> None:
-    """Cap concurrent hash computations per process: each one holds 19 MiB and a CPU core.
-
-    The hashes run on a pool of exactly `limit` threads of their own. Spread over a general
-    pool's dozens of threads instead, each thread's malloc arena would keep its own 19 MiB
-    after the hash, and a worker's memory would grow by hundreds of MB under a login storm.
-    Those threads run `nice` steps below the process's CPU priority (0: the same).
-    """
+    """At most `limit` hashes at once per process, on threads of their own (each holds argon2's
+    memory and a core; a general pool's many threads would each keep an arena of it)."""
     global _executor
     executor = ThreadPoolExecutor(
         limit,
@@ -90,12 +81,13 @@ async def hash_password(password: str) -> str:
 
 def _verify_and_update(password: str, hashed: str) -> tuple[bool, str | None]:
     try:
-        return password_context.verify_and_update(password, hashed)
+        matches, new_hash = password_context.verify_and_update(password, hashed)
     except ValueError:
         # bcrypt refuses passwords over 72 bytes instead of truncating them. Such a password
         # cannot be the one behind a legacy bcrypt hash unless truncation is allowed, and we
         # never truncate: it is a mismatch, not a server error.
         return False, None
+    return bool(matches), new_hash
 
 
 async def verify_password(password: str, hashed: str) -> tuple[bool, str | None]:
@@ -105,7 +97,7 @@ async def verify_password(password: str, hashed: str) -> tuple[bool, str | None]
 
 @lru_cache(maxsize=1)
 def _dummy_hash() -> str:
-    return password_context.hash(secrets.token_urlsafe(16))
+    return str(password_context.hash(secrets.token_urlsafe(16)))
 
 
 async def verify_dummy_password(password: str) -> None:

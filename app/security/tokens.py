@@ -1,13 +1,8 @@
 """Tokens: every JWT encode and decode in the service, and the opaque refresh tokens.
 
-Access tokens are JWTs. python-jose verifies the signature, `exp`, `iss` and `aud`; the rest is
-checked here: the algorithm is pinned (never `none`, never one the header picks), `exp`, `iat`,
-`sub`, `iss`, `aud` and `ver` are required, `iat` may not lie in the future, the token type must
-be "access", and a token of absurd size is refused before any parsing. `ver` is compared with the
-account's `token_version` by the caller, so bumping that column revokes every access token at once.
-
-Refresh tokens are not JWTs but random strings: only their SHA-256 digest is stored, so a copy of
-the database holds nothing that can be presented back to the service.
+Access tokens are JWTs with a pinned algorithm and required `exp`, `iat`, `sub`, `iss`, `aud` and
+`ver` claims (`ver` is compared with the account's `token_version` by the caller). Refresh tokens
+are random strings of which only a SHA-256 digest is stored.
 """
 
 import hashlib
@@ -75,12 +70,8 @@ def create_access_token(user_id: uuid.UUID, settings: Settings, *, version: int 
 
 
 def decode_access_token(token: str, settings: Settings) -> AccessClaims:
-    """Return whom the token was issued to and at which token version, or raise.
-
-    Verifying the signature and claims costs more than the rest of a small request; a token seen
-    before is answered from a cache of verified tokens, keyed by the token and the settings it was
-    verified with. Expiry is checked on every call, cached or not.
-    """
+    """Whom the token was issued to, at which token version, or raise. Verified tokens are
+    cached (verifying costs more than the rest of a small request); expiry is checked each call."""
     if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
         raise InvalidTokenError("malformed token")
     claims, expires_at = _verify(

@@ -1,14 +1,7 @@
-"""The employees' CSV file format: reading and checking records, writing them.
-
-UTF-8 (a byte order mark is accepted), comma-separated, RFC 4180 quoting, a header line
-`emp_id,emp_name,city,country,emp_dob`, then one employee per record; `emp_dob` is YYYY-MM-DD.
-Every row obeys the rules of `POST /employees/` (`EmployeeCreate`). Errors name the physical line
-a record starts on (the header is line 1).
-
-A text cell that starts with `=`, `+`, `-` or `@` is written with a leading apostrophe: Excel and
-LibreOffice would otherwise run it as a formula when the file is opened (CSV injection), and an
-employee's name is whatever someone typed. Spreadsheets show the apostrophe as "this is text";
-the import takes it off again, so an export imports back unchanged.
+"""The employees' CSV format: RFC 4180, UTF-8, the header `emp_id,emp_name,city,country,emp_dob`;
+rows obey `EmployeeCreate` and errors name the line a record starts on. A cell starting with
+`=`, `+`, `-` or `@` is written after an apostrophe (no formula runs when a spreadsheet opens it)
+and read back without it (docs/api.md).
 """
 
 import csv

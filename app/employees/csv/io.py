@@ -44,11 +44,8 @@ async def validate(
     max_rows: int | None = None,
     keep_rows: bool = True,
 ) -> Validation:
-    """Check every row, duplicates in the file and emp_ids already stored (a query per batch).
-
-    Only the emp_ids seen are held, so a file of any length is checked in bounded memory
-    unless `keep_rows` asks for the rows too.
-    """
+    """Check every row, duplicates in the file and emp_ids already stored (a query per batch),
+    holding only the emp_ids seen unless `keep_rows` asks for the rows."""
     result = Validation()
     first_line: dict[int, int] = {}
     batch: list[Row] = []
@@ -132,11 +129,8 @@ async def read_batches(
     *,
     size: int | None = None,
 ) -> AsyncIterator[list[Record[Any]]]:
-    """Every matching record, in list order, one keyset page per query.
-
-    A session per page: a slow reader holds no connection (nor, on PostgreSQL, an open
-    transaction) between pages.
-    """
+    """Every matching record in list order, one keyset page per query, a session per page (a
+    slow reader holds no connection between pages)."""
     after = None
     while True:
         async with sessionmaker() as session:

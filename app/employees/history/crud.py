@@ -68,11 +68,8 @@ def who(
 
 
 def _logged(write: Insert | Update) -> Select[Any]:
-    """A write returning the record, and the audit row of it, as one statement (PostgreSQL).
-
-    A data-modifying CTE: the audit INSERT reads the rows the write returns, so a write that
-    matches no row logs nothing, and both happen in one round trip.
-    """
+    """A write returning the record plus its audit row as one statement (PostgreSQL): a
+    data-modifying CTE, so a write that matches no row logs nothing."""
     written = write.cte("written")
     who = [bindparam(name, type_=audit_table.c[name].type) for name in _WHO]
     change = select(written.c.id, written.c.emp_id, written.c.version, *who)
@@ -114,13 +111,8 @@ async def record_change(
     changes: dict[str, Any],
     version: int | None = None,
 ) -> None:
-    """Write the audit row of a change to a record (a row or an instance), in the caller's
-    transaction: the change's commit writes both, or neither.
-
-    `version` is the record's version after the change (a deletion counts as one more). A Core
-    INSERT run on the driver (app.db.statements): an ORM instance and a flush cost several times
-    the statement itself.
-    """
+    """Write the audit row of a change in the caller's transaction (the change's commit writes
+    both or neither); `version` is the record's after the change (a deletion counts one more)."""
     await _INSERT_CHANGE.execute(
         session,
         employee_id=employee.id,
@@ -133,7 +125,7 @@ async def record_change(
 async def find_employee_id(*, session: AsyncSession, emp_id: int) -> uuid.UUID | None:
     """The record `emp_id` names now, or else the last one that held it (deleted or renumbered)."""
     current = select(employee_table.c.id).where(employee_table.c.emp_id == emp_id)
-    found = (await session.execute(current)).scalar_one_or_none()
+    found: uuid.UUID | None = (await session.execute(current)).scalar_one_or_none()
     if found is not None:
         return found
     latest = (
