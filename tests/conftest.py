@@ -26,6 +26,43 @@ USER_PASSWORD = "regular-user-password"
 ADMIN_PASSWORD = "admin-user-password"
 
 
+# What `make test-fast` (-m "not slow and not ops") leaves out, decided here in one place.
+# ops: tests that start processes (servers, PostgreSQL clusters, a browser, code generators).
+OPS = (
+    "tests/test_bench.py",
+    "tests/test_browser.py",
+    "tests/test_cli.py::test_python_m_app_is_the_entry_point",
+    "tests/test_deployment.py",
+    "tests/test_faults.py",
+    "tests/test_generated_client.py",
+    "tests/test_kubernetes.py",
+    "tests/test_login_limits.py::TestAcrossServerProcesses",
+    "tests/test_metrics.py::test_two_workers_report_the_sum_of_both",
+    "tests/test_migrations.py::TestReplicasMigratingAtOnce",
+    "tests/test_quickstart.py",
+    "tests/test_request_heads.py",
+    "tests/test_shutdown.py",
+    "tests/test_startup.py::TestServerProcess",
+    "tests/test_tracing.py::test_a_server_with_the_console_exporter",
+)
+# slow: concurrency trials, property runs and schema migrations, each taking seconds.
+SLOW = (
+    "tests/test_fuzz.py",
+    "tests/test_login_storm.py",
+    "tests/test_migrations.py",
+    "tests/test_races.py",
+    "tests/test_session_races.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(OPS):
+            item.add_marker(pytest.mark.ops)
+        if item.nodeid.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def postgres_server(request: pytest.FixtureRequest) -> PostgresServer | None:
     url = request.config.getoption("--postgres-url")

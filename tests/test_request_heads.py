@@ -18,8 +18,6 @@ import pytest
 
 from tests.test_faults import serving
 
-pytestmark = pytest.mark.slow
-
 LIMIT = 16_384
 TIMEOUT = 1.0
 

@@ -16,7 +16,7 @@ from httpx import AsyncClient
 from app.accounts.models import User
 from tests.conftest import USER_PASSWORD
 
-pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
+pytestmark = pytest.mark.postgres_only
 
 TRIALS = 10
 NEW_PASSWORDS = [f"new password number {n:02d}" for n in range(TRIALS + 1)]
