@@ -195,13 +195,15 @@ def server_env(**values: str) -> dict[str, str]:
     return keep | {"PYTHONPATH": str(ROOT)} | values
 
 
-def uvicorn(port: int, cwd: Path, env: dict[str, str], workers: int = 1) -> subprocess.Popen[bytes]:
+def uvicorn(
+    port: int, cwd: Path, env: dict[str, str], workers: int = 1, *, target: str = "app.main:app"
+) -> subprocess.Popen[bytes]:
     """Start a server whose output goes to `cwd/server.log`."""
     command_line = [
         sys.executable,
         "-m",
         "uvicorn",
-        "app.main:app",
+        *target.split(),
         "--host",
         "127.0.0.1",
         "--port",
@@ -229,9 +231,13 @@ def wait_until_up(base: str, server: subprocess.Popen[bytes], log: Path) -> None
 
 
 class TestServerProcess:
-    """`uvicorn app.main:app` configured by environment variables alone, as in a container."""
+    """uvicorn configured by environment variables alone, as in a container: `app.main:app`, or
+    `create_app` as a factory."""
 
-    def test_two_workers_serve_login_and_employees(self, tmp_path):
+    @pytest.mark.parametrize(
+        "target", ["app.main:app", "--factory app.main:create_app"], ids=["app", "factory"]
+    )
+    def test_two_workers_serve_login_and_employees(self, tmp_path, target):
         url = f"sqlite+aiosqlite:///{tmp_path / 'served.db'}"
         command.upgrade(alembic_config(url), "head")
         port = free_port()
@@ -241,7 +247,7 @@ class TestServerProcess:
             FIRST_ADMIN_USERNAME="boss",
             FIRST_ADMIN_PASSWORD=ADMIN["first_admin_password"],
         )
-        server = uvicorn(port, tmp_path, env, workers=2)
+        server = uvicorn(port, tmp_path, env, workers=2, target=target)
         try:
             base = f"http://127.0.0.1:{port}"
             wait_until_up(base, server, tmp_path / "server.log")
