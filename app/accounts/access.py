@@ -35,11 +35,8 @@ class Principal:
 
 
 def admit(claims: AccessClaims, account: AccountAccess | None) -> Principal:
-    """The account the token names, if it may still act (401 otherwise).
-
-    A deleted or deactivated account's tokens stop working at once, not when they expire; so do
-    tokens issued before a sign-out everywhere or a password change (a newer version).
-    """
+    """The account the token names, if it may still act (401 otherwise): deleted, deactivated,
+    or a token version since bumped (sign-out everywhere, password change)."""
     if account is None or not account.is_active or account.token_version != claims.version:
         raise UnauthorizedError(CREDENTIALS_DETAIL)
     return Principal(id=account.id, username=account.username, is_admin=account.is_admin)

@@ -15,12 +15,9 @@ from app.security.tokens import AccessClaims, InvalidTokenError, decode_access_t
 
 
 class BearerClaims(OAuth2PasswordBearer):
-    """The bearer token's claims, as one dependency that OpenAPI shows as the password flow.
-
-    A subclass rather than a dependency on the scheme: each dependency costs FastAPI a solve on
-    every request, and every authenticated request needs this one. `auto_error=False`: a missing
-    token gets the same 401 body as a bad one.
-    """
+    """The bearer token's claims as one dependency, shown in OpenAPI as the password flow (a
+    subclass: one dependency less to solve on every request). A missing token gets the same 401
+    body as a bad one."""
 
     def __init__(self) -> None:
         super().__init__(

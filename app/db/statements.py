@@ -38,11 +38,8 @@ class Compiled:
 
 
 class Query(Generic[R]):
-    """A Core statement with named bind parameters, compiled once per dialect.
-
-    `row` builds what a caller gets from the values of one result row (a NamedTuple's `_make`).
-    `postgresql` replaces the statement on PostgreSQL (SQL that SQLite lacks, such as LATERAL).
-    """
+    """A Core statement with named binds, compiled once per dialect; `row` builds a result row
+    (a NamedTuple's `_make`), `postgresql` replaces the statement on PostgreSQL."""
 
     def __init__(
         self,

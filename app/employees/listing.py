@@ -73,11 +73,8 @@ async def list_employees(
     sort_by: SortField = SortField.emp_id,
     order: SortOrder = SortOrder.asc,
 ) -> tuple[list[Row[Any]], bool]:
-    """One page of `READ_COLUMNS` rows in (sort key, emp_id) order, and whether more follow it.
-
-    `after` is a keyset position: the page starts past that row through an index range scan, so
-    the thousandth page costs what the first does; `offset` skips rows one by one.
-    """
+    """One page in (sort key, emp_id) order and whether more follow: past `after` (a keyset
+    position, an index range scan) or past `offset` rows (skipped one by one)."""
     conditions = list_filters(city, country)
     columns = employee_table.c
     keys = [columns[sort_by.value]] + ([] if sort_by is SortField.emp_id else [columns.emp_id])

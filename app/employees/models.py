@@ -54,11 +54,8 @@ EXAMPLE: dict[str, Any] = {
 
 
 def etag(record: Any) -> str:
-    """The `ETag` of a record (a row or an instance): its id and version.
-
-    The row id is part of the tag: a record deleted and created again under the same emp_id
-    starts at version 1 once more, and must not match the old record's tags.
-    """
+    """The `ETag` of a record: its row id and version (a record deleted and created again
+    under the same emp_id must not match the old one's tags)."""
     return f'"{record.id.hex}-{record.version}"'
 
 

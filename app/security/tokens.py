@@ -1,8 +1,5 @@
-"""Tokens: every JWT encode and decode in the service, and the opaque refresh tokens.
-
-Access tokens are JWTs with a pinned algorithm and required `exp`, `iat`, `sub`, `iss`, `aud` and
-`ver` claims (`ver` is compared with the account's `token_version` by the caller). Refresh tokens
-are random strings of which only a SHA-256 digest is stored.
+"""Tokens: every JWT encode and decode in the service (pinned algorithm, required claims), and
+the opaque refresh tokens, of which only a SHA-256 digest is stored.
 """
 
 import hashlib

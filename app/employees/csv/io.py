@@ -1,7 +1,5 @@
-"""Employees as CSV in the database: whole-file checks and keyset-batched reads (the bulk write
-is `app.employees.crud.insert_all`).
-
-The file format itself (reading, checking and writing records) is `app.employees.csv.format`.
+"""Employees as CSV in the database: whole-file checks and keyset-batched reads (the format is
+`csv.format`, the bulk write `crud.insert_all`).
 """
 
 from collections.abc import AsyncIterator, Iterable, Iterator
