@@ -5,9 +5,9 @@ import json
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
+from http import HTTPStatus
 from typing import Any, cast
 
-from fastapi import status
 from sqlalchemy import CursorResult, Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +26,7 @@ class IdempotencyKeyReusedError(InvalidInputError):
 class IdempotencyKeyInUseError(RetryLaterError):
     """The key's first request has not finished yet (409 with `Retry-After`)."""
 
-    status_code = status.HTTP_409_CONFLICT
+    status_code = HTTPStatus.CONFLICT
     code = "idempotency_key_in_use"
 
 
