@@ -9,7 +9,7 @@ from app.accounts import crud, service
 from app.accounts.dependencies import AdminUser, CurrentUser
 from app.accounts.models import User, UserRead, UserUpdate
 from app.core.errors import NotFoundError
-from app.db.session import SessionDep
+from app.db.session import ReadSessionDep, SessionDep
 from app.http.openapi import PAGE_HEADERS, error_responses, headers
 from app.http.pagination import PageDep, set_page_headers
 from app.http.routing import segment_except
@@ -54,7 +54,7 @@ async def read_current_user(user: CurrentUser) -> User:
 )
 @router.get("", response_model=list[UserRead], include_in_schema=False)
 async def list_users(
-    _: AdminUser, session: SessionDep, page: PageDep, request: Request, response: Response
+    _: AdminUser, session: ReadSessionDep, page: PageDep, request: Request, response: Response
 ) -> list[User]:
     """All accounts, oldest first (admin only); paginated like `/employees/`."""
     users, total = await crud.list_users(session=session, offset=page.offset, limit=page.limit)

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Request, Response
 
 from app.accounts.dependencies import AdminUser
 from app.core.errors import NotFoundError
-from app.db.session import SessionDep
+from app.db.session import ReadSessionDep
 from app.employees.dependencies import EMPLOYEE_PATH, EmpIdPath
 from app.employees.history import crud
 from app.employees.history.models import AuditEntryRead, EmployeeAudit
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/employees", tags=["employees"])
 async def read_employee_history(
     _: AdminUser,
     emp_id: EmpIdPath,
-    session: SessionDep,
+    session: ReadSessionDep,
     page: PageDep,
     request: Request,
     response: Response,
