@@ -76,6 +76,20 @@ class TestAccessLine:
         assert line["request_id"] == response.headers["X-Request-ID"]
         assert "private" not in json.dumps(line)
 
+    async def test_schema_and_docs_assets_are_logged_by_their_route_or_mount(
+        self, json_log, client
+    ):
+        # /openapi.json is a plain route and the assets a mount: neither is a FastAPI operation.
+        for path in ("/openapi.json", "/docs/static/swagger-ui.css", "/docs/static/nope.js"):
+            await client.get(path)
+        lines = access_lines(json_log())
+        assert [(line["path"], line["status"]) for line in lines] == [
+            ("/openapi.json", 200),
+            ("/docs/static/{path}", 200),
+            ("/docs/static/{path}", 404),
+        ]
+        assert "swagger-ui.css" not in json.dumps(lines) and "nope" not in json.dumps(lines)
+
     async def test_refused_before_routing_is_logged_too(self, configure, app, client, settings):
         stream = configure(log_format="json")
         response = await client.post("/employees/", content=b"x" * (settings.max_body_bytes + 1))

@@ -74,6 +74,20 @@ class TestRequestMetrics:
         assert delta(before, after, "http_requests_total", **labels) == 3
         assert "/b/c" not in after and "/secret" not in after
 
+    async def test_schema_and_docs_assets_are_counted_by_route_and_mount(self, client):
+        before = await scrape(client)
+        for path in ("/openapi.json", "/docs/static/swagger-ui.css", "/docs/static/redoc.js"):
+            await client.get(path)
+        after = await scrape(client)
+        schema = {"method": "GET", "route": "/openapi.json", "status": "200"}
+        asset = {"method": "GET", "route": "/docs/static/{path}", "status": "200"}
+        assert delta(before, after, "http_requests_total", **schema) == 1
+        assert delta(before, after, "http_requests_total", **asset) == 1
+        assert delta(before, after, "http_requests_total", **asset | {"status": "404"}) == 1
+        unmatched = {"method": "GET", "route": "<unmatched>"}
+        assert delta(before, after, "http_requests_total", **unmatched, status="200") == 0
+        assert "swagger-ui.css" not in after and "redoc.js" not in after
+
     async def test_the_scrape_itself_is_in_flight(self, client):
         assert sample(await scrape(client), "http_requests_in_progress") == 1
 

@@ -8,6 +8,7 @@ is logged. The user id comes from `request.state.user_id`, set by the auth depen
 import logging
 import time
 
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.observability.metrics import LIVE, UNMATCHED_ROUTE, observe_request
@@ -17,9 +18,24 @@ logger = logging.getLogger("app.access")
 
 def route_template(scope: Scope) -> str:
     # path_format: the template without its parameters' convertors (`{emp_id}`).
-    route = scope.get("route")
+    route = scope.get("route") or _route_of_endpoint(scope)
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+def _route_of_endpoint(scope: Scope) -> BaseRoute | None:
+    """The plain route or mount that answered: FastAPI puts only its own operations in
+    scope["route"], so /openapi.json and the docs assets (a mount: `/docs/static/{path}`)
+    leave just the endpoint they handed the request to. A request no route took has none."""
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return None
+    for route in getattr(scope.get("router"), "routes", ()):
+        if isinstance(route, Route) and route.endpoint is endpoint:
+            return route
+        if isinstance(route, Mount) and route.app is endpoint:
+            return route
+    return None
 
 
 class AccessLogMiddleware:
