@@ -109,6 +109,14 @@ class TestRegister:
             assert [item["loc"] for item in response.json()["detail"]] == [["body", "username"]]
         assert await user_count(sessionmaker) == 0
 
+    async def test_a_refused_password_says_why_in_the_policy_s_words(self, client):
+        body = {"username": "new.user", "password": "New.User"}
+        response = await client.post("/auth/register", json=body)
+        assert response.status_code == 422
+        assert [item["msg"] for item in response.json()["detail"]] == [
+            "must not be the same as the username"
+        ]
+
     async def test_server_owned_fields_get_422(self, client, sessionmaker):
         body = {"username": "sneaky", "password": "a-brand-new-password"}
         for field, value in MASS_ASSIGNMENT.items():
@@ -130,6 +138,16 @@ class TestEmployeeBody:
             assert response.status_code == 422, bad
             assert [item["loc"] for item in response.json()["detail"]] == [["body", field]]
         assert await rows(sessionmaker) == []
+
+    async def test_messages_are_worded_as_the_csv_import_words_them(self, admin_user_client):
+        # pydantic says "Value error, must not ..."; the CSV import's rows say "must not ...".
+        body = employee_payload(emp_name="Ada\x1bLovelace", emp_dob="2999-01-01")
+        response = await admin_user_client.post("/employees/", json=body)
+        assert response.status_code == 422
+        assert [(item["loc"], item["msg"]) for item in response.json()["detail"]] == [
+            (["body", "emp_name"], "must not contain control characters"),
+            (["body", "emp_dob"], "must not be in the future"),
+        ]
 
     @pytest.mark.parametrize(("method", "path"), WRITES)
     async def test_server_owned_fields_get_422(

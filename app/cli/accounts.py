@@ -10,7 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 from app.accounts import crud, service, token_crud
 from app.accounts.models import User, UserCreate, Username
 from app.cli.common import BadInput, database, run
-from app.core.errors import ConflictError
+from app.core.errors import ConflictError, plain_message
 from app.core.types import utc_now
 from app.idempotency import crud as idempotency_crud
 from app.security.passwords import hash_password
@@ -30,8 +30,7 @@ def check_password(username: str, password: str) -> str:
         return UserCreate(username=username, password=password).password
     except ValidationError as error:
         (issue,) = error.errors(include_input=False, include_url=False)
-        message = issue["msg"].removeprefix("Value error, ")
-        raise BadInput(f"the password is refused: {message}") from None
+        raise BadInput(f"the password is refused: {plain_message(issue['msg'])}") from None
 
 
 def read_password(from_stdin: bool) -> str:

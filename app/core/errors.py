@@ -102,11 +102,17 @@ async def handle_app_error(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse(error.body(), error.status_code, headers=error.response_headers())
 
 
+def plain_message(msg: str) -> str:
+    """A validator's own words: pydantic prefixes a raised ValueError's with "Value error, ",
+    which the CSV import and the CLI leave out, so every answer words a problem alike."""
+    return msg.removeprefix("Value error, ")
+
+
 async def handle_validation_error(_: Request, error: Exception) -> JSONResponse:
     # FastAPI's default body echoes each rejected input back; a rejected password must not be.
     assert isinstance(error, RequestValidationError)
     details = [
-        {"type": item["type"], "loc": list(item["loc"]), "msg": item["msg"]}
+        {"type": item["type"], "loc": list(item["loc"]), "msg": plain_message(item["msg"])}
         for item in error.errors()
     ]
     return JSONResponse(
