@@ -1,7 +1,8 @@
-"""Render README.md's configuration table from the settings class, so the two never drift.
+"""Render the configuration table of docs/configuration.md from the settings class, so the two
+never drift.
 
     python scripts/config_table.py            # rewrite the table between the markers
-    python scripts/config_table.py --check    # exit 1 when README.md is out of date (tests, CI)
+    python scripts/config_table.py --check    # exit 1 when the page is out of date (tests, CI)
 
 Every field of `Settings` (which includes `DatabaseSettings`) becomes one row: the variable, its
 default and its `Field(description=...)` with the allowed values or range. Secrets never show a
@@ -25,7 +26,7 @@ if str(ROOT) not in sys.path:
 
 from app.core.config import PROJECT_DIR, Settings  # noqa: E402
 
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "configuration.md"
 START = "<!-- config-table:start -->"
 END = "<!-- config-table:end -->"
 HEADER = "| Variable | Default | Meaning |\n|---|---|---|"
@@ -112,32 +113,32 @@ def render() -> str:
     return "\n".join([START, HEADER, *rows, END])
 
 
-def updated(readme: str) -> str:
-    start, end = readme.find(START), readme.find(END)
+def updated(page: str) -> str:
+    start, end = page.find(START), page.find(END)
     if start == -1 or end < start:
-        raise SystemExit(f"README.md has no {START} ... {END} markers")
-    return readme[:start] + render() + readme[end + len(END) :]
+        raise SystemExit(f"the page has no {START} ... {END} markers")
+    return page[:start] + render() + page[end + len(END) :]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if README is out of date")
-    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the page is out of date")
+    parser.add_argument("--page", type=Path, default=PAGE, help="default: docs/configuration.md")
     args = parser.parse_args()
-    current = args.readme.read_text(encoding="utf-8")
+    current = args.page.read_text(encoding="utf-8")
     wanted = updated(current)
     if args.check:
         if wanted != current:
             print(
-                f"{args.readme.name}: the configuration table is out of date; "
+                f"{args.page.name}: the configuration table is out of date; "
                 "run `python scripts/config_table.py`",
                 file=sys.stderr,
             )
             return 1
         return 0
     if wanted != current:
-        args.readme.write_text(wanted, encoding="utf-8")
-        print(f"Updated the configuration table in {args.readme.name}.")
+        args.page.write_text(wanted, encoding="utf-8")
+        print(f"Updated the configuration table in {args.page.name}.")
     return 0
 
 

@@ -1,5 +1,5 @@
-"""README's configuration table is generated from the settings class and kept in sync; every
-setting is documented in `.env.example`."""
+"""The configuration table of docs/configuration.md is generated from the settings class and kept
+in sync; every setting is documented in `.env.example`."""
 
 import re
 import shutil
@@ -15,7 +15,7 @@ from app.core.config import PROJECT_DIR, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "config_table.py"
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "configuration.md"
 sys.path.insert(0, str(SCRIPT.parent))
 import config_table  # noqa: E402
 
@@ -42,12 +42,17 @@ def run_script(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-class TestReadmeTable:
-    def test_readme_matches_the_settings_class(self) -> None:
-        readme = README.read_text(encoding="utf-8")
-        assert config_table.updated(readme) == readme, (
-            f"README.md's configuration table is out of date: {RERUN}"
+class TestConfigurationPage:
+    def test_the_page_matches_the_settings_class(self) -> None:
+        page = PAGE.read_text(encoding="utf-8")
+        assert config_table.updated(page) == page, (
+            f"docs/configuration.md's table is out of date: {RERUN}"
         )
+
+    def test_the_readme_points_to_the_page_and_holds_no_table(self) -> None:
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        assert config_table.START not in readme
+        assert "docs/configuration.md" in readme
 
     def test_every_setting_has_a_row_with_a_description(self) -> None:
         rows = table_rows()
@@ -59,17 +64,17 @@ class TestReadmeTable:
     def test_check_mode_fails_on_a_stale_table_and_the_script_fixes_it(
         self, tmp_path: Path
     ) -> None:
-        readme = tmp_path / "README.md"
-        shutil.copy(README, readme)
-        readme.write_text(readme.read_text().replace("| `JWT_ALGORITHM` |", "| `JWT_ALGO` |"))
+        page = tmp_path / "configuration.md"
+        shutil.copy(PAGE, page)
+        page.write_text(page.read_text().replace("| `JWT_ALGORITHM` |", "| `JWT_ALGO` |"))
 
-        stale = run_script("--check", "--readme", str(readme))
+        stale = run_script("--check", "--page", str(page))
         assert stale.returncode == 1
         assert RERUN in stale.stderr
 
-        assert run_script("--readme", str(readme)).returncode == 0
-        assert run_script("--check", "--readme", str(readme)).returncode == 0
-        assert readme.read_text() == README.read_text()
+        assert run_script("--page", str(page)).returncode == 0
+        assert run_script("--check", "--page", str(page)).returncode == 0
+        assert page.read_text() == PAGE.read_text()
 
 
 class TestRendering:
