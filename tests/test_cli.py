@@ -322,6 +322,53 @@ def test_python_m_app_is_the_entry_point(args: list[str]) -> None:
         assert "--password-stdin" in output and "--reset-password" in output
 
 
+COMMANDS = ["create-admin", "purge-expired", "seed-demo", "import-csv", "export-csv", "check"]
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS, "serve"])
+def test_help_shows_flags_without_a_value(command: str) -> None:
+    # typer shows every option's type; for a flag (`--help <bool>`) it reads as if it took one.
+    result = CliRunner().invoke(cli, [*command.split(), "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    (help_line,) = [line for line in result.output.splitlines() if "--help" in line]
+    assert "<" not in help_line and "bool" not in result.output
+
+
+def add_token_and_key(url: str, *rows: tuple[User, datetime]) -> None:
+    """A refresh token and an idempotency key per (user, expires_at)."""
+
+    async def add() -> None:
+        engine = create_engine(make_settings(url))
+        try:
+            async with create_sessionmaker(engine)() as session:
+                for user, expires_at in rows:
+                    session.add(
+                        RefreshToken(
+                            user_id=user.id,
+                            family_id=uuid.uuid4(),
+                            token_version=0,
+                            token_hash=uuid.uuid4().hex * 2,
+                            expires_at=expires_at,
+                        )
+                    )
+                    session.add(
+                        IdempotencyKey(
+                            user_id=user.id,
+                            key=uuid.uuid4().hex,
+                            request_hash="0" * 64,
+                            status_code=201,
+                            response_body={},
+                            response_headers={},
+                            expires_at=expires_at,
+                        )
+                    )
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(add())
+
+
 class TestPurgeExpired:
     """`purge-expired`: what sign-ins and writes do not clean up (accounts that went quiet)."""
 
@@ -329,35 +376,6 @@ class TestPurgeExpired:
         quiet, busy = add_user(database, "quiet.user"), add_user(database, "busy.user")
         past = datetime.now(UTC) - timedelta(seconds=1)
         future = datetime.now(UTC) + timedelta(days=1)
-
-        async def arrange() -> None:
-            engine = create_engine(make_settings(database))
-            try:
-                async with create_sessionmaker(engine)() as session:
-                    for user, expires_at in ((quiet, past), (busy, past), (busy, future)):
-                        session.add(
-                            RefreshToken(
-                                user_id=user.id,
-                                family_id=uuid.uuid4(),
-                                token_version=0,
-                                token_hash=uuid.uuid4().hex * 2,
-                                expires_at=expires_at,
-                            )
-                        )
-                        session.add(
-                            IdempotencyKey(
-                                user_id=user.id,
-                                key=uuid.uuid4().hex,
-                                request_hash="0" * 64,
-                                status_code=201,
-                                response_body={},
-                                response_headers={},
-                                expires_at=expires_at,
-                            )
-                        )
-                    await session.commit()
-            finally:
-                await engine.dispose()
 
         async def left() -> tuple[list[datetime], list[datetime]]:
             engine = create_engine(make_settings(database))
@@ -369,7 +387,7 @@ class TestPurgeExpired:
             finally:
                 await engine.dispose()
 
-        asyncio.run(arrange())
+        add_token_and_key(database, (quiet, past), (busy, past), (busy, future))
         result = run("purge-expired")
 
         assert result.exit_code == 0, result.output
@@ -378,6 +396,13 @@ class TestPurgeExpired:
         assert len(tokens) == len(keys) == 1
         assert tokens[0] > datetime.now(UTC) and keys[0] > datetime.now(UTC)
         assert "Deleted 0 expired" in run("purge-expired").output  # nothing left to do
+
+    def test_one_of_each_reads_in_the_singular(self, database: str) -> None:
+        quiet = add_user(database, "quiet.user")
+        add_token_and_key(database, (quiet, datetime.now(UTC) - timedelta(seconds=1)))
+        result = run("purge-expired")
+        expected = "Deleted 1 expired refresh token and 1 expired idempotency key.\n"
+        assert result.stdout == expected
 
     def test_unreachable_server_exits_1(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path

@@ -73,6 +73,11 @@ def write_csv(path: Path, *rows: str) -> Path:
 
 
 class TestSeedDemo:
+    def test_one_employee_reads_in_the_singular(self, database):
+        assert run("seed-demo", "2").exit_code == 0
+        result = run("seed-demo", "1")
+        assert result.stdout == "Created 1 demo employee (emp_id 3).\n"
+
     def test_adds_realistic_employees_with_audit_rows(self, database):
         result = run("seed-demo", "25", "--seed", "3")
 
@@ -204,6 +209,28 @@ class TestImportCsv:
         assert sum(line.startswith("line ") for line in lines) == 50
         assert "... and 30 more errors" in lines
         assert lines[-1] == "Error: 80 errors; nothing was written"
+
+    def test_one_row_and_one_error_read_in_the_singular(self, database, tmp_path):
+        one = write_csv(tmp_path / "one.csv", "1,A,B,C,1990-01-01")
+        bad = write_csv(tmp_path / "bad.csv", "2,D,E,F,2999-01-01")
+
+        dry, refused, imported = (
+            run("import-csv", str(path), *flags)
+            for path, flags in ((one, ["--dry-run"]), (bad, []), (one, []))
+        )
+
+        assert dry.stdout == "The 1 row is valid; nothing was written (--dry-run).\n"
+        assert refused.stderr.splitlines()[-1] == "Error: 1 error; nothing was written"
+        assert imported.stdout == "Imported 1 employee.\n"
+
+    def test_more_errors_than_shown_are_counted_in_the_singular_too(self, database, tmp_path):
+        path = write_csv(tmp_path / "in.csv", *(f"{n},,B,C,1990-01-01" for n in range(1, 52)))
+        result = run("import-csv", str(path))
+        assert "... and 1 more error" in result.stderr.splitlines()
+
+    def test_dry_run_is_one_flag(self):
+        result = run("import-csv", "--help")
+        assert "--dry-run" in result.output and "--no-dry-run" not in result.output
 
     def test_dry_run_writes_nothing(self, database, tmp_path):
         path = write_csv(tmp_path / "in.csv", "1,A,B,C,1990-01-01", "2,D,E,F,1990-01-01")

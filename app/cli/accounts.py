@@ -9,7 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from app.accounts import crud, service, token_crud
 from app.accounts.models import User, UserCreate, Username
-from app.cli.common import BadInput, database, run
+from app.cli.common import BadInput, database, plural, run
 from app.core.errors import ConflictError, plain_message
 from app.core.types import utc_now
 from app.idempotency import crud as idempotency_crud
@@ -111,4 +111,6 @@ def purge_expired() -> None:
     Sign-ins and writes delete their own account's; this catches accounts that went quiet.
     """
     tokens, keys = run(lambda: asyncio.run(_purge_expired()))
-    typer.echo(f"Deleted {tokens} expired refresh tokens and {keys} expired idempotency keys.")
+    tokens_deleted = plural(tokens, "expired refresh token")
+    keys_deleted = plural(keys, "expired idempotency key")
+    typer.echo(f"Deleted {tokens_deleted} and {keys_deleted}.")

@@ -64,7 +64,8 @@ async def import_rows(open_file: Callable[[], IO[bytes]], size: int, *, dry_run:
             validation = await csv_io.validate(session=session, items=items, keep_rows=False)
         if validation.error_total:
             report_errors(validation)
-            raise CommandError(f"{validation.error_total} errors; nothing was written", 2)
+            errors = plural(validation.error_total, "error")
+            raise CommandError(f"{errors}; nothing was written", EXIT_BAD_INPUT)
         if dry_run:
             valid = "The 1 row is" if validation.count == 1 else f"All {validation.count} rows are"
             return f"{valid} valid; nothing was written (--dry-run)."
@@ -87,15 +88,20 @@ def report_errors(validation: csv_io.Validation) -> None:
         where = f"line {error.line}" + (f", {error.field}" if error.field else "")
         typer.echo(f"{where}: {error.message}", err=True)
     if validation.error_total > SHOWN_ERRORS:
-        typer.echo(f"... and {validation.error_total - SHOWN_ERRORS} more errors", err=True)
+        more = plural(validation.error_total - SHOWN_ERRORS, "more error")
+        typer.echo(f"... and {more}", err=True)
 
 
 def import_csv(
     file: Annotated[
         Path,
-        typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV file to import."),
+        typer.Argument(
+            metavar="FILE", exists=True, dir_okay=False, readable=True, help="CSV file to import."
+        ),
     ],
-    dry_run: Annotated[bool, typer.Option(help="Only check the file; write nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only check the file; write nothing.")
+    ] = False,
 ) -> None:
     """Create employees from a CSV file: every row is checked, then all are written or none."""
 

@@ -88,7 +88,9 @@ async def seed_demo_rows(count: int, seed: int | None) -> tuple[int, int]:
 
 
 def seed_demo(
-    count: Annotated[int, typer.Argument(min=1, max=10_000_000, help="How many employees.")],
+    count: Annotated[
+        int, typer.Argument(metavar="COUNT", min=1, max=10_000_000, help="How many employees.")
+    ],
     seed: Annotated[
         int | None, typer.Option(help="Random seed: the same seed gives the same employees.")
     ] = None,
@@ -97,6 +99,7 @@ def seed_demo(
 
     def job() -> None:
         first, last = asyncio.run(seed_demo_rows(count, seed))
-        typer.echo(f"Created {plural(count, 'demo employee')} (emp_id {first} to {last}).")
+        numbers = f"{first}" if first == last else f"{first} to {last}"
+        typer.echo(f"Created {plural(count, 'demo employee')} (emp_id {numbers}).")
 
     run(job)
