@@ -16,6 +16,11 @@ from tests.conftest import USER_PASSWORD, make_settings
 LogReader = Callable[[], list[dict[str, Any]]]
 
 
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
 @pytest.fixture
 def configure(settings: Settings, app: Any) -> Iterator[Callable[..., io.StringIO]]:
     """Configure logging as the lifespan does, into a buffer; undone afterwards (after the test
@@ -26,8 +31,8 @@ def configure(settings: Settings, app: Any) -> Iterator[Callable[..., io.StringI
     test_client = logging.getLogger("httpx")
     test_client.setLevel(logging.WARNING)
 
-    def configure(**overrides: Any) -> io.StringIO:
-        stream = io.StringIO()
+    def configure(stream: io.StringIO | None = None, **overrides: Any) -> io.StringIO:
+        stream = io.StringIO() if stream is None else stream
         current = make_settings(settings.database_url, **overrides)
         app_logging.configure_logging(current, stream=stream)
         return stream
@@ -133,6 +138,29 @@ class TestEveryLine:
         assert "request" in line and "/health/live" in line and "status" in line
         with pytest.raises(json.JSONDecodeError):
             json.loads(line)
+
+    async def test_console_lines_have_no_colour_codes_unless_on_a_terminal(
+        self, configure, client, monkeypatch
+    ):
+        monkeypatch.delenv("NO_COLOR", raising=False)
+        redirected = configure(log_format="console")  # `make run > server.log`
+        await client.get("/health/live")
+        assert "/health/live" in redirected.getvalue()
+        assert "\x1b[" not in redirected.getvalue()
+
+    @pytest.mark.parametrize(("no_color", "coloured"), [(None, True), ("1", False)])
+    async def test_a_terminal_gets_colours_unless_no_color_is_set(
+        self, configure, client, monkeypatch, no_color, coloured
+    ):
+        if no_color is None:
+            monkeypatch.delenv("NO_COLOR", raising=False)
+        else:
+            monkeypatch.setenv("NO_COLOR", no_color)
+        terminal = Terminal()
+        configure(log_format="console", stream=terminal)
+        await client.get("/health/live")
+        assert "/health/live" in terminal.getvalue()
+        assert ("\x1b[" in terminal.getvalue()) is coloured
 
     def test_level_is_honoured(self, configure):
         stream = configure(log_format="json", log_level="warning")

@@ -1,11 +1,13 @@
 """Logging: every logger (app, uvicorn, SQLAlchemy) through one structlog renderer.
 
-LOG_FORMAT=json writes one JSON object per line (for a log collector), `console` a readable,
-coloured line (for a terminal). Inside a request every line carries its `request_id`.
+LOG_FORMAT=json writes one JSON object per line (for a log collector), `console` a readable
+line, coloured only when it goes to a terminal and NO_COLOR is unset (no-color.org): in a log
+file the colour codes would be noise. Inside a request every line carries its `request_id`.
 Called from the lifespan, so each uvicorn worker process configures itself.
 """
 
 import logging
+import os
 import sys
 from typing import TextIO
 
@@ -44,9 +46,16 @@ def add_request_id(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
     return event_dict
 
 
-def _renderer(log_format: str) -> list[Processor]:
+def use_colors(stream: TextIO) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty is not None and isatty())
+
+
+def _renderer(log_format: str, stream: TextIO) -> list[Processor]:
     if log_format == "console":
-        return [structlog.dev.ConsoleRenderer()]
+        return [structlog.dev.ConsoleRenderer(colors=use_colors(stream))]
     return [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
 
 
@@ -74,7 +83,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *_renderer(settings.log_format),
+            *_renderer(settings.log_format, stream if stream is not None else sys.stdout),
         ],
     )
     handler = _AppHandler(stream)
