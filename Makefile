@@ -50,8 +50,10 @@ fuzz: $(VENV)/.installed-dev
 
 # Ours against the seed baseline on the local PostgreSQL (BENCH_DSN, default postgres@127.0.0.1);
 # writes bench/results/. Needs wrk (apt-get install -y wrk). More options: BENCH_ARGS=--million.
+# The seed app is not in the repository: without its folder (SEED_APP) ours is measured alone.
 SEED_APP ?= ../shared/anchors/seed_app
 BENCH_ARGS ?=
+SEED_VENV_STAMP := $(if $(wildcard $(SEED_APP)),bench/.venv-seed/.installed)
 
 bench-needs-wrk:
 	@command -v wrk >/dev/null 2>&1 || { \
@@ -66,7 +68,7 @@ bench/.venv-seed/.installed: $(SEED_APP)/requirements.txt
 	bench/.venv-seed/bin/pip install -q -r $(SEED_APP)/requirements.txt
 	touch $@
 
-bench: bench-needs-wrk $(VENV)/.installed-bench bench/.venv-seed/.installed
+bench: bench-needs-wrk $(VENV)/.installed-bench $(SEED_VENV_STAMP)
 	BENCH_SEED_APP=$(SEED_APP) $(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # The documentation site, built with --strict (a broken link or page fails the build).

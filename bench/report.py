@@ -1,4 +1,5 @@
-"""Medians over rounds, ratios ours/seed, verdicts, and the three outputs under bench/results/."""
+"""Medians over rounds, ratios ours/seed (when the seed was measured), verdicts, and the three
+outputs under bench/results/."""
 
 import json
 import statistics
@@ -6,8 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.scenarios import SCENARIOS
+from bench.servers import SEED_DEFAULT
 
 SYSTEMS = ("ours", "seed")
+NOT_MEASURED = "not measured"
+ADD_BASELINE = (
+    f"put the seed app's source at {SEED_DEFAULT.as_posix()} (beside the repository) or point at "
+    "it: `make bench SEED_APP=<path>`, or `BENCH_SEED_APP=<path> python -m bench.run`"
+)
 SHORT = {
     "a": "get one",
     "b": "page",
@@ -61,14 +68,16 @@ def verdict(key: str, row: dict[str, Any]) -> bool | None:
     if ours is None:
         return None
     if key == "g":
-        return ours["p50_ms"] < 10
+        return bool(ours["p50_ms"] < 10)
     if key == "h":
         if "p99_vs_alone" not in ours:
             return None
-        return ours["p99_vs_alone"] is not None and ours["p99_vs_alone"] <= 2
+        return bool(ours["p99_vs_alone"] is not None and ours["p99_vs_alone"] <= 2)
+    if key == "a" and "seed" not in row and ours["p99_ms"] >= 50:
+        return False  # missed whatever the ratio would have been
     if row.get("ratio") is None:
         return None
-    met = row["ratio"] >= RATIO_TARGETS[key]
+    met = bool(row["ratio"] >= RATIO_TARGETS[key])
     return met and ours["p99_ms"] < 50 if key == "a" else met
 
 
@@ -83,23 +92,48 @@ def failures(side: dict[str, Any]) -> str:
     return f"{text} (+{side['errors']} err)" if side["errors"] else text
 
 
+def measured(meta: dict[str, Any]) -> tuple[str, ...]:
+    """The systems a run measured: both, unless its meta says the baseline was not measured."""
+    return ("ours",) if meta.get("baseline") == NOT_MEASURED else SYSTEMS
+
+
 def markdown(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
+    systems = measured(meta)
+    solo = systems == ("ours",)
     lines = [
-        "# Benchmark: ours vs the seed baseline",
+        f"# Benchmark: ours (baseline: {NOT_MEASURED})"
+        if solo
+        else "# Benchmark: ours vs the seed baseline",
         "",
         f"N = {meta['n']:,} employees; {meta['rounds']} rounds of {meta['duration']:g} s "
-        f"(after {meta['warmup']:g} s warm-up) per scenario and system; wrk {meta['connections']} "
-        f"connections, {meta['threads']} threads; {meta['workers']} uvicorn workers each; "
-        f"{meta['cpus']} CPUs shared by wrk, both servers and PostgreSQL; {meta['date']}.",
+        f"(after {meta['warmup']:g} s warm-up) per scenario{'' if solo else ' and system'}; "
+        f"wrk {meta['connections']} connections, {meta['threads']} threads; "
+        f"{meta['workers']} uvicorn workers{'' if solo else ' each'}; {meta['cpus']} CPUs shared "
+        f"by wrk, {'the server' if solo else 'both servers'} and PostgreSQL; {meta['date']}.",
         "Medians over the rounds (non-2xx added up). Latencies in ms; (g) counts pages per second.",
-        "",
-        "| scenario | ours req/s | ours p50 | ours p99 | ours non-2xx | seed req/s | seed p50 "
-        "| seed p99 | seed non-2xx | ours/seed | target | met? |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
+    ]
+    if solo:
+        lines += [
+            "",
+            f"Baseline: {NOT_MEASURED} (no seed app was found), so there are no ratios ours/seed, "
+            "and the targets expressed as ratios are n/a without the baseline. To add it, "
+            f"{ADD_BASELINE}.",
+        ]
+    lines += ["", *table(summary, systems), "", *notes(summary, meta)]
+    return "\n".join(lines) + "\n"
+
+
+def table(summary: dict[str, dict[str, Any]], systems: tuple[str, ...]) -> list[str]:
+    header = "| scenario |"
+    for system in systems:
+        header += f" {system} req/s | {system} p50 | {system} p99 | {system} non-2xx |"
+    lines = [
+        header + " ours/seed | target | met? |",
+        "|---|" + "--:|" * (4 * len(systems) + 1) + "---|---|",
     ]
     for key, row in summary.items():
         cells = [f"({key}) {SCENARIOS[key].title}"]
-        for system in SYSTEMS:
+        for system in systems:
             side = row.get(system)
             if not side:
                 cells += ["-"] * 4
@@ -113,10 +147,15 @@ def markdown(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
                     failures(side),
                 ]
         met = {True: "yes", False: "**no**", None: "n/a"}[row["met"]]
-        cells += [f"{row['ratio']:.2f}x" if row.get("ratio") else "-", SCENARIOS[key].target, met]
+        if "seed" in systems:
+            ratio = f"{row['ratio']:.2f}x" if row.get("ratio") else "-"
+        else:
+            ratio = NOT_MEASURED
+            if row["met"] is None and key in RATIO_TARGETS:
+                met = "n/a without the baseline"
+        cells += [ratio, SCENARIOS[key].target, met]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", *notes(summary, meta)]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def notes(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> list[str]:
@@ -174,6 +213,9 @@ def chart(summary: dict[str, dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     keys = [k for k, row in summary.items() if row.get("ratio")]
+    if not keys:
+        solo_chart(summary, path)
+        return
     ratios = [summary[k]["ratio"] for k in keys]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     colours = ["tab:green" if summary[k]["met"] else "tab:red" for k in keys]
@@ -186,6 +228,28 @@ def chart(summary: dict[str, dict[str, Any]], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("throughput ours / seed (log)")
     ax.set_title("Ours vs seed per scenario (dashed: target ratio; green: target met)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def solo_chart(summary: dict[str, dict[str, Any]], path: Path) -> None:
+    """Without the seed there are no ratios: our throughput per scenario instead."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k, row in summary.items() if row.get("ours")]
+    rates = [summary[k]["ours"]["rps"] for k in keys]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    ax.bar([f"({k})\n{SHORT[k]}" for k in keys], rates, color="tab:blue")
+    for i, rate in enumerate(rates):
+        ax.annotate(fmt(rate), (i, rate), ha="center", va="bottom", fontsize=8)
+    if any(rates):
+        ax.set_yscale("log")
+    ax.set_ylabel("ours: requests/s ((g): pages/s; log)")
+    ax.set_title(f"Ours per scenario (baseline: {NOT_MEASURED}, so no ratios)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

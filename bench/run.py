@@ -1,4 +1,5 @@
-"""`python -m bench.run`: ours vs the seed on the same data; results under bench/results/."""
+"""`python -m bench.run`: ours vs the seed on the same data, or ours alone when the seed app is
+not there; results under bench/results/."""
 
 import argparse
 import asyncio
@@ -10,13 +11,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 from bench import servers
 from bench.data import copy_rows, create_database, database_dsn, drop_database, unique_name
-from bench.report import SYSTEMS, markdown, summarise, write_outputs
+from bench.report import ADD_BASELINE, NOT_MEASURED, SYSTEMS, markdown, summarise, write_outputs
 from bench.scenarios import SCENARIOS, Settings, memory_soak, run_scenario
 from bench.wrk import require_wrk
 
@@ -64,6 +67,34 @@ def scenario_keys(text: str) -> list[str]:
     return [k for k in SCENARIOS if k in keys]
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """What a run measures: both systems with the seed's source, or ours alone and a note why."""
+
+    systems: tuple[str, ...]
+    source: Path | None = None
+    note: str | None = None
+
+
+def choose_baseline(
+    environ: Mapping[str, str] | None = None, venv: Path = servers.SEED_VENV
+) -> Baseline:
+    """The seed when its folder exists (BENCH_SEED_APP, or the default path); else ours alone."""
+    source = servers.seed_dir(environ)
+    if not source.is_dir():
+        note = (
+            f"baseline: {NOT_MEASURED}: no seed app at {source}, so this run measures ours alone "
+            f"(no ratios ours/seed). To add the baseline, {ADD_BASELINE}."
+        )
+        return Baseline(("ours",), note=note)
+    if not (venv / "bin" / "python").exists():
+        raise SystemExit(
+            f"the seed app at {source} has no virtualenv at {venv}: `make bench` makes it, or "
+            f"`python3 -m venv {venv} && {venv}/bin/pip install -r {source}/requirements.txt`"
+        )
+    return Baseline(SYSTEMS, source)
+
+
 def migrate(dsn: str) -> None:
     env = {**os.environ, "DATABASE_URL": servers.asyncpg_url(dsn)}
     subprocess.run(  # noqa: S603
@@ -97,21 +128,25 @@ def prepare(
     dsns: dict[str, str],
     logdir: Path,
     running: dict[str, servers.Server],
+    baseline: Baseline,
 ) -> None:
     migrate(dsns["ours"])
-    # The seed creates its tables and admin at start-up; two workers doing it at once crash.
-    first = servers.start_seed(dsns["seed"], 1, logdir)
-    try:
-        servers.wait_ready(first)
-    finally:
-        servers.stop(first)
+    if baseline.source is not None:
+        # The seed creates its tables and admin at start-up; two workers doing it at once crash.
+        first = servers.start_seed(dsns["seed"], 1, logdir, baseline.source)
+        try:
+            servers.wait_ready(first)
+        finally:
+            servers.stop(first)
     started = time.monotonic()
     for system, dsn in dsns.items():
         asyncio.run(copy_rows(dsn, n, with_timestamps=system == "ours"))
-    log(f"seeded {n:,} rows into each database in {time.monotonic() - started:.1f} s")
+    where = "into each database" if len(dsns) > 1 else "into the database"
+    log(f"seeded {n:,} rows {where} in {time.monotonic() - started:.1f} s")
     # Filled one by one, so a failure starting the second still stops the first.
     running["ours"] = servers.start_ours(dsns["ours"], args.workers, logdir)
-    running["seed"] = servers.start_seed(dsns["seed"], args.workers, logdir)
+    if baseline.source is not None:
+        running["seed"] = servers.start_seed(dsns["seed"], args.workers, logdir, baseline.source)
 
 
 def measure(
@@ -119,12 +154,13 @@ def measure(
     keys: list[str],
     running: dict[str, servers.Server],
     settings: Settings,
+    systems: tuple[str, ...],
 ) -> list[dict[str, Any]]:
     rounds = []
     for number in range(args.rounds):
         # Alternate who goes first so drift (caches, autovacuum) does not favour one side.
-        order = SYSTEMS if number % 2 == 0 else SYSTEMS[::-1]
-        results: dict[str, Any] = {system: {} for system in SYSTEMS}
+        order = systems if number % 2 == 0 else systems[::-1]
+        results: dict[str, Any] = {system: {} for system in systems}
         for key in keys:
             for system in order:
                 # The other system may still be working through requests its last load queued
@@ -148,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     require_wrk()
     n = 1_000_000 if args.million else args.n
     keys = scenario_keys(args.scenarios)
-    names = {system: unique_name(f"bench_{system}") for system in SYSTEMS}
+    baseline = choose_baseline()
+    if baseline.note:
+        log(baseline.note)
+    systems = baseline.systems
+    names = {system: unique_name(f"bench_{system}") for system in systems}
     dsns = {system: database_dsn(args.dsn, name) for system, name in names.items()}
     logdir = args.logs or Path(tempfile.mkdtemp(prefix="bench-logs-"))
     logdir.mkdir(parents=True, exist_ok=True)
@@ -161,11 +201,13 @@ def main(argv: list[str] | None = None) -> int:
         for name in names.values():
             asyncio.run(create_database(args.dsn, name))
             created.append(name)
-        prepare(args, n, dsns, logdir, running)
+        prepare(args, n, dsns, logdir, running, baseline)
         for server in running.values():
             servers.wait_ready(server)
             servers.prepare_accounts(server)
-        log(f"both servers up ({args.workers} workers each); scenarios {','.join(keys)}")
+        up = "both servers up" if len(systems) > 1 else f"ours up, the seed {NOT_MEASURED}"
+        each = " each" if len(systems) > 1 else ""
+        log(f"{up} ({args.workers} workers{each}); scenarios {','.join(keys)}")
         settings = Settings(
             dsns,
             n,
@@ -176,10 +218,10 @@ def main(argv: list[str] | None = None) -> int:
             args.storm_connections,
             args.walk_budget,
         )
-        rounds = measure(args, keys, running, settings)
+        rounds = measure(args, keys, running, settings, systems)
         memory = {system: servers.worker_memory(server) for system, server in running.items()}
         soak = {}
-        for system in SYSTEMS if args.memory_minutes > 0 else ():
+        for system in systems if args.memory_minutes > 0 else ():
             log(f"memory soak: {args.memory_minutes:g} min of mixed load on {system}")
             soak[system] = memory_soak(running[system], settings, args.memory_minutes)
         failed = False
@@ -205,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "workers": args.workers,
         "storm_connections": args.storm_connections,
+        "baseline": "seed" if baseline.source is not None else NOT_MEASURED,
         "cpus": os.cpu_count(),
         "machine": platform.platform(),
         "python": platform.python_version(),
@@ -218,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     write_outputs(args.out, rounds, summary, meta)
     print(markdown(summary, meta))
     log(f"wrote {args.out}/results.md, results.json, chart.png in {meta['wall_seconds']:.0f} s")
+    if baseline.note:
+        log(baseline.note)
     return 0
 
 

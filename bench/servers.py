@@ -1,4 +1,4 @@
-"""Start, probe, measure and stop the two servers (ours and the seed baseline)."""
+"""Start, probe, measure and stop the servers: ours, and the seed baseline when it is there."""
 
 import os
 import secrets
@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_VENV = REPO / "bench" / ".venv-seed"
+SEED_ENV = "BENCH_SEED_APP"
+SEED_DEFAULT = Path("..") / "shared" / "anchors" / "seed_app"  # relative to the repository
 USER_PASSWORD = "Bench-" + "x7Kp2Qm9Lw4Rt"  # a regular account the bench registers on each side
 STARTUP_SECONDS = 60.0
 QUIESCE_SECONDS = 180.0
@@ -36,10 +39,11 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-def seed_dir() -> Path:
-    """The seed's source (BENCH_SEED_APP; by default shared/anchors/seed_app beside the repo)."""
-    default = REPO.parent / "shared" / "anchors" / "seed_app"
-    return Path(os.environ.get("BENCH_SEED_APP") or default).resolve()
+def seed_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the seed's source is looked for: BENCH_SEED_APP, by default ../shared/anchors/seed_app
+    from the repository (it is not part of it)."""
+    value = (os.environ if environ is None else environ).get(SEED_ENV)
+    return Path(value).resolve() if value else (REPO / SEED_DEFAULT).resolve()
 
 
 def free_port() -> int:
@@ -89,7 +93,7 @@ def start_ours(dsn: str, workers: int, logdir: Path) -> Server:
     return Server("ours", port, process, admin, workers)
 
 
-def start_seed(dsn: str, workers: int, logdir: Path) -> Server:
+def start_seed(dsn: str, workers: int, logdir: Path, source: Path) -> Server:
     port = free_port()
     env = {
         "DATABASE_URL": asyncpg_url(dsn),
@@ -100,7 +104,7 @@ def start_seed(dsn: str, workers: int, logdir: Path) -> Server:
     command = [str(SEED_VENV / "bin" / "python"), "-m", "uvicorn", "app.main:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     command += ["--log-level", "warning"]
-    process = spawn(command, env, cwd=seed_dir(), log=logdir / f"seed-{workers}.log")
+    process = spawn(command, env, cwd=source, log=logdir / f"seed-{workers}.log")
     return Server("seed", port, process, ("admin", "adminpassword"), workers)
 
 

@@ -1,17 +1,25 @@
-"""The benchmark harness's pure parts (no servers, no wrk): parsing, statistics, the report."""
+"""The benchmark harness's pure parts (no servers, no wrk): parsing, statistics, the report,
+and what a run measures when the seed baseline is not there."""
 
 import json
+import re
+import shutil
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+import bench.report
+import bench.run
+from bench import servers
 from bench.data import database_dsn, generate_rows
-from bench.report import markdown, summarise, write_outputs
-from bench.run import scenario_keys
+from bench.report import SYSTEMS, markdown, summarise, write_outputs
+from bench.run import choose_baseline, scenario_keys
 from bench.walk import parse_link_header, percentile, walk
-from bench.wrk import WrkError, build_script, parse_wrk_output
+from bench.wrk import LoadResult, WrkError, build_script, parse_wrk_output
 
 WRK_STDOUT = """Running 10s test @ http://127.0.0.1:8000
   2 threads and 64 connections
@@ -236,3 +244,144 @@ class TestInputs:
         assert database_dsn("postgresql://postgres@127.0.0.1", "b2") == (
             "postgresql://postgres@127.0.0.1/b2"
         )
+
+
+SOLO_ROUNDS = [
+    {
+        "ours": {
+            "a": run(4000, 5, 60),
+            "b": run(900, 30, 80),
+            "g": run(270, 3.5, 6),
+            "h": run(3000, 8, 70),
+        }
+    }
+]
+SOLO_META = {**META, "rounds": 1, "baseline": "not measured"}
+HOW_TO_ADD = ("../shared/anchors/seed_app", "SEED_APP=<path>", "BENCH_SEED_APP=<path>")
+
+
+class TestWithoutBaseline:
+    def test_a_missing_seed_folder_means_ours_alone_and_a_note_on_how_to_add_it(
+        self, tmp_path: Path
+    ) -> None:
+        absent = tmp_path / "seed_app"
+        baseline = choose_baseline({"BENCH_SEED_APP": str(absent)})
+        assert baseline.systems == ("ours",) and baseline.source is None
+        assert baseline.note is not None
+        assert baseline.note.startswith(f"baseline: not measured: no seed app at {absent}")
+        assert all(hint in baseline.note for hint in HOW_TO_ADD)
+
+    def test_unset_it_is_looked_for_beside_the_repository(self) -> None:
+        expected = (servers.REPO.parent / "shared" / "anchors" / "seed_app").resolve()
+        assert servers.seed_dir({}) == servers.seed_dir({"BENCH_SEED_APP": ""}) == expected
+
+    def test_a_seed_folder_is_measured_once_its_virtualenv_exists(self, tmp_path: Path) -> None:
+        source, venv = tmp_path / "seed_app", tmp_path / "venv"
+        source.mkdir()
+        with pytest.raises(SystemExit, match=r"no virtualenv .*`make bench` makes it"):
+            choose_baseline({"BENCH_SEED_APP": str(source)}, venv)
+        (venv / "bin").mkdir(parents=True)
+        (venv / "bin" / "python").touch()
+        baseline = choose_baseline({"BENCH_SEED_APP": str(source)}, venv)
+        assert (baseline.systems, baseline.source, baseline.note) == (SYSTEMS, source, None)
+
+    def test_report_says_not_measured_instead_of_ratios(self, tmp_path: Path) -> None:
+        summary = summarise(SOLO_ROUNDS)
+        text = markdown(summary, SOLO_META)
+        assert text.startswith("# Benchmark: ours (baseline: not measured)")
+        assert "so there are no ratios ours/seed" in text
+        assert all(hint in text for hint in HOW_TO_ADD)
+        assert "seed" not in text.split("| scenario |")[1].splitlines()[0].replace("ours/seed", "")
+        rows = [line for line in text.splitlines() if line.startswith("| (")]
+        assert [row.split(")")[0] for row in rows] == ["| (a", "| (b", "| (g", "| (h"]
+        assert rows[0].endswith("| not measured | >= 4x, p99 < 50 ms | **no** |")  # p99 60 ms
+        assert rows[1].endswith("| not measured | >= 2x | n/a without the baseline |")
+        assert rows[2].endswith("| not measured | p50 < 10 ms/page | yes |")
+        assert "(h) ours: p99 during the login storm / p99 of (a) alone: 1.17x" in text
+        assert not any(re.search(r"\d\.\d\dx \|", row) for row in rows)  # no ratio cell
+
+    def test_json_markdown_and_chart_are_written_for_ours_alone(self, tmp_path: Path) -> None:
+        pytest.importorskip("matplotlib")
+        write_outputs(tmp_path, SOLO_ROUNDS, summarise(SOLO_ROUNDS), SOLO_META)
+        document = json.loads((tmp_path / "results.json").read_text())
+        assert document["meta"]["baseline"] == "not measured"
+        assert "ratio" not in document["summary"]["a"]
+        assert "baseline: not measured" in (tmp_path / "results.md").read_text()
+        assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    def test_a_run_without_the_seed_starts_ours_alone(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """main() end to end with the database, the servers and wrk replaced by fakes."""
+        created: list[str] = []
+
+        async def create_database(dsn: str, name: str) -> None:
+            created.append(name)
+
+        async def nothing(*args: object, **kwargs: object) -> None:
+            return None
+
+        def start_ours(dsn: str, workers: int, logdir: Path) -> servers.Server:
+            return servers.Server("ours", 1, None, ("admin", "x"), workers)  # type: ignore[arg-type]
+
+        def start_seed(*args: object) -> servers.Server:
+            raise AssertionError("the seed must not be started without its folder")
+
+        def scenario(key: str, server: servers.Server, settings: object) -> LoadResult:
+            return LoadResult(100, 1.0, 100.0, 5.0, 8.0, 20.0, 6.0, 30.0, 0, 0)
+
+        monkeypatch.setenv("BENCH_SEED_APP", str(tmp_path / "absent"))
+        monkeypatch.setattr(signal, "signal", lambda *args: None)
+        monkeypatch.setattr(bench.run, "require_wrk", lambda: "wrk")
+        monkeypatch.setattr(bench.run, "create_database", create_database)
+        monkeypatch.setattr(bench.run, "drop_database", nothing)
+        monkeypatch.setattr(bench.run, "copy_rows", nothing)
+        monkeypatch.setattr(bench.run, "migrate", lambda dsn: None)
+        monkeypatch.setattr(bench.run, "run_scenario", scenario)
+        monkeypatch.setattr(servers, "start_ours", start_ours)
+        monkeypatch.setattr(servers, "start_seed", start_seed)
+        for name in ("wait_ready", "prepare_accounts", "quiesce", "stop"):
+            monkeypatch.setattr(servers, name, lambda server: None)
+        monkeypatch.setattr(servers, "worker_memory", lambda server: [])
+        monkeypatch.setattr(bench.report, "chart", lambda summary, path: None)
+
+        out = tmp_path / "out"
+        argv = ["--n", "10", "--rounds", "1", "--scenarios", "a,b", "--out", str(out)]
+        assert bench.run.main([*argv, "--logs", str(tmp_path / "logs")]) == 0
+        assert [name.rsplit("_", 1)[0] for name in created] == ["bench_ours"]
+        printed = capsys.readouterr().out
+        assert "baseline: not measured: no seed app at" in printed
+        assert all(hint in printed for hint in HOW_TO_ADD)
+        document = json.loads((out / "results.json").read_text())
+        assert document["meta"]["baseline"] == "not measured"
+        assert [list(r) for r in document["rounds"]] == [["ours"]]
+        assert "| 100 | 5 | 20.0 | 0 | not measured |" in (out / "results.md").read_text()
+
+
+@pytest.mark.ops
+class TestMakeBench:
+    """`make -n` prints what `make bench` would run, without running it."""
+
+    def dry_run(self, seed_app: Path) -> str:
+        if shutil.which("make") is None:
+            pytest.skip("needs make: apt-get install -y make")
+        result = subprocess.run(
+            ["make", "-n", "bench", f"SEED_APP={seed_app}", "BENCH_ARGS=--n 10"],
+            cwd=servers.REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout
+
+    def test_without_the_seed_folder_no_seed_virtualenv_is_made(self, tmp_path: Path) -> None:
+        commands = self.dry_run(tmp_path / "absent")
+        assert ".venv-seed" not in commands
+        assert f"BENCH_SEED_APP={tmp_path / 'absent'} " in commands
+        assert "-m bench.run --n 10" in commands
+
+    def test_with_the_seed_folder_its_virtualenv_is_made_first(self, tmp_path: Path) -> None:
+        (tmp_path / "requirements.txt").write_text("uvicorn\n")
+        commands = self.dry_run(tmp_path)
+        assert f"bench/.venv-seed/bin/pip install -q -r {tmp_path}/requirements.txt" in commands
+        assert commands.index(".venv-seed") < commands.index("-m bench.run")
