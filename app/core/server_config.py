@@ -42,7 +42,7 @@ class ServerSettings(BaseModel):
         default=5.0,
         gt=0,
         le=300,
-        description="Seconds any one statement (pre-ping included) may take before the request "
+        description="Seconds any one statement may take before the request "
         "is answered 503; every query here is an indexed lookup or one page of rows.",
     )
     health_check_timeout: float = Field(
