@@ -1,5 +1,6 @@
 """The API describes itself: Swagger UI signs in, and every operation documents its answers."""
 
+import re
 from typing import Any
 
 import pytest
@@ -7,6 +8,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.core.config import get_settings
 from app.main import create_app
+from tests.pg import ROOT
 
 OPERATIONS = {
     ("post", "/auth/token"): {"400", "401", "413", "422", "429"},
@@ -90,6 +92,11 @@ async def test_body_errors_answer_the_documented_shape():
     assert undecodable.json() == {"detail": "There was an error parsing the body"}
     assert too_large.status_code == 413
     assert too_large.json() == {"detail": "Request body too large"}
+    # Both pages show what the server really says.
+    responses = create_app().openapi()["paths"]["/auth/register"]["post"]["responses"]
+    for answer in (undecodable, too_large):
+        media = responses[str(answer.status_code)]["content"]["application/json"]
+        assert media["example"] == answer.json()
 
 
 def test_operation_ids_are_unique(schema):
@@ -112,6 +119,26 @@ def test_operation_ids_are_unique(schema):
 )
 def test_bodies_carry_examples(schema, name):
     assert schema["components"]["schemas"][name]["examples"]
+
+
+def test_examples_list_fields_in_the_models_order(schema):
+    for name in ("EmployeeCreate", "EmployeeRead"):
+        model = schema["components"]["schemas"][name]
+        (example,) = model["examples"]
+        assert list(example) == [field for field in model["properties"] if field in example]
+        assert list(example)[0:2] in (["emp_id", "emp_name"], ["id", "emp_id"])
+
+
+def test_example_emp_id_is_not_one_the_guides_create():
+    # Tried out after the README's quickstart, an example taking its emp_id would answer 409.
+    guides = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    used = {int(n) for path in guides for n in re.findall(r'"emp_id": (\d+)', path.read_text())}
+    schema = create_app().openapi()
+    (example,) = schema["components"]["schemas"]["EmployeeCreate"]["examples"]
+    assert used and example["emp_id"] not in used
+    csv_example = schema["paths"]["/employees/export.csv"]["get"]["responses"]["200"]["content"]
+    (row,) = csv_example["text/csv"]["example"].splitlines()[1:]
+    assert int(row.split(",")[0]) == example["emp_id"]
 
 
 def test_login_form_has_examples(schema):

@@ -45,7 +45,7 @@ def _plausible_birth_date(value: date) -> date:
 BirthDate = Annotated[date, AfterValidator(_plausible_birth_date)]
 
 EXAMPLE: dict[str, Any] = {
-    "emp_id": 1001,
+    "emp_id": 4242,
     "emp_name": "Ada Lovelace",
     "city": "London",
     "country": "United Kingdom",

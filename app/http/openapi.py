@@ -19,6 +19,18 @@ class ValidationIssue(BaseModel):
 
 
 class ValidationErrorMessage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": [
+                        {"type": "missing", "loc": ["body", "emp_name"], "msg": "Field required"}
+                    ]
+                }
+            ]
+        }
+    )
+
     detail: list[ValidationIssue]
 
 
@@ -49,6 +61,22 @@ _DESCRIPTIONS = {
 }
 
 
+# What an error answer says wherever it comes from, shown as its example. The others (401, 403,
+# 404, 409) word it for their operation and show ErrorMessage's example.
+_EXAMPLE_DETAILS = {
+    400: "There was an error parsing the body",
+    412: "The record changed since you read it; fetch it again for the current ETag",
+    413: "Request body too large",
+    428: "This write needs an If-Match header with the record's current ETag",
+    429: "Too many failed logins; retry later",
+    503: "The database is unavailable; retry shortly.",
+}
+
+
+def _error_example(code: int) -> dict[str, Any]:
+    return {"example": {"detail": _EXAMPLE_DETAILS[code]}}
+
+
 def _header(description: str, kind: str = "string") -> dict[str, Any]:
     return {"description": description, "schema": {"type": kind}}
 
@@ -77,6 +105,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     for code in (*codes, 503):
         model = ValidationErrorMessage if code == 422 else ErrorMessage
         responses[code] = {"model": model, "description": _DESCRIPTIONS[code]}
+        if code in _EXAMPLE_DETAILS:
+            responses[code]["content"] = {"application/json": _error_example(code)}
         if code in _ERROR_HEADERS:
             responses[code]["headers"] = headers(*_ERROR_HEADERS[code])
     return responses
@@ -89,11 +119,13 @@ BODY_ERRORS = (400, 413)
 
 def document_body_errors(app: FastAPI) -> None:
     """When the schema is built: add the body errors to every operation with a request body,
-    and describe optional inputs as the server takes them (see `_not_null`)."""
+    describe optional inputs as the server takes them (see `_not_null`), and list examples'
+    fields in their models' order."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         schema = generate()
+        _examples_in_field_order(schema)
         ref = {"$ref": f"#/components/schemas/{ErrorMessage.__name__}"}
         for path_item in schema["paths"].values():
             for operation in path_item.values():
@@ -108,12 +140,26 @@ def document_body_errors(app: FastAPI) -> None:
                         str(code),
                         {
                             "description": _DESCRIPTIONS[code],
-                            "content": {"application/json": {"schema": ref}},
+                            "content": {"application/json": {"schema": ref} | _error_example(code)},
                         },
                     )
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _examples_in_field_order(schema: dict[str, Any]) -> None:
+    # pydantic sorts an example's keys; both pages would show `emp_id` after `city`.
+    for model in schema.get("components", {}).get("schemas", {}).values():
+        if "examples" in model and "properties" in model:
+            order = {name: index for index, name in enumerate(model["properties"])}
+            model["examples"] = [_ordered(example, order) for example in model["examples"]]
+
+
+def _ordered(example: Any, order: dict[str, int]) -> Any:
+    if not isinstance(example, dict):
+        return example
+    return dict(sorted(example.items(), key=lambda item: order.get(item[0], len(order))))
 
 
 def _optional_fields_not_null(schema: dict[str, Any], body: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ from app.http.openapi import error_responses
 router = APIRouter(prefix="/employees", tags=["employees"])
 
 CSV_EXAMPLE = (
-    "emp_id,emp_name,city,country,emp_dob\r\n1001,Ada Lovelace,London,United Kingdom,1985-12-10\r\n"
+    "emp_id,emp_name,city,country,emp_dob\r\n4242,Ada Lovelace,London,United Kingdom,1985-12-10\r\n"
 )
 
 
