@@ -48,8 +48,10 @@ from app.observability.tracing import configure_tracing, requested_exporter, shu
 from app.security.passwords import configure_hash_concurrency
 
 DESCRIPTION = """
-Employee records over REST. Sign in with the **Authorize** button (OAuth2 password flow): any
-account can read, only administrators can create, change or delete records.
+Employee records over REST. Sign in with a username and password at `POST /auth/token` (OAuth2
+password flow) and send the token as `Authorization: Bearer <token>`; on the Swagger UI page,
+`/docs`, the **Authorize** button does both. Any account can read; only administrators can
+create, change or delete records.
 """
 
 

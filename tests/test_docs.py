@@ -114,10 +114,44 @@ async def test_page_policy_allows_only_this_origin_and_its_own_inline_script(cli
     assert not re.search(r"https?:|\*", csp), csp
 
 
+async def test_swagger_ui_asks_for_a_username_and_password_only(client):
+    # The scheme is a password flow with no client and no scopes; the stylesheet that hides
+    # Swagger UI's client and scope fields comes from the service too.
+    page = await client.get("/docs")
+    (url,) = [url for url in references(page.text).urls if url.endswith("password-flow.css")]
+    stylesheet = await client.get(url)
+    assert stylesheet.headers["content-type"].startswith("text/css")
+    for hidden in ("password_type", "client_id_", "client_secret_", ".scope-def"):
+        assert hidden in stylesheet.text
+    (scheme,) = (await client.get("/openapi.json")).json()["components"]["securitySchemes"].values()
+    assert scheme["flows"]["password"]["scopes"] == {}
+
+
+async def test_redoc_loads_its_logo_from_nowhere(client):
+    page = await client.get("/redoc")
+    (script,) = [url for url in references(page.text).urls if url.endswith(".js")]
+    bundle = await client.get(script)
+    assert bundle.headers["content-type"].startswith("text/javascript")
+    assert "cdn.redoc.ly" not in bundle.text and "Redoc" in bundle.text[:2000]
+    again = await client.get(script, headers={"If-None-Match": bundle.headers["etag"]})
+    assert again.status_code == 304 and not again.content
+
+
+async def test_the_description_is_true_on_both_pages(client):
+    # ReDoc has no Authorize button: the description says how to sign in without one.
+    description = (await client.get("/openapi.json")).json()["info"]["description"]
+    assert "`POST /auth/token`" in description and "Bearer" in description
+    for sentence in description.split(". "):
+        assert "Authorize" not in sentence or "Swagger UI" in sentence, sentence
+
+
 async def test_assets_and_unknown_docs_paths_load_nothing(client):
-    asset = await client.get("/docs/static/swagger-ui-bundle.js")
     missing = await client.get("/docs/static/nope.js")
-    assert asset.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    for path in ("swagger-ui-bundle.js", "redoc.standalone.js", "swagger-ui-password-flow.css"):
+        asset = await client.get(f"/docs/static/{path}")
+        assert asset.headers["content-security-policy"] == (
+            "default-src 'none'; frame-ancestors 'none'"
+        )
     assert missing.status_code == 404
     assert missing.headers["content-security-policy"] == (
         "default-src 'none'; frame-ancestors 'none'"

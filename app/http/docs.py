@@ -1,17 +1,19 @@
 """Swagger UI and ReDoc served from the service itself, so they work with no internet access.
 
 The scripts and styles come from the pinned `fastapi-offline` package (Swagger UI 5, ReDoc 2),
-mounted under /docs/static. Each page carries its own Content-Security-Policy: only this origin,
-plus the hash of the page's one inline script (the one that starts Swagger UI).
+mounted under /docs/static with this package's own stylesheet (static/). Each page carries its
+own Content-Security-Policy: only this origin, plus the hash of the page's one inline script
+(the one that starts Swagger UI).
 """
 
 import base64
 import hashlib
 import re
+from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
@@ -19,6 +21,7 @@ from fastapi.openapi.docs import (
 )
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.status import HTTP_304_NOT_MODIFIED
 
 DOCS_URL = "/docs"
 REDOC_URL = "/redoc"
@@ -27,6 +30,13 @@ STATIC_URL = f"{DOCS_URL}/static"
 # The security headers middleware leaves these pages' own policy in place.
 DOCS_PATHS = (DOCS_URL, REDOC_URL)
 STATIC_DIR = Path(str(files("fastapi_offline") / "static"))
+# Hides the Authorize dialog's client and scope fields (see the file).
+AUTH_DIALOG_CSS = "swagger-ui-password-flow.css"
+REDOC_JS = "redoc.standalone.js"
+# ReDoc's side menu shows its vendor's logo from this URL, with no option to turn it off; the
+# page policy refuses it, an error in the console. With an empty src the image fails at once
+# without a request, and ReDoc then leaves it out.
+REDOC_LOGO_URL = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
@@ -60,15 +70,38 @@ def with_csp(page: HTMLResponse) -> HTMLResponse:
     return page
 
 
+@lru_cache(maxsize=1)
+def redoc_bundle() -> tuple[bytes, str]:
+    """ReDoc's script without its logo's URL, and the ETag of that content."""
+    bundle = (STATIC_DIR / REDOC_JS).read_bytes().replace(REDOC_LOGO_URL, b"")
+    return bundle, f'"{hashlib.sha256(bundle).hexdigest()[:32]}"'
+
+
+def with_stylesheet(page: HTMLResponse, href: str) -> HTMLResponse:
+    link = f'<link type="text/css" rel="stylesheet" href="{href}">'
+    return HTMLResponse(bytes(page.body).decode().replace("</head>", f"{link}\n</head>", 1))
+
+
 def install_docs(app: FastAPI) -> None:
     """Add /docs, /docs/oauth2-redirect, /redoc and their assets; create the app with
     docs_url=None and redoc_url=None so FastAPI's CDN pages are not added as well."""
-    app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="docs-static")
+
+    # Before the mount, which would serve the bundle as shipped.
+    @app.get(f"{STATIC_URL}/{REDOC_JS}", include_in_schema=False)
+    def redoc_script(request: Request) -> Response:
+        bundle, etag = redoc_bundle()
+        headers = {"ETag": etag}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=HTTP_304_NOT_MODIFIED, headers=headers)
+        return Response(bundle, media_type="text/javascript", headers=headers)
+
+    assets = StaticFiles(directory=STATIC_DIR, packages=[("app.http", "static")])
+    app.mount(STATIC_URL, assets, name="docs-static")
 
     @app.get(DOCS_URL, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")
-        return with_csp(
+        page = with_stylesheet(
             get_swagger_ui_html(
                 openapi_url=f"{root}{app.openapi_url}",
                 title=f"{app.title} - Swagger UI",
@@ -78,8 +111,10 @@ def install_docs(app: FastAPI) -> None:
                 swagger_favicon_url=f"{root}{STATIC_URL}/favicon.png",
                 # No badge fetched from the public validator service.
                 swagger_ui_parameters={**(app.swagger_ui_parameters or {}), "validatorUrl": None},
-            )
+            ),
+            f"{root}{STATIC_URL}/{AUTH_DIALOG_CSS}",
         )
+        return with_csp(page)
 
     @app.get(OAUTH2_REDIRECT_URL, include_in_schema=False)
     async def swagger_ui_oauth2_redirect() -> HTMLResponse:
@@ -92,7 +127,7 @@ def install_docs(app: FastAPI) -> None:
             get_redoc_html(
                 openapi_url=f"{root}{app.openapi_url}",
                 title=f"{app.title} - ReDoc",
-                redoc_js_url=f"{root}{STATIC_URL}/redoc.standalone.js",
+                redoc_js_url=f"{root}{STATIC_URL}/{REDOC_JS}",
                 redoc_favicon_url=f"{root}{STATIC_URL}/favicon.png",
                 with_google_fonts=False,
             )
