@@ -119,13 +119,13 @@ def several_workers() -> bool:
 def mark_worker_stopped() -> None:
     # A stopped worker's in-flight and pool gauges must not stay in the sums.
     if several_workers():
-        multiprocess.mark_process_dead(os.getpid())
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 def render() -> bytes:
     if several_workers():
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(REGISTRY)
 

@@ -79,7 +79,7 @@ class AuditEntryRead(BaseModel):
                 {
                     "id": 42,
                     "action": "update",
-                    "emp_id": 1001,
+                    "emp_id": 4242,
                     "version": 3,
                     "changed_at": "2026-01-05T09:30:00Z",
                     "actor_id": "0b7c6f1e-2f7d-4d8e-9d3a-5c1f0f1e2a3b",
