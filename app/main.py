@@ -140,8 +140,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         # app.http.docs serves both pages with their assets from the service, not from a CDN.
         docs_url=None,
         redoc_url=None,
-        # FastAPI would ask OpenTelemetry on every request whether a provider was installed
-        # since; tracing is decided once, by the OTEL_* variables `configure_tracing` reads.
+        # Decided once, by the OTEL_* variables, not asked of OpenTelemetry on every request.
         telemetry={"tracing": requested_exporter() is not None, "metrics": False, "logs": False},
     )
     app.state.settings = settings

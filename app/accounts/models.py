@@ -154,7 +154,6 @@ class RefreshToken(SQLModel, table=True):
     # The account's token version when this token was issued: a sign-out everywhere, a password
     # change or a deactivation bumps the account's, and every older token stops refreshing.
     token_version: int = Field(sa_column=Column(Integer, nullable=False))
-    # SHA-256 hex digest of the token; the token itself is never stored.
     token_hash: str = Field(sa_column=Column(String(64), nullable=False))
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
@@ -213,8 +212,7 @@ class PasswordChange(BaseModel):
     @field_validator("new_password")
     @classmethod
     def _acceptable_new_password(cls, password: str, info: ValidationInfo) -> str:
-        # Fields validate in order, so the current password is already in info.data. The
-        # username rule needs the account, so the route checks that one.
+        # The username rule needs the account: the route checks that one.
         problem = password_problem(password)
         if problem is None and password == info.data.get("current_password"):
             problem = "must differ from the current password"

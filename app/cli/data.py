@@ -1,7 +1,5 @@
-"""Data commands of `python -m app`: import-csv, export-csv and check (seed-demo: `demo.py`).
-
-They read DATABASE_URL only (check reads the whole configuration); progress goes to stderr, so
-`export-csv` can write the CSV to stdout. Writes carry audit rows by a system actor (`cli:...`).
+"""Data commands: import-csv, export-csv and check. Progress goes to stderr (export-csv writes
+the CSV to stdout); writes carry audit rows by a system actor (`cli:...`).
 """
 
 import asyncio

@@ -127,8 +127,7 @@ class Settings(ServerSettings, DatabaseSettings):
         default=7, ge=1, le=90, description="Refresh token lifetime in days."
     )
 
-    # Login brute-force limits ("N/period" in the `limits` notation); counters live in Redis
-    # when REDIS_URL is set, so every worker and replica shares them.
+    # Sign-in limits ("N/period", the `limits` notation)
     redis_url: str | None = Field(
         default=None,
         description="Redis for sign-in counters shared by every worker and replica, e.g. "

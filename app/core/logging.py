@@ -1,9 +1,6 @@
-"""Logging: every logger (app, uvicorn, SQLAlchemy) through one structlog renderer.
-
-LOG_FORMAT=json writes one JSON object per line (for a log collector), `console` a readable
-line, coloured only when it goes to a terminal and NO_COLOR is unset (no-color.org): in a log
-file the colour codes would be noise. Inside a request every line carries its `request_id`.
-Called from the lifespan, so each uvicorn worker process configures itself.
+"""Logging: every logger (app, uvicorn, SQLAlchemy) through one structlog renderer, JSON lines or
+a console line coloured only on a terminal (not with NO_COLOR); each line in a request carries
+its `request_id`. Each worker configures itself in its lifespan.
 """
 
 import logging

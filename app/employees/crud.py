@@ -42,9 +42,8 @@ _EMPLOYEE_AS = Query(
     .where(user_table.c.id == bindparam("user_id")),
     account_and_record,
 )
-# The same, with the record locked until the commit (PostgreSQL): writers of one record queue up
-# behind each other. PostgreSQL refuses FOR UPDATE on the nullable side of an outer join, so the
-# record comes from a LATERAL subquery that locks it; SQLite has neither, and needs neither.
+# The same, the record locked until the commit so that writers of it queue up: PostgreSQL locks
+# no nullable side of an outer join, hence a LATERAL subquery (SQLite needs neither).
 _locked = select(*read_columns).where(columns.emp_id == bindparam("emp_id")).with_for_update()
 _locked_record = _locked.lateral("locked")
 _LOCK_AS = Query(
@@ -107,7 +106,6 @@ async def insert_employee(
     """Write a new record and its audit row, with whatever else the session holds; commit."""
     changes = history.diff(None, history.snapshot(record))
     try:
-        # On PostgreSQL the record and its audit row are one statement, atomic by itself.
         async with transaction(session, one_statement=True):
             row = await _INSERT.first(session, actor=actor, changes=changes, **record._asdict())
             assert row is not None  # INSERT ... RETURNING returns the row it wrote
@@ -198,8 +196,7 @@ async def insert_all(
             "Another writer added one of these emp_ids meanwhile; nothing was imported"
         ) from None
     if written >= ANALYZE_AFTER_ROWS and session.get_bind().dialect.name == "postgresql":
-        # The list's totals and plans come from the planner's statistics; autovacuum (which may
-        # be off) would refresh them only later.
+        # The list's totals and plans use these statistics; autovacuum may be late, or off.
         await session.execute(text(f"ANALYZE {employee_table.name}"))
         await session.commit()
     return written

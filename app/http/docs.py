@@ -1,9 +1,6 @@
-"""Swagger UI and ReDoc served from the service itself, so they work with no internet access.
-
-The scripts and styles come from the pinned `fastapi-offline` package (Swagger UI 5, ReDoc 2),
-mounted under /docs/static with this package's own stylesheet (static/). Each page carries its
-own Content-Security-Policy: only this origin, plus the hash of the page's one inline script
-(the one that starts Swagger UI).
+"""Swagger UI and ReDoc served from the service itself (the pinned `fastapi-offline` assets and
+static/), so they work offline; each page's Content-Security-Policy allows only this origin and
+the hash of its one inline script.
 """
 
 import base64

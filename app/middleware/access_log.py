@@ -1,8 +1,5 @@
-"""One access-log line and the request metrics per HTTP request, measured once.
-
-The line names the route template (`/employees/{emp_id}`), never the raw path with its query
-string: query strings and headers can carry tokens, and bodies carry passwords, so none of them
-is logged. The user id comes from `request.state.user_id`, set by the auth dependency.
+"""One access-log line and the request metrics per request: the route template, never the raw
+path (query strings can carry tokens), and the user id the auth dependency found.
 """
 
 import logging

@@ -1,8 +1,5 @@
-"""Prometheus metrics, served at GET /metrics.
-
-With several worker processes every worker writes its samples to files in
-PROMETHEUS_MULTIPROC_DIR (set before the first import of prometheus_client; `python -m app
-serve` does it) and a scrape, whichever worker answers it, adds up all of them.
+"""Prometheus metrics at GET /metrics; with several workers each writes its samples under
+PROMETHEUS_MULTIPROC_DIR and any worker's scrape adds them all up.
 """
 
 import asyncio
@@ -56,14 +53,9 @@ _children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 
 class LiveCounts:
-    """This worker's numbers behind the two live gauges, kept as plain integers.
-
-    With several workers, changing a gauge takes a lock, a getpid() system call and a write to
-    a memory-mapped file; doing that around every request and every connection checkout and
-    return cost about 3% of a GET one. The gauges are written from these numbers instead: by
-    the worker answering a scrape, just before it reads them all, and by every worker once a
-    second (`keep_live_gauges`), so another worker's value is at most that old.
-    """
+    """This worker's numbers behind the two live gauges, as plain integers: a multiprocess
+    gauge costs a lock, a system call and a file write per change. The gauges are written from
+    these when scraped, and by every worker once a second (`keep_live_gauges`)."""
 
     in_flight = 0
     pool_checked_out = 0
@@ -132,11 +124,8 @@ def render() -> bytes:
 
 @contextmanager
 def multiprocess_directory(workers: int) -> Iterator[None]:
-    """Give several workers a shared PROMETHEUS_MULTIPROC_DIR for as long as the server runs.
-
-    Set by the operator, its stale files from an earlier run are removed (counters would carry
-    over); unset with more than one worker, a temporary directory is used and removed at exit.
-    """
+    """A shared PROMETHEUS_MULTIPROC_DIR while the server runs: the operator's, cleared of a
+    previous run's files, or a temporary one when several workers need it."""
     configured = os.environ.get(MULTIPROC_ENV)
     if configured:
         for stale in Path(configured).glob("*.db"):
