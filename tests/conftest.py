@@ -49,6 +49,7 @@ OPS = (
 SLOW = (
     "tests/test_fuzz.py",
     "tests/test_login_storm.py",
+    "tests/test_login_timing.py",
     "tests/test_migrations.py",
     "tests/test_races.py",
     "tests/test_session_races.py",

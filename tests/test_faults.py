@@ -215,7 +215,9 @@ def test_stopped_database_gets_fast_503_and_service_recovers_by_itself(pg, tmp_p
 
 
 def test_frozen_database_gets_503_within_ten_seconds_never_a_hang(pg, tmp_path):
-    with serving(tmp_path, pg.url) as (base, _), client_for(base, pg.token) as client:
+    # Shorter bounds than the defaults' (5 s each): the same behaviour, sooner.
+    bounds = {"DB_STATEMENT_TIMEOUT": "2", "DB_CONNECT_TIMEOUT": "2"}
+    with serving(tmp_path, pg.url, **bounds) as (base, _), client_for(base, pg.token) as client:
         assert client.get("/employees/1001").status_code == 200  # a pooled connection exists
         pg.cluster.freeze()
         try:

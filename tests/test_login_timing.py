@@ -9,7 +9,7 @@ import pytest
 from app.core.config import Settings
 from tests.conftest import USER_PASSWORD, make_settings
 
-TRIES = 200
+TRIES = 120
 MAX_MEDIAN_GAP_SECONDS = 0.010
 # Headers that may differ between any two answers without saying anything about the account.
 VOLATILE_HEADERS = {"date", "x-request-id"}
