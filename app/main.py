@@ -93,11 +93,16 @@ def start_live_gauges() -> asyncio.Task[None] | None:
     return asyncio.create_task(keep_live_gauges()) if several_workers() else None
 
 
+_frozen = False
+
+
 def freeze_startup_objects() -> None:
     """Move what start-up built (modules, routes, the app) out of the collector's sight: it lives
     as long as the worker, and every full collection would walk it again (a pause under load).
-    Once per process."""
-    if gc.get_freeze_count() == 0:
+    Once per process (a flag: counting the frozen objects walks them all)."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
         gc.collect()
         gc.freeze()
 

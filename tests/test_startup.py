@@ -16,6 +16,7 @@ from alembic import command
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import app.main
 from app.accounts.models import User
 from app.core.config import ConfigurationError, Settings, get_settings
 from app.db.engine import create_engine, create_sessionmaker
@@ -276,6 +277,7 @@ class TestServerProcess:
 
 def test_start_up_freezes_the_long_lived_objects_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gc, "collect", lambda: 0)  # a full pass over the test process's heap
+    monkeypatch.setattr(app.main, "_frozen", False)  # as in a new process
     was_frozen = gc.get_freeze_count()
     gc.unfreeze()
     try:
