@@ -27,12 +27,14 @@ from app.employees.history.router import router as history_router
 from app.employees.router import router as employees_router
 from app.health.router import router as health_router
 from app.http.docs import DOCS_PATHS, install_docs
-from app.http.openapi import OPENAPI_TAGS, document_body_errors
+from app.http.openapi import OPENAPI_TAGS, document_body_errors, document_rate_limits
+from app.http.rate_limits import RequestLimiter
 from app.http.routing import install_method_handler
 from app.middleware.access_log import AccessLogMiddleware
 from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.cors import cors_options
 from app.middleware.cut_off import CutOffMiddleware
+from app.middleware.rate_limit import RateLimitMiddleware, is_exempt
 from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.security_headers import SecurityHeadersMiddleware
 from app.middleware.sessions import SessionCloser
@@ -56,7 +58,7 @@ create, change or delete records.
 
 
 def lifespan(
-    settings: Settings, database: Database | None
+    settings: Settings, database: Database | None, limiter: RequestLimiter | None
 ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
@@ -82,6 +84,8 @@ def lifespan(
                     await task
             if database is None:  # a database handed in belongs to whoever made it
                 await db.engine.dispose()
+            if limiter is not None:
+                await limiter.aclose()
             mark_worker_stopped()
             await asyncio.to_thread(shutdown_tracing, tracer_provider)
 
@@ -107,9 +111,10 @@ def freeze_startup_objects() -> None:
         gc.freeze()
 
 
-def middleware(settings: Settings) -> list[Middleware]:
-    """Outermost first. Every answer, a refused Host or an oversized body included, carries the
-    request id and the security headers and is logged; the sessions close innermost, once the
+def middleware(settings: Settings, limiter: RequestLimiter | None) -> list[Middleware]:
+    """Outermost first. Every answer, a refused Host, an oversized body or a spent request
+    limit included, carries the request id and the security headers and is logged; a 429 gets
+    the CORS headers too (preflights are not counted); the sessions close innermost, once the
     answer is out, and a request cut off at shutdown gets the layers' headers on its 503."""
     stack = [Middleware(RequestIdMiddleware)]
     if settings.access_log or settings.metrics_enabled:
@@ -126,20 +131,33 @@ def middleware(settings: Settings) -> list[Middleware]:
     stack.append(Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes))
     if settings.cors_origins:
         stack.append(Middleware(CORSMiddleware, **cors_options(settings.cors_origins)))
+    if limiter is not None:
+        stack.append(Middleware(RateLimitMiddleware, settings=settings, limiter=limiter))
     stack += [Middleware(CutOffMiddleware), Middleware(SessionCloser)]
     return stack
+
+
+def request_limiter(settings: Settings) -> RequestLimiter | None:
+    if not settings.rate_limit_enabled:
+        return None
+    return RequestLimiter(
+        redis_url=settings.redis_url,
+        key_prefix=settings.redis_key_prefix,
+        fail_open=settings.rate_limit_fail_open,
+    )
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
     """The application for these settings (default: the environment's). A `database` handed
     in is used instead of one built from the settings, and left open at shutdown."""
     settings = settings or get_settings()
+    limiter = request_limiter(settings)
     app = FastAPI(
         title="Employee Records API",
         version="1.0.0",
         description=DESCRIPTION,
-        lifespan=lifespan(settings, database),
-        middleware=middleware(settings),
+        lifespan=lifespan(settings, database, limiter),
+        middleware=middleware(settings, limiter),
         swagger_ui_parameters={"persistAuthorization": True},
         openapi_tags=OPENAPI_TAGS,
         # app.http.docs serves both pages with their assets from the service, not from a CDN.
@@ -153,6 +171,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     install_error_handlers(app)
     install_method_handler(app)
     document_body_errors(app)
+    if limiter is not None:
+        document_rate_limits(app, counted=lambda path: not is_exempt(path))
     install_docs(app)
     # Matched in order: the employee records, most of the traffic, first.
     for router in (

@@ -24,6 +24,7 @@ SHORT = {
     "f": "login",
     "g": "walk (pages/s)",
     "h": "(a) in storm",
+    "i": "(a) limits on",
 }
 RATIO_TARGETS = {"a": 4.0, "b": 2.0, "c": 10.0, "d": 2.0, "e": 2.0, "f": 1.0}
 
@@ -57,6 +58,9 @@ def summarise(rounds: list[dict[str, dict[str, dict[str, Any]]]]) -> dict[str, d
             # None: no request of (a) finished while the storm ran (a stalled server)
             ratio = storm["p99_ms"] / alone["p99_ms"] if storm["requests"] else None
             storm["p99_vs_alone"] = round(ratio, 2) if ratio is not None else None
+    alone, limited = summary.get("a", {}).get("ours"), summary.get("i", {}).get("ours")
+    if alone and limited and alone["rps"]:
+        limited["rps_vs_alone"] = round(limited["rps"] / alone["rps"], 2)
     for key, row in summary.items():
         row["met"] = verdict(key, row)
     return summary
@@ -73,6 +77,8 @@ def verdict(key: str, row: dict[str, Any]) -> bool | None:
         if "p99_vs_alone" not in ours:
             return None
         return bool(ours["p99_vs_alone"] is not None and ours["p99_vs_alone"] <= 2)
+    if key == "i":
+        return bool(ours["rps_vs_alone"] >= 0.85) if "rps_vs_alone" in ours else None
     if key == "a" and "seed" not in row and ours["p99_ms"] >= 50:
         return False  # missed whatever the ratio would have been
     if row.get("ratio") is None:
@@ -167,6 +173,12 @@ def notes(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> list[str]
         ratio = storm[system]["p99_vs_alone"]
         text = f"{ratio:.2f}x" if ratio is not None else "no request finished during the storm"
         out.append(f"- (h) {system}: p99 during the login storm / p99 of (a) alone: {text}")
+    limited = summary.get("i", {}).get("ours", {})
+    if "rps_vs_alone" in limited:
+        out.append(
+            "- (i) ours: throughput with request limits on (Redis) / (a) with them off: "
+            f"{limited['rps_vs_alone']:.2f}x"
+        )
     for system in SYSTEMS:
         workers = meta.get("memory", {}).get(system)
         if workers:

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+import redis
+
 from bench import servers
 from bench.data import copy_rows, create_database, database_dsn, drop_database, unique_name
 from bench.report import ADD_BASELINE, NOT_MEASURED, SYSTEMS, markdown, summarise, write_outputs
@@ -62,8 +64,8 @@ def scenario_keys(text: str) -> list[str]:
     unknown = sorted(set(keys) - set(SCENARIOS))
     if unknown:
         raise SystemExit(f"unknown scenarios: {', '.join(unknown)} (known: {', '.join(SCENARIOS)})")
-    if "h" in keys and "a" not in keys:
-        keys.insert(0, "a")  # (h) is judged against (a) alone in the same round
+    if ("h" in keys or "i" in keys) and "a" not in keys:
+        keys.insert(0, "a")  # (h) and (i) are judged against (a) in the same round
     return [k for k in SCENARIOS if k in keys]
 
 
@@ -149,6 +151,31 @@ def prepare(
         running["seed"] = servers.start_seed(dsns["seed"], args.workers, logdir, baseline.source)
 
 
+LIMITED = "i"
+
+
+def start_limited(
+    args: argparse.Namespace, dsn: str, logdir: Path, running: dict[str, servers.Server]
+) -> None:
+    """Ours again, on the same database and tokens, with request limits counted in Redis."""
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
+    except redis.RedisError as error:
+        log(f"(i) skipped: no Redis at {redis_url} ({error}); set BENCH_REDIS_URL")
+        return
+    server = servers.start_ours(
+        dsn,
+        args.workers,
+        logdir,
+        env_extra=servers.limits_on(redis_url),
+        like=running["ours"],
+        name="ours-limited",
+    )
+    running[LIMITED] = server
+    servers.wait_ready(server)
+
+
 def measure(
     args: argparse.Namespace,
     keys: list[str],
@@ -163,12 +190,15 @@ def measure(
         results: dict[str, Any] = {system: {} for system in systems}
         for key in keys:
             for system in order:
+                if key == LIMITED and (system != "ours" or LIMITED not in running):
+                    continue  # a variant of ours; the seed has no request limits
                 # The other system may still be working through requests its last load queued
                 # (the seed hashes on its event loop after a login storm): it would take this
                 # run's CPU. Both go quiet first.
                 for server in running.values():
                     servers.quiesce(server)
-                result = run_scenario(key, running[system], settings)
+                server = running[LIMITED] if key == LIMITED else running[system]
+                result = run_scenario(key, server, settings)
                 results[system][key] = result.to_dict()
                 log(
                     f"round {number + 1} ({key}) {system}: {result.rps:,.1f} req/s, "
@@ -205,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         for server in running.values():
             servers.wait_ready(server)
             servers.prepare_accounts(server)
+        if LIMITED in keys:
+            start_limited(args, dsns["ours"], logdir, running)
         up = "both servers up" if len(systems) > 1 else f"ours up, the seed {NOT_MEASURED}"
         each = " each" if len(systems) > 1 else ""
         log(f"{up} ({args.workers} workers{each}); scenarios {','.join(keys)}")
@@ -219,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             args.walk_budget,
         )
         rounds = measure(args, keys, running, settings, systems)
-        memory = {system: servers.worker_memory(server) for system, server in running.items()}
+        memory = {system: servers.worker_memory(running[system]) for system in systems}
         soak = {}
         for system in systems if args.memory_minutes > 0 else ():
             log(f"memory soak: {args.memory_minutes:g} min of mixed load on {system}")

@@ -33,6 +33,7 @@ class Server:
     workers: int = 2
     user: tuple[str, str] = ("benchuser", USER_PASSWORD)
     tokens: dict[str, str] = field(default_factory=dict)
+    secret: str = ""  # ours: the key its tokens are signed with
 
     @property
     def url(self) -> str:
@@ -66,12 +67,38 @@ def has_serve_command() -> bool:
     return result.returncode == 0
 
 
-def start_ours(dsn: str, workers: int, logdir: Path) -> Server:
+# Bench clients make thousands of requests a second with one token: the comparison with the seed
+# runs without request limits, and scenario (i) measures what they cost.
+LIMITS_OFF = {"RATE_LIMIT_ENABLED": "false"}
+
+
+def limits_on(redis_url: str) -> dict[str, str]:
+    """Request limits counted in Redis, with quotas the load never spends (their cost, not
+    their refusals, is what (i) measures)."""
+    return {
+        "RATE_LIMIT_ENABLED": "true",
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": f"bench-{secrets.token_hex(6)}",
+        "RATE_LIMIT_AUTHENTICATED": "1000000000/hour",
+        "RATE_LIMIT_WRITES": "1000000000/hour",
+    }
+
+
+def start_ours(
+    dsn: str,
+    workers: int,
+    logdir: Path,
+    *,
+    env_extra: Mapping[str, str] = LIMITS_OFF,
+    like: Server | None = None,
+    name: str = "ours",
+) -> Server:
+    """Ours on `dsn`; `like`: with that server's signing key and admin, so its tokens work here."""
     port = free_port()
-    admin = ("benchadmin", "Admin-" + secrets.token_hex(8))
+    admin = like.admin if like else ("benchadmin", "Admin-" + secrets.token_hex(8))
     env = {
         "DATABASE_URL": asyncpg_url(dsn),
-        "JWT_SECRET_KEY": secrets.token_hex(32),
+        "JWT_SECRET_KEY": like.secret if like else secrets.token_hex(32),
         "FIRST_ADMIN_USERNAME": admin[0],
         "FIRST_ADMIN_PASSWORD": admin[1],
         "ACCESS_TOKEN_EXPIRE_MINUTES": "1440",
@@ -80,6 +107,7 @@ def start_ours(dsn: str, workers: int, logdir: Path) -> Server:
         "SHUTDOWN_DRAIN_SECONDS": "1",
         "WEB_CONCURRENCY": str(workers),
         "PYTHONPATH": str(REPO),
+        **env_extra,
     }
     if has_serve_command():
         command = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -89,8 +117,11 @@ def start_ours(dsn: str, workers: int, logdir: Path) -> Server:
         command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
         command += ["--port", str(port), "--workers", str(workers)]
     # cwd is a scratch folder so the repository's .env does not leak into the benchmark.
-    process = spawn(command, env, cwd=logdir, log=logdir / "ours.log")
-    return Server("ours", port, process, admin, workers)
+    process = spawn(command, env, cwd=logdir, log=logdir / f"{name}.log")
+    server = Server(name, port, process, admin, workers, secret=env["JWT_SECRET_KEY"])
+    if like:
+        server.tokens = like.tokens
+    return server
 
 
 def start_seed(dsn: str, workers: int, logdir: Path, source: Path) -> Server:

@@ -178,6 +178,17 @@ class TestSummary:
         # the seed finished no request in one round, so its median of requests is 50, not 0
         assert storm["seed"]["p99_vs_alone"] == round(4500 / 210, 2)
 
+    def test_request_limits_are_judged_against_a_in_the_same_run(self) -> None:
+        rounds = [{"ours": {"a": run(4000, 5, 30), "i": run(3600, 6, 35)}}]
+        limited = summarise(rounds)["i"]
+        assert (limited["ours"]["rps_vs_alone"], limited["met"]) == (0.9, True)
+        rounds = [{"ours": {"a": run(4000, 5, 30), "i": run(3000, 6, 35)}}]
+        assert summarise(rounds)["i"]["met"] is False  # 0.75x
+        text = markdown(summarise(rounds), SOLO_META)
+        assert (
+            "(i) ours: throughput with request limits on (Redis) / (a) with them off: 0.75x" in text
+        )
+
     def test_a_p99_over_50_ms_fails_a_even_at_a_high_ratio(self) -> None:
         rounds = [{"ours": {"a": run(9000, 5, 60)}, "seed": {"a": run(1000, 50, 200)}}]
         assert summarise(rounds)["a"]["met"] is False
@@ -228,6 +239,7 @@ class TestOutputs:
 class TestInputs:
     def test_h_brings_a_along_and_scenarios_keep_their_order(self) -> None:
         assert scenario_keys("h,c") == ["a", "c", "h"]
+        assert scenario_keys("i") == ["a", "i"]
         with pytest.raises(SystemExit, match="unknown scenarios: z"):
             scenario_keys("a,z")
 

@@ -1,5 +1,6 @@
 """Documented error answers, so /openapi.json lists every status an operation can return."""
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -183,3 +184,50 @@ def _not_null(field: dict[str, Any]) -> dict[str, Any]:
         return rest
     options = [option for option in field["anyOf"] if option != {"type": "null"}]
     return options[0] | rest if len(options) == 1 else {"anyOf": options} | rest
+
+
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": _header(
+        "The request quota closest to running out (draft-ietf-httpapi-ratelimit-headers): "
+        '`"<name>";q=<requests>;w=<seconds>`.'
+    ),
+    "RateLimit": _header('What is left of it: `"<name>";r=<remaining>;t=<seconds to reset>`.'),
+}
+TOO_MANY_REQUESTS = (
+    "Too many requests: a request limit is spent (see `RateLimit`); retry after the "
+    "`Retry-After` seconds."
+)
+
+
+def document_rate_limits(app: FastAPI, counted: Callable[[str], bool]) -> None:
+    """When the schema is built: the 429 and the `RateLimit` fields on every counted path."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        ref = {"$ref": f"#/components/schemas/{ErrorMessage.__name__}"}
+        for path, path_item in schema["paths"].items():
+            if not counted(path):
+                continue
+            for operation in path_item.values():
+                responses = operation["responses"]
+                limited = responses.setdefault(
+                    "429",
+                    {
+                        "description": TOO_MANY_REQUESTS,
+                        "content": {
+                            "application/json": {
+                                "schema": ref,
+                                "example": {"detail": "Too many requests"},
+                            }
+                        },
+                    },
+                )
+                if TOO_MANY_REQUESTS not in limited["description"]:
+                    limited["description"] += f" Or: {TOO_MANY_REQUESTS}"
+                limited.setdefault("headers", {}).update(headers("Retry-After"))
+                for response in responses.values():
+                    response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -43,6 +43,11 @@ POOL_CHECKED_OUT = Gauge(
     multiprocess_mode="livesum",
 )
 LOGIN_FAILURES = Counter("login_failures_total", "Sign-ins refused for bad credentials (401).")
+REQUESTS_LIMITED = Counter(
+    "requests_rate_limited_total",
+    "Requests refused by the request limits (429), by the policy that was spent.",
+    ["policy"],
+)
 RATE_LIMITED = Counter(
     "login_rate_limited_total",
     "Sign-ins refused by the failed-login limits (429), by the window that was spent.",
