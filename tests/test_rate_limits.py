@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from prometheus_client import REGISTRY
 from httpx import ASGITransport, AsyncClient
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 from sqlalchemy import event
 
