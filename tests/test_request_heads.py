@@ -154,7 +154,8 @@ def test_a_head_dribbled_slowly_is_cut_off_with_408(server):
         answer = read_all(sock)
 
     assert status_of(answer) == 408
-    assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 2
+    # The server's clock starts when it accepts, a moment before connect() returns here.
+    assert TIMEOUT - 0.1 <= time.monotonic() - started < TIMEOUT + 2
 
 
 def test_a_silent_connection_is_closed_after_the_deadline(server):
@@ -163,7 +164,8 @@ def test_a_silent_connection_is_closed_after_the_deadline(server):
         answer = read_all(sock)
 
     assert status_of(answer) == 408
-    assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 2
+    # The server's clock starts when it accepts, a moment before connect() returns here.
+    assert TIMEOUT - 0.1 <= time.monotonic() - started < TIMEOUT + 2
 
 
 def test_a_large_body_is_not_counted_as_head(server):
