@@ -7,6 +7,8 @@ import pytest
 from app.main import create_app
 from tests.test_openapi import operations
 
+LISTS = ("/employees/", "/users/", "/employees/{emp_id}/history")
+
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
@@ -57,9 +59,10 @@ async def test_null_is_still_refused_as_the_schema_says(admin_user_client, make_
 @pytest.mark.parametrize(
     ("method", "path", "code", "names"),
     [
-        ("get", "/employees/", "200", {"X-Total-Count", "X-Total-Count-Estimated", "Link"}),
-        ("get", "/users/", "200", {"X-Total-Count", "Link"}),
-        ("get", "/employees/{emp_id}/history", "200", {"X-Total-Count", "Link"}),
+        ("get", "/employees/", "200", {"X-Total-Count", "X-Total-Count-Estimated", "Link", "ETag"}),
+        ("get", "/users/", "200", {"X-Total-Count", "Link", "ETag"}),
+        ("get", "/employees/{emp_id}/history", "200", {"X-Total-Count", "Link", "ETag"}),
+        *(("get", path, "304", {"ETag"}) for path in LISTS),
         ("get", "/employees/{emp_id}", "200", {"ETag"}),
         ("post", "/employees/", "201", {"ETag", "Location", "Idempotent-Replayed"}),
         ("post", "/employees/", "409", {"Retry-After"}),
@@ -84,3 +87,16 @@ async def test_declared_list_headers_are_the_ones_sent(normal_user_client, make_
 
     assert response.headers["X-Total-Count"] == "3"
     assert 'rel="next"' in response.headers["Link"]
+    assert response.headers["ETag"].startswith('W/"')
+
+
+@pytest.mark.parametrize("path", LISTS)
+def test_lists_declare_if_none_match_and_their_304(schema, path):
+    operation = operations(schema)[("get", path)]
+    (header,) = [p for p in operation["parameters"] if p["in"] == "header"]
+
+    assert header["name"] == "if-none-match"
+    assert not header.get("required") and header["description"]
+    assert (header["schema"]["type"], header["schema"]["maxLength"]) == ("string", 1000)
+    assert operation["responses"]["304"]["description"]
+    assert "content" not in operation["responses"]["304"]

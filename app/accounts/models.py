@@ -2,6 +2,7 @@
 the API."""
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -11,6 +12,7 @@ from pydantic import (
     ConfigDict,
     StrictBool,
     StringConstraints,
+    TypeAdapter,
     ValidationInfo,
     field_validator,
 )
@@ -114,6 +116,14 @@ class UserRead(SQLModel):
     is_admin: bool
     is_active: bool
     created_at: datetime
+
+
+_USERS = TypeAdapter(list[UserRead])
+
+
+def users_json(users: Sequence[User]) -> bytes:
+    """A page of accounts as the JSON array of `UserRead` its `response_model` names."""
+    return _USERS.dump_json(_USERS.validate_python(users, from_attributes=True))
 
 
 # Refresh tokens are 43 characters; the bound is generous so that an access token pasted by

@@ -7,10 +7,11 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from app.accounts import crud, service
 from app.accounts.dependencies import AdminUser, CurrentUser
-from app.accounts.models import User, UserRead, UserUpdate
+from app.accounts.models import User, UserRead, UserUpdate, users_json
 from app.core.errors import NotFoundError
 from app.db.session import ReadSessionDep, SessionDep
-from app.http.openapi import PAGE_HEADERS, error_responses, headers
+from app.http.openapi import error_responses, page_responses
+from app.http.page_tags import PageIfNoneMatch, tagged_page
 from app.http.pagination import PageDep, set_page_headers
 from app.http.routing import segment_except
 
@@ -49,17 +50,23 @@ async def read_current_user(user: CurrentUser) -> User:
 @router.get(
     "/",
     response_model=list[UserRead],
-    responses={200: {"headers": headers(*PAGE_HEADERS)}, **error_responses(401, 403, 422)},
+    responses={**page_responses(), **error_responses(401, 403, 422)},
     operation_id="list_users",
 )
 @router.get("", response_model=list[UserRead], include_in_schema=False)
 async def list_users(
-    _: AdminUser, session: ReadSessionDep, page: PageDep, request: Request, response: Response
-) -> list[User]:
-    """All accounts, oldest first (admin only); paginated like `/employees/`."""
+    _: AdminUser,
+    session: ReadSessionDep,
+    page: PageDep,
+    request: Request,
+    if_none_match: PageIfNoneMatch = None,
+) -> Response:
+    """All accounts, oldest first (admin only); paginated, and tagged for polling, like
+    `/employees/`."""
     users, total = await crud.list_users(session=session, offset=page.offset, limit=page.limit)
+    response = Response(users_json(users), media_type="application/json")
     set_page_headers(request, response, page, total)
-    return users
+    return tagged_page(response, if_none_match)
 
 
 @router.get(

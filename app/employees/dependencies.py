@@ -13,7 +13,7 @@ from app.employees import service
 from app.employees.history.models import Actor
 from app.employees.models import ListFilters, SortField, SortOrder
 from app.http.pagination import MAX_CURSOR_LENGTH
-from app.http.preconditions import IfMatch
+from app.http.preconditions import IF_NONE_MATCH_MAX_LENGTH, IfMatch
 from app.http.routing import segment_except
 
 EmpIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="The employee's business key.")]
@@ -65,7 +65,6 @@ IfMatchHeader = Annotated[
         description="Write only if the record still has this `ETag` (or `*`); 412 otherwise.",
     ),
 ]
-IF_NONE_MATCH_MAX_LENGTH = 1000
 IfNoneMatchHeader = Annotated[
     str | None,
     Header(

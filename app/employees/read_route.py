@@ -18,9 +18,8 @@ from app.core.types import INT32_MAX
 from app.db.reader import Reader
 from app.db.session import get_reader
 from app.employees import service
-from app.employees.dependencies import IF_NONE_MATCH_MAX_LENGTH
 from app.employees.models import employee_json, etag
-from app.http.preconditions import none_match
+from app.http.preconditions import IF_NONE_MATCH_MAX_LENGTH, none_match
 from app.security.tokens import AccessClaims
 
 JSON = "application/json"

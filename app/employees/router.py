@@ -33,7 +33,8 @@ from app.employees.models import (
     etag,
 )
 from app.employees.read_route import ReadEmployeeRoute, answer_read
-from app.http.openapi import PAGE_HEADERS, error_responses, headers
+from app.http.openapi import error_responses, headers, page_responses
+from app.http.page_tags import PageIfNoneMatch, tagged_page
 from app.http.pagination import PageDep, set_keyset_headers
 
 router = APIRouter(prefix="/employees", tags=["employees"])
@@ -52,10 +53,7 @@ WRITE_ERRORS = error_responses(401, 403, 404, 409, 412, 422, 428)
 @router.get(
     "/",
     response_model=list[EmployeeRead],
-    responses={
-        200: {"headers": headers(*PAGE_HEADERS, "X-Total-Count-Estimated")},
-        **error_responses(401, 422),
-    },
+    responses={**page_responses("X-Total-Count-Estimated"), **error_responses(401, 422)},
     operation_id="list_employees",
 )
 @router.get("", response_model=list[EmployeeRead], include_in_schema=False)
@@ -67,6 +65,7 @@ async def list_employees(
     page: PageDep,
     request: Request,
     cursor: CursorQuery = None,
+    if_none_match: PageIfNoneMatch = None,
 ) -> Response:
     """List employees, filtered and sorted; `X-Total-Count` and `Link` describe the pages.
 
@@ -75,6 +74,8 @@ async def list_employees(
     `X-Total-Count` is exact on the last page of an offset walk (its offset plus its rows) and
     whenever at most `EXACT_COUNT_LIMIT` rows match. Above that, on PostgreSQL, it is the query
     planner's estimate, and the response adds `X-Total-Count-Estimated: true`.
+
+    The page's weak `ETag`, sent back as `If-None-Match`, gets a 304 while the page is unchanged.
     """
     listed = await service.list_employees(
         session=session,
@@ -94,7 +95,7 @@ async def list_employees(
         next_cursor=listed.next_cursor,
         from_cursor=cursor is not None,
     )
-    return response
+    return tagged_page(response, if_none_match)
 
 
 async def read_employee(

@@ -94,11 +94,27 @@ HEADERS: dict[str, dict[str, Any]] = {
     "WWW-Authenticate": _header("`Bearer`: the scheme to authenticate with."),
 }
 PAGE_HEADERS = ("X-Total-Count", "Link")
+PAGE_ETAG = _header(
+    "The page's weak tag: it changes when a row on the page, the count or the links change. "
+    "Send it back as `If-None-Match` to poll the page."
+)
 _ERROR_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",), 503: ("Retry-After",)}
 
 
 def headers(*names: str) -> dict[str, dict[str, Any]]:
     return {name: HEADERS[name] for name in names}
+
+
+def page_responses(*extra_headers: str) -> dict[int | str, dict[str, Any]]:
+    """A list's 200 with the headers that describe its page and its tag, and its 304."""
+    tag = {"ETag": PAGE_ETAG}
+    return {
+        200: {"headers": headers(*PAGE_HEADERS, *extra_headers) | tag},
+        304: {
+            "description": "Not modified: `If-None-Match` names the page's current `ETag`.",
+            "headers": tag,
+        },
+    }
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

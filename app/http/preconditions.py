@@ -9,6 +9,9 @@ from app.core.errors import (
     PreconditionRequiredError,
 )
 
+# Room for a couple of dozen tags; a longer header is a 422 before any lookup.
+IF_NONE_MATCH_MAX_LENGTH = 1000
+
 # An entity-tag: an optional weakness prefix and a quoted string of visible characters.
 _ENTITY_TAG = re.compile(r'\s*(W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')
 

@@ -1,12 +1,13 @@
 """The employee audit trail: who changed which fields of a record, when, and in which request."""
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, Integer, String, Uuid
 from sqlmodel import Field, SQLModel
 
@@ -100,3 +101,11 @@ class AuditEntryRead(BaseModel):
     actor_username: str | None
     request_id: str | None
     changes: dict[str, FieldChange]
+
+
+_ENTRIES = TypeAdapter(list[AuditEntryRead])
+
+
+def audit_entries_json(entries: Sequence[EmployeeAudit]) -> bytes:
+    """A page of the history as the JSON array of `AuditEntryRead` its `response_model` names."""
+    return _ENTRIES.dump_json(_ENTRIES.validate_python(entries, from_attributes=True))

@@ -7,8 +7,9 @@ from app.core.errors import NotFoundError
 from app.db.session import ReadSessionDep
 from app.employees.dependencies import EMPLOYEE_PATH, EmpIdPath
 from app.employees.history import crud
-from app.employees.history.models import AuditEntryRead, EmployeeAudit
-from app.http.openapi import PAGE_HEADERS, error_responses, headers
+from app.employees.history.models import AuditEntryRead, audit_entries_json
+from app.http.openapi import error_responses, page_responses
+from app.http.page_tags import PageIfNoneMatch, tagged_page
 from app.http.pagination import PageDep, set_page_headers
 
 router = APIRouter(prefix="/employees", tags=["employees"])
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/employees", tags=["employees"])
 @router.get(
     EMPLOYEE_PATH + "/history",
     response_model=list[AuditEntryRead],
-    responses={200: {"headers": headers(*PAGE_HEADERS)}, **error_responses(401, 403, 404, 422)},
+    responses={**page_responses(), **error_responses(401, 403, 404, 422)},
     operation_id="read_employee_history",
 )
 async def read_employee_history(
@@ -26,12 +27,13 @@ async def read_employee_history(
     session: ReadSessionDep,
     page: PageDep,
     request: Request,
-    response: Response,
-) -> list[EmployeeAudit]:
+    if_none_match: PageIfNoneMatch = None,
+) -> Response:
     """Every create, change and deletion of an employee, newest first (admin only).
 
     Answers for deleted employees too; for an `emp_id` that moved, it follows the record that
-    holds it now, or else the last one that held it.
+    holds it now, or else the last one that held it. `If-None-Match` with the page's weak
+    `ETag` gets a 304 while the page is unchanged.
     """
     employee_id = await crud.find_employee_id(session=session, emp_id=emp_id)
     if employee_id is None:
@@ -39,5 +41,6 @@ async def read_employee_history(
     entries, total = await crud.list_history(
         session=session, employee_id=employee_id, offset=page.offset, limit=page.limit
     )
+    response = Response(audit_entries_json(entries), media_type="application/json")
     set_page_headers(request, response, page, total)
-    return entries
+    return tagged_page(response, if_none_match)
