@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-fast fuzz lint format migrate clean bench bench-needs-wrk docs
+.PHONY: run test test-fast fuzz lint format migrate clean bench bench-needs-wrk docs openapi
 
 # The stamp files re-run pip whenever a requirements file changes.
 $(BIN)/python:
@@ -43,6 +43,10 @@ test: $(VENV)/.installed-dev $(VENV)/codegen/.installed
 # The quick part alone: no server processes, no concurrency trials.
 test-fast: $(VENV)/.installed-dev
 	$(BIN)/pytest -n auto -m "not slow and not ops" $(PYTEST_ARGS)
+
+# Rewrites openapi/v1.json from the live app; refuses a change that breaks it (a new version's job).
+openapi: $(VENV)/.installed
+	$(BIN)/python scripts/openapi_file.py
 
 # Property-based fuzzing of every operation (schemathesis); `make test` runs it with 8 examples.
 fuzz: $(VENV)/.installed-dev

@@ -30,6 +30,7 @@ from app.http.docs import DOCS_PATHS, install_docs
 from app.http.openapi import OPENAPI_TAGS, document_body_errors, document_rate_limits
 from app.http.rate_limits import RequestLimiter
 from app.http.routing import install_method_handler
+from app.http.versioning import include_versioned
 from app.middleware.access_log import AccessLogMiddleware
 from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.cors import cors_options
@@ -50,10 +51,14 @@ from app.observability.tracing import configure_tracing, requested_exporter, shu
 from app.security.passwords import configure_hash_concurrency
 
 DESCRIPTION = """
-Employee records over REST. Sign in with a username and password at `POST /auth/token` (OAuth2
+Employee records over REST. Sign in with a username and password at `POST /v1/auth/token` (OAuth2
 password flow) and send the token as `Authorization: Bearer <token>`; on the Swagger UI page,
 `/docs`, the **Authorize** button does both. Any account can read; only administrators can
 create, change or delete records.
+
+This is version 1 of the API, under `/v1`. The same operations also answer at the root paths
+(`/employees/`, `/auth/token`, ...) for the clients written before versioning: the same version,
+with the same answers. The health probes are not versioned: they live at `/health/*` only.
 """
 
 
@@ -174,18 +179,22 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     if limiter is not None:
         document_rate_limits(app, counted=lambda path: not is_exempt(path))
     install_docs(app)
-    # Matched in order: the employee records, most of the traffic, first.
-    for router in (
-        employees_router,
-        employees_csv_router,
-        history_router,
-        auth_router,
-        users_router,
-        password_router,
-        health_router,
-        metrics_router,
-    ):
-        app.include_router(router)
+    # Matched in order: the employee records, most of the traffic, first. Each router answers
+    # at the root and under /v1 (app.http.versioning); the probes and metrics are operational,
+    # called by load balancers and scrapers, and stay unversioned at the root.
+    include_versioned(
+        app,
+        (
+            employees_router,
+            employees_csv_router,
+            history_router,
+            auth_router,
+            users_router,
+            password_router,
+        ),
+    )
+    app.include_router(health_router)
+    app.include_router(metrics_router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

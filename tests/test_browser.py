@@ -119,8 +119,9 @@ def test_docs_authorize_survives_reload_and_lists_employees(browser, tmp_path):
         assert status.text.strip() == "200"
         body = visible(browser, f"{LIST} .live-responses-table .microlight")
         assert '"emp_name": "Ada Lovelace"' in body.text
+        # The schema documents the /v1 paths; the Authorize dialog signed in at /v1/auth/token.
         request_url = visible(browser, f"{LIST} .request-url pre")
-        assert request_url.text.startswith(f"{base}/employees/?")
+        assert request_url.text.startswith(f"{base}/v1/employees/?")
 
         # The picture in the README: the signed-in page and the list's answer in one view.
         for tag in ("auth", "users"):

@@ -439,8 +439,8 @@ class TestSpreadsheetFormulas:
 class TestCsvOpenApi:
     async def test_operations_are_documented(self, client):
         schema = (await client.get("/openapi.json")).json()
-        export = schema["paths"][EXPORT]["get"]
-        imported = schema["paths"][IMPORT]["post"]
+        export = schema["paths"][f"/v1{EXPORT}"]["get"]
+        imported = schema["paths"][f"/v1{IMPORT}"]["post"]
 
         assert export["operationId"] == "export_employees_csv"
         assert "text/csv" in export["responses"]["200"]["content"]

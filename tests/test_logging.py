@@ -71,6 +71,21 @@ class TestAccessLine:
         assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
         assert "timestamp" in line
 
+    async def test_a_v1_request_is_logged_with_its_prefix(
+        self, json_log, normal_user, client_for, make_employees
+    ):
+        await make_employees({"emp_id": 4242})
+        async with client_for(normal_user) as client:
+            for path in ("/v1/employees/4242", "/v1/employees", "/employees/4242"):
+                assert (await client.get(path)).status_code == 200
+        lines = access_lines(json_log())
+        assert [line["path"] for line in lines] == [
+            "/v1/employees/{emp_id}",
+            "/v1/employees",
+            "/employees/{emp_id}",
+        ]
+        assert all(line["user_id"] == str(normal_user.id) for line in lines)
+
     async def test_anonymous_and_unmatched_requests_are_logged_without_the_raw_path(
         self, json_log, client
     ):

@@ -172,7 +172,7 @@ class TestPerUsernameLimit:
 class TestOpenAPI:
     async def test_login_documents_429(self, client):
         schema = (await client.get("/openapi.json")).json()
-        responses = schema["paths"]["/auth/token"]["post"]["responses"]
+        responses = schema["paths"]["/v1/auth/token"]["post"]["responses"]
         assert "Retry-After" in responses["429"]["description"]
 
 

@@ -8,6 +8,7 @@ from app.http.routing import allowed_methods
 from app.main import create_app
 
 
+@pytest.mark.parametrize("prefix", ["", "/v1"], ids=["root", "v1"])
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
@@ -24,19 +25,20 @@ from app.main import create_app
     ],
 )
 async def test_a_method_the_path_does_not_take_is_405_naming_every_one_it_does(
-    admin_user_client, method, path, allow
+    admin_user_client, prefix, method, path, allow
 ):
-    response = await admin_user_client.request(method, path)
+    response = await admin_user_client.request(method, prefix + path)
 
     assert response.status_code == 405
     assert response.headers["Allow"] == allow
     assert response.json() == {"detail": "Method Not Allowed"}
 
 
-async def test_the_parameter_routes_still_validate_their_values(admin_user_client):
-    assert (await admin_user_client.get("/employees/abc")).status_code == 422
-    assert (await admin_user_client.patch("/users/not-a-uuid", json={})).status_code == 422
-    assert (await admin_user_client.get("/employees/import/history")).status_code == 404
+@pytest.mark.parametrize("prefix", ["", "/v1"], ids=["root", "v1"])
+async def test_the_parameter_routes_still_validate_their_values(admin_user_client, prefix):
+    assert (await admin_user_client.get(f"{prefix}/employees/abc")).status_code == 422
+    assert (await admin_user_client.patch(f"{prefix}/users/not-a-uuid", json={})).status_code == 422
+    assert (await admin_user_client.get(f"{prefix}/employees/import/history")).status_code == 404
 
 
 def test_every_literal_path_owns_its_methods():
@@ -45,7 +47,8 @@ def test_every_literal_path_owns_its_methods():
     app = create_app()
     routes = [r for r in iter_route_contexts(app.router.routes) if r.methods]
     literal = {r.path for r in routes if "{" not in r.path}
-    assert {"/employees/export.csv", "/employees/import", "/users/me"} <= literal
+    owners = {"/employees/export.csv", "/employees/import", "/users/me"}
+    assert owners | {f"/v1{path}" for path in owners} <= literal
     for path in literal:
         takers: dict[str, str] = {}
         for route in routes:

@@ -65,6 +65,22 @@ class TestRequestMetrics:
         not_found = EMPLOYEE_ROUTE | {"status": "404"}
         assert delta(before, after, "http_requests_total", **not_found) == 1
 
+    async def test_v1_requests_have_series_of_their_own(
+        self, client, normal_user, client_for, make_employees
+    ):
+        await make_employees({"emp_id": 1})
+        before = await scrape(client)
+        async with client_for(normal_user) as signed_in:
+            for path in ("/v1/employees/1", "/v1/employees/1", "/employees/1"):
+                assert (await signed_in.get(path)).status_code == 200
+            assert (await signed_in.get("/v1/health/live")).status_code == 404
+        after = await scrape(client)
+        v1 = EMPLOYEE_ROUTE | {"route": "/v1/employees/{emp_id}"}
+        assert delta(before, after, "http_requests_total", **v1) == 2
+        assert delta(before, after, "http_requests_total", **EMPLOYEE_ROUTE) == 1
+        unmatched = {"method": "GET", "route": "<unmatched>", "status": "404"}
+        assert delta(before, after, "http_requests_total", **unmatched) == 1
+
     async def test_unknown_paths_share_one_series(self, client):
         before = await scrape(client)
         for path in ("/a", "/b/c", "/secret?token=x"):

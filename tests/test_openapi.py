@@ -11,34 +11,44 @@ from app.main import create_app
 from tests.pg import ROOT
 
 OPERATIONS = {
-    ("post", "/auth/token"): {"400", "401", "413", "422", "429"},
-    ("post", "/auth/register"): {"400", "409", "413", "422"},
-    ("get", "/users/me"): {"401"},
-    ("get", "/users/"): {"304", "401", "403", "422"},
-    ("get", "/employees/"): {"304", "401", "422"},
-    ("post", "/employees/"): {"400", "401", "403", "409", "413", "422"},
-    ("get", "/employees/{emp_id}"): {"304", "401", "404", "422"},
-    ("put", "/employees/{emp_id}"): {"400", "401", "403", "404", "409", "412", "413", "422", "428"},
-    ("patch", "/employees/{emp_id}"): {
+    ("post", "/v1/auth/token"): {"400", "401", "413", "422", "429"},
+    ("post", "/v1/auth/register"): {"400", "409", "413", "422"},
+    ("get", "/v1/users/me"): {"401"},
+    ("get", "/v1/users/"): {"304", "401", "403", "422"},
+    ("get", "/v1/employees/"): {"304", "401", "422"},
+    ("post", "/v1/employees/"): {"400", "401", "403", "409", "413", "422"},
+    ("get", "/v1/employees/{emp_id}"): {"304", "401", "404", "422"},
+    ("put", "/v1/employees/{emp_id}"): {
+        "400",
+        "401",
+        "403",
+        "404",
+        "409",
+        "412",
+        "413",
+        "422",
+        "428",
+    },
+    ("patch", "/v1/employees/{emp_id}"): {
         *("400", "401", "403", "404", "409", "412", "413", "422", "428"),
     },
-    ("delete", "/employees/{emp_id}"): {"401", "403", "404", "409", "412", "422", "428"},
-    ("get", "/employees/{emp_id}/history"): {"304", "401", "403", "404", "422"},
-    ("get", "/employees/export.csv"): {"401", "422"},
-    ("post", "/employees/import"): {"400", "401", "403", "409", "413", "422"},
+    ("delete", "/v1/employees/{emp_id}"): {"401", "403", "404", "409", "412", "422", "428"},
+    ("get", "/v1/employees/{emp_id}/history"): {"304", "401", "403", "404", "422"},
+    ("get", "/v1/employees/export.csv"): {"401", "422"},
+    ("post", "/v1/employees/import"): {"400", "401", "403", "409", "413", "422"},
     ("get", "/health/live"): set(),
     ("get", "/health/ready"): set(),
-    ("post", "/auth/refresh"): {"400", "401", "413", "422"},
-    ("post", "/auth/logout"): {"400", "413", "422"},
-    ("post", "/auth/logout-all"): {"401"},
-    ("post", "/users/me/password"): {"400", "401", "403", "413", "422"},
-    ("get", "/users/{user_id}"): {"401", "403", "404", "422"},
-    ("patch", "/users/{user_id}"): {"400", "401", "403", "404", "409", "413", "422"},
-    ("delete", "/users/{user_id}"): {"401", "403", "404", "409"},
+    ("post", "/v1/auth/refresh"): {"400", "401", "413", "422"},
+    ("post", "/v1/auth/logout"): {"400", "413", "422"},
+    ("post", "/v1/auth/logout-all"): {"401"},
+    ("post", "/v1/users/me/password"): {"400", "401", "403", "413", "422"},
+    ("get", "/v1/users/{user_id}"): {"401", "403", "404", "422"},
+    ("patch", "/v1/users/{user_id}"): {"400", "401", "403", "404", "409", "413", "422"},
+    ("delete", "/v1/users/{user_id}"): {"401", "403", "404", "409"},
 }
-PUBLIC = {("post", "/auth/token"), ("post", "/auth/register")} | {
-    ("post", "/auth/refresh"),
-    ("post", "/auth/logout"),
+PUBLIC = {("post", "/v1/auth/token"), ("post", "/v1/auth/register")} | {
+    ("post", "/v1/auth/refresh"),
+    ("post", "/v1/auth/logout"),
     ("get", "/health/live"),
     ("get", "/health/ready"),
 }
@@ -83,17 +93,17 @@ async def test_body_errors_answer_the_documented_shape():
     json_body = {"Content-Type": "application/json"}
     async with AsyncClient(transport=ASGITransport(create_app()), base_url="http://t") as client:
         undecodable = await client.post(
-            "/auth/register", content=b'{"username": "\xff"}', headers=json_body
+            "/v1/auth/register", content=b'{"username": "\xff"}', headers=json_body
         )
         too_large = await client.post(
-            "/auth/register", content=b" " * (limit + 1), headers=json_body
+            "/v1/auth/register", content=b" " * (limit + 1), headers=json_body
         )
     assert undecodable.status_code == 400
     assert undecodable.json() == {"detail": "There was an error parsing the body"}
     assert too_large.status_code == 413
     assert too_large.json() == {"detail": "Request body too large"}
     # Both pages show what the server really says.
-    responses = create_app().openapi()["paths"]["/auth/register"]["post"]["responses"]
+    responses = create_app().openapi()["paths"]["/v1/auth/register"]["post"]["responses"]
     for answer in (undecodable, too_large):
         media = responses[str(answer.status_code)]["content"]["application/json"]
         assert media["example"] == answer.json()
@@ -136,7 +146,7 @@ def test_example_emp_id_is_not_one_the_guides_create():
     schema = create_app().openapi()
     (example,) = schema["components"]["schemas"]["EmployeeCreate"]["examples"]
     assert used and example["emp_id"] not in used
-    csv_example = schema["paths"]["/employees/export.csv"]["get"]["responses"]["200"]["content"]
+    csv_example = schema["paths"]["/v1/employees/export.csv"]["get"]["responses"]["200"]["content"]
     (row,) = csv_example["text/csv"]["example"].splitlines()[1:]
     assert int(row.split(",")[0]) == example["emp_id"]
 
@@ -148,7 +158,7 @@ def test_login_form_has_examples(schema):
 
 def test_authorize_button_uses_the_password_flow(schema):
     (scheme,) = schema["components"]["securitySchemes"].values()
-    assert scheme["flows"]["password"]["tokenUrl"] == "/auth/token"
+    assert scheme["flows"]["password"]["tokenUrl"] == "/v1/auth/token"
     protected = {key for key, op in operations(schema).items() if op.get("security")}
     assert protected == set(OPERATIONS) - PUBLIC
 

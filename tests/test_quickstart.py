@@ -108,15 +108,19 @@ def test_the_examples_run_against_a_fresh_server(tmp_path: Path) -> None:
     assert '"city":"Paris"' in quick and '"version":2' in quick
     assert lines_matching(r"^412$", quick)
 
-    # docs/api.md: the walk, a conditional PATCH and its stale tag, a polled page, a replayed
-    # create, the history, and CSV in and out.
+    # docs/api.md: /v1 and the root path alike, a create under /v1 and its links; the walk, a
+    # conditional PATCH and its stale tag, a polled page, a replayed create, the history, and CSV
+    # in and out.
     assert '"emp_id":1001' in guide
+    assert lines_matching(r"^the same answer$", guide)
+    assert lines_matching(r"^location: /v1/employees/1003$", guide)
+    assert lines_matching(r"^link: <http://127\.0\.0\.1:\d+/v1/employees/\?", guide)
     assert lines_matching(r'^etag: "[0-9a-f]{32}-3"$', guide)
     assert "The record changed since you read it" in guide
     (page_tag,) = lines_matching(r'^page ETag: (W/"[0-9a-f]{32}")$', guide)
     assert lines_matching(r"^HTTP/1\.1 304 Not Modified$", guide) == ["HTTP/1.1 304 Not Modified"]
     assert lines_matching(r"^etag: (W/.*)$", guide) == [page_tag]
-    assert len(lines_matching(r"^HTTP/1\.1 201 Created$", guide)) == 2
+    assert len(lines_matching(r"^HTTP/1\.1 201 Created$", guide)) == 3
     assert lines_matching(r"^idempotent-replayed: true$", guide) == ["idempotent-replayed: true"]
     assert '"action":"update","emp_id":1001,"version":3' in guide
     assert '{"valid":2}' in guide and '{"created":2}' in guide

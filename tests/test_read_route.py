@@ -1,4 +1,5 @@
-"""GET /employees/{emp_id} served by `ReadEmployeeRoute`: the same answers as FastAPI's handler.
+"""GET /employees/{emp_id} served by `ReadEmployeeRoute`: the same answers as FastAPI's handler,
+at the root path and under /v1 alike.
 
 Each request below is sent twice: once as clients send it, and once with the route's direct
 path stepped aside (an override of one of the dependencies it calls, which only FastAPI's
@@ -17,12 +18,18 @@ from httpx import AsyncClient, Response
 from app.accounts.models import User
 from app.db.reader import PooledReader
 from app.db.session import get_reader
-from app.employees.read_route import CALLED_DIRECTLY, plain_emp_id
+from app.employees.read_route import CALLED_DIRECTLY, ReadEmployeeRoute, plain_emp_id
 from app.main import create_app
 from tests.conftest import employee_payload
 
 # Everything but the per-request id.
 IGNORED_HEADERS = {"x-request-id"}
+
+
+@pytest.fixture(params=["", "/v1"], ids=["root", "v1"])
+def prefix(request: pytest.FixtureRequest) -> str:
+    """The route is served at the root and under the version prefix: both ways at each."""
+    return str(request.param)
 
 
 def answer(response: Response) -> tuple[int, bytes, dict[str, str]]:
@@ -75,8 +82,8 @@ class TestSameAnswers:
             "/employees/%207",
         ],
     )
-    async def test_paths(self, app, normal_user_client, stored, path):
-        direct, standard = await both_ways(app, normal_user_client, path)
+    async def test_paths(self, app, normal_user_client, stored, prefix, path):
+        direct, standard = await both_ways(app, normal_user_client, prefix + path)
         assert direct == standard
         assert direct[0] in (200, 404, 422)
 
@@ -84,10 +91,10 @@ class TestSameAnswers:
         "if_none_match",
         ["{etag}", "W/{etag}", "*", '"other"', '{etag}, "other"', "x" * 1000, "x" * 1001, ""],
     )
-    async def test_if_none_match(self, app, normal_user_client, stored, if_none_match):
+    async def test_if_none_match(self, app, normal_user_client, stored, prefix, if_none_match):
         header = if_none_match.format(etag=stored.etag)
         direct, standard = await both_ways(
-            app, normal_user_client, "/employees/7", **{"If-None-Match": header}
+            app, normal_user_client, f"{prefix}/employees/7", **{"If-None-Match": header}
         )
         assert direct == standard
         assert direct[0] in (200, 304, 412, 422)
@@ -96,15 +103,17 @@ class TestSameAnswers:
         "authorization",
         [None, "Bearer", "Bearer not.a.token", "Basic amFuZTpzZWNyZXQ=", "bearer {}"],
     )
-    async def test_credentials(self, app, client, normal_user, token_for, stored, authorization):
+    async def test_credentials(
+        self, app, client, normal_user, token_for, stored, prefix, authorization
+    ):
         headers = {}
         if authorization is not None:
             headers["Authorization"] = authorization.format(token_for(normal_user))
-        direct, standard = await both_ways(app, client, "/employees/7", **headers)
+        direct, standard = await both_ways(app, client, f"{prefix}/employees/7", **headers)
         assert direct == standard
 
     async def test_accounts_that_may_no_longer_read(
-        self, app, make_user, client_for, stored, sessionmaker
+        self, app, make_user, client_for, stored, sessionmaker, prefix
     ):
         inactive: User = await make_user("gone", is_active=False)
         signed_out: User = await make_user("signed.out")
@@ -114,36 +123,39 @@ class TestSameAnswers:
                 session.add(signed_out)
                 await session.commit()
             for client in (gone, stale):
-                direct, standard = await both_ways(app, client, "/employees/7")
+                direct, standard = await both_ways(app, client, f"{prefix}/employees/7")
                 assert direct == standard
                 assert direct[0] == 401
 
 
 class TestWhichHandler:
     async def test_a_plain_request_is_answered_without_solving(
-        self, normal_user_client, stored, solves
+        self, normal_user_client, stored, solves, prefix
     ):
-        response = await normal_user_client.get("/employees/7", headers={"If-None-Match": '"x"'})
+        response = await normal_user_client.get(
+            f"{prefix}/employees/7", headers={"If-None-Match": '"x"'}
+        )
         assert response.status_code == 200
+        assert response.json()["emp_id"] == 7
         assert solves == []
 
     @pytest.mark.parametrize("path", ["/employees/007", "/employees/0"])
     async def test_anything_else_goes_to_fastapis_handler(
-        self, normal_user_client, stored, solves, path
+        self, normal_user_client, stored, solves, prefix, path
     ):
-        response = await normal_user_client.get(path)
+        response = await normal_user_client.get(prefix + path)
         assert response.status_code in (200, 422)
-        assert solves == [path]
+        assert solves == [prefix + path]
 
-    async def test_an_override_is_honoured(self, app, normal_user_client, stored, solves):
+    async def test_an_override_is_honoured(self, app, normal_user_client, stored, solves, prefix):
         app.dependency_overrides[get_reader] = get_reader
-        response = await normal_user_client.get("/employees/7")
+        response = await normal_user_client.get(f"{prefix}/employees/7")
         assert response.status_code == 200
-        assert solves == ["/employees/7"]
+        assert solves == [f"{prefix}/employees/7"]
 
-    async def test_other_routes_are_untouched(self, normal_user_client, stored, solves):
-        await normal_user_client.get("/employees/")
-        assert solves == ["/employees/"]
+    async def test_other_routes_are_untouched(self, normal_user_client, stored, solves, prefix):
+        await normal_user_client.get(f"{prefix}/employees/")
+        assert solves == [f"{prefix}/employees/"]
 
 
 @pytest.mark.parametrize(
@@ -192,9 +204,18 @@ class TestWithoutASession:
         [("/employees/7", 200, 0), ("/employees/8", 404, 0), ("/employees/007", 200, 0)],
     )
     async def test_same_answers(
-        self, app, engine, normal_user_client, stored, sessions_opened, path, status, sessions
+        self,
+        app,
+        engine,
+        normal_user_client,
+        stored,
+        sessions_opened,
+        prefix,
+        path,
+        status,
+        sessions,
     ):
-        direct, standard = await both_ways(app, normal_user_client, path)
+        direct, standard = await both_ways(app, normal_user_client, prefix + path)
         assert direct == standard
         assert direct[0] == status
         assert len(sessions_opened) == sessions
@@ -208,7 +229,7 @@ class TestWithoutASession:
             async with sessionmaker() as session:
                 await session.delete(await session.get(User, gone.id))
                 await session.commit()
-            direct, standard = await both_ways(app, client, "/employees/7")
+            direct, standard = await both_ways(app, client, "/v1/employees/7")
         assert direct == standard
         assert direct[0] == 401
         assert engine.pool.checkedout() == 0
@@ -216,24 +237,28 @@ class TestWithoutASession:
 
 def test_the_direct_path_honours_every_parameter_of_the_declared_handler():
     """`ReadEmployeeRoute` answers with the declared handler's dependencies called by hand: a
-    parameter added to `read_employee` must be honoured there too, then listed here."""
-    route = next(
-        r
+    parameter added to `read_employee` must be honoured there too, then listed here. Both
+    copies of the route (root and /v1) are the route class, with the same dependencies."""
+    routes = {
+        r.path_format: r
         for r in iter_route_contexts(create_app().router.routes)
-        if r.path_format == "/employees/{emp_id}" and "GET" in r.methods
-    )
-    dependant = route.dependant
-    calls = {dependency.call for dependency in dependant.dependencies}
-    params = {
-        kind: {param.name for param in getattr(dependant, f"{kind}_params")}
-        for kind in ("path", "query", "header", "cookie", "body")
+        if r.path_format in ("/employees/{emp_id}", "/v1/employees/{emp_id}") and "GET" in r.methods
     }
 
-    assert calls == set(CALLED_DIRECTLY)
-    assert params == {
-        "path": {"emp_id"},
-        "query": set(),
-        "header": {"if_none_match"},
-        "cookie": set(),
-        "body": set(),
-    }
+    assert len(routes) == 2
+    for route in routes.values():
+        assert isinstance(route.original_route, ReadEmployeeRoute)
+        dependant = route.dependant
+        calls = {dependency.call for dependency in dependant.dependencies}
+        params = {
+            kind: {param.name for param in getattr(dependant, f"{kind}_params")}
+            for kind in ("path", "query", "header", "cookie", "body")
+        }
+        assert calls == set(CALLED_DIRECTLY)
+        assert params == {
+            "path": {"emp_id"},
+            "query": set(),
+            "header": {"if_none_match"},
+            "cookie": set(),
+            "body": set(),
+        }

@@ -7,7 +7,7 @@ import pytest
 from app.main import create_app
 from tests.test_openapi import operations
 
-LISTS = ("/employees/", "/users/", "/employees/{emp_id}/history")
+LISTS = ("/v1/employees/", "/v1/users/", "/v1/employees/{emp_id}/history")
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +59,18 @@ async def test_null_is_still_refused_as_the_schema_says(admin_user_client, make_
 @pytest.mark.parametrize(
     ("method", "path", "code", "names"),
     [
-        ("get", "/employees/", "200", {"X-Total-Count", "X-Total-Count-Estimated", "Link", "ETag"}),
-        ("get", "/users/", "200", {"X-Total-Count", "Link", "ETag"}),
-        ("get", "/employees/{emp_id}/history", "200", {"X-Total-Count", "Link", "ETag"}),
+        ("get", "/v1/employees/", "200", {"X-Total-Count", "X-Total-Count-Estimated", "Link", "ETag"}),
+        ("get", "/v1/users/", "200", {"X-Total-Count", "Link", "ETag"}),
+        ("get", "/v1/employees/{emp_id}/history", "200", {"X-Total-Count", "Link", "ETag"}),
         *(("get", path, "304", {"ETag"}) for path in LISTS),
-        ("get", "/employees/{emp_id}", "200", {"ETag"}),
-        ("post", "/employees/", "201", {"ETag", "Location", "Idempotent-Replayed"}),
-        ("post", "/employees/", "409", {"Retry-After"}),
-        ("put", "/employees/{emp_id}", "200", {"ETag"}),
-        ("patch", "/employees/{emp_id}", "200", {"ETag"}),
-        ("post", "/auth/token", "429", {"Retry-After"}),
-        ("get", "/employees/", "503", {"Retry-After"}),
-        ("get", "/employees/", "401", {"WWW-Authenticate"}),
+        ("get", "/v1/employees/{emp_id}", "200", {"ETag"}),
+        ("post", "/v1/employees/", "201", {"ETag", "Location", "Idempotent-Replayed"}),
+        ("post", "/v1/employees/", "409", {"Retry-After"}),
+        ("put", "/v1/employees/{emp_id}", "200", {"ETag"}),
+        ("patch", "/v1/employees/{emp_id}", "200", {"ETag"}),
+        ("post", "/v1/auth/token", "429", {"Retry-After"}),
+        ("get", "/v1/employees/", "503", {"Retry-After"}),
+        ("get", "/v1/employees/", "401", {"WWW-Authenticate"}),
     ],
 )
 def test_headers_a_client_reads_are_declared(schema, method, path, code, names):

@@ -565,7 +565,7 @@ class TestConcurrentDemotions:
 
 def test_operations_are_documented() -> None:
     schema = create_app().openapi()
-    item = schema["paths"]["/users/{user_id}"]
+    item = schema["paths"]["/v1/users/{user_id}"]
     ids = {method: operation["operationId"] for method, operation in item.items()}
     assert ids == {"get": "read_user", "patch": "update_user", "delete": "delete_user"}
     assert "409" not in item["get"]["responses"]

@@ -11,6 +11,7 @@ from app.accounts.models import User
 from app.core.config import request_settings
 from app.core.errors import UnauthorizedError
 from app.db.session import ReaderDep, SessionDep
+from app.http.versioning import API_PREFIX
 from app.security.tokens import AccessClaims, InvalidTokenError, decode_access_token
 
 
@@ -21,7 +22,7 @@ class BearerClaims(OAuth2PasswordBearer):
 
     def __init__(self) -> None:
         super().__init__(
-            tokenUrl="/auth/token",
+            tokenUrl=f"{API_PREFIX}/auth/token",
             scheme_name="OAuth2PasswordBearer",
             description="Sign in with a username and password; no client id or secret is needed.",
             auto_error=False,

@@ -36,6 +36,7 @@ from app.employees.read_route import ReadEmployeeRoute, answer_read
 from app.http.openapi import error_responses, headers, page_responses
 from app.http.page_tags import PageIfNoneMatch, tagged_page
 from app.http.pagination import PageDep, set_keyset_headers
+from app.http.versioning import under_request_prefix
 
 router = APIRouter(prefix="/employees", tags=["employees"])
 
@@ -148,6 +149,7 @@ async def create_employee(
     data: EmployeeCreate,
     session: SessionDep,
     settings: SettingsDep,
+    request: Request,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Create an employee (admin only); a taken `emp_id` is a 409. Safe to retry with a key."""
@@ -156,10 +158,16 @@ async def create_employee(
         answer = await service.create_employee_once(
             session=session, data=data, actor=actor, key=idempotency_key, ttl=ttl
         )
-        replayed = {"Idempotent-Replayed": "true"} if answer.replayed else {}
-        return JSONResponse(answer.body, answer.status_code, headers=answer.headers | replayed)
+        headers = dict(answer.headers)
+        if "Location" in headers:
+            # Stored without a version prefix: a retry gets the one it was sent to.
+            headers["Location"] = under_request_prefix(request.scope, headers["Location"])
+        if answer.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(answer.body, answer.status_code, headers=headers)
     employee = await service.create_employee(session=session, data=data, actor=actor)
-    return written(employee, status.HTTP_201_CREATED, Location=service.location(employee.emp_id))
+    location = under_request_prefix(request.scope, service.location(employee.emp_id))
+    return written(employee, status.HTTP_201_CREATED, Location=location)
 
 
 @router.put(

@@ -32,6 +32,7 @@ STALE = "The record changed since you read it; fetch it again for the current ET
 
 
 def location(emp_id: int) -> str:
+    """The record's path without a version prefix (the router adds the request's)."""
     return f"/employees/{emp_id}"
 
 

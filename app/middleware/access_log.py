@@ -8,6 +8,7 @@ import time
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.http.versioning import route_path, version_prefix
 from app.observability.metrics import LIVE, UNMATCHED_ROUTE, observe_request
 
 logger = logging.getLogger("app.access")
@@ -17,7 +18,12 @@ def route_template(scope: Scope) -> str:
     # path_format: the template without its parameters' convertors (`{emp_id}`).
     route = scope.get("route") or _route_of_endpoint(scope)
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ROUTE
+    if not isinstance(path, str):
+        return UNMATCHED_ROUTE
+    # FastAPI puts the route as its router declared it in the scope, without the prefix it was
+    # included under: /v1 requests keep theirs, so the root paths' remaining callers show.
+    prefix = version_prefix(route_path(scope))
+    return path if path.startswith(prefix) else prefix + path
 
 
 def _route_of_endpoint(scope: Scope) -> BaseRoute | None:

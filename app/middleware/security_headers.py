@@ -7,6 +7,7 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.http.versioning import route_path, unversioned
 from app.middleware.headers import HeaderSet, encoded
 
 # The API serves JSON only: nothing it returns should load anything or be framed.
@@ -23,8 +24,8 @@ COMMON_HEADERS = {
 
 
 class SecurityHeadersMiddleware:
-    """The headers of this module on every response; `Cache-Control: no-store` on /auth and
-    on answers to credentialed requests; HSTS over https only (docs/security.md)."""
+    """The headers of this module on every response; `Cache-Control: no-store` on /auth (and
+    /v1/auth) and on answers to credentialed requests; HSTS over https only (docs/security.md)."""
 
     def __init__(self, app: ASGIApp, *, docs_paths: Iterable[str] = ()) -> None:
         self.app = app
@@ -61,8 +62,11 @@ class SecurityHeadersMiddleware:
     def _headers_for(self, scope: Scope) -> HeaderSet:
         path = route_path(scope)
         is_docs = any(path == docs or path.startswith(docs + "/") for docs in self.docs_paths)
+        api_path = unversioned(path)
         no_store = (
-            path == "/auth" or path.startswith("/auth/") or "authorization" in Headers(scope=scope)
+            api_path == "/auth"
+            or api_path.startswith("/auth/")
+            or "authorization" in Headers(scope=scope)
         )
         return self.header_sets[is_docs, no_store, scope.get("scheme") == "https"]
 
@@ -78,10 +82,3 @@ def header_set(is_docs: bool, no_store: bool, https: bool) -> HeaderSet:
     # Docs pages keep the policy they set themselves (it names their inline script).
     default = [("Content-Security-Policy", DOCS_CSP)] if is_docs else []
     return HeaderSet(replace=encoded(headers.items()), default=encoded(default))
-
-
-def route_path(scope: Scope) -> str:
-    # Behind a prefix (root_path), scope["path"] includes it; routes and docs URLs do not.
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    return path[len(root_path) :] if root_path and path.startswith(root_path) else path
