@@ -59,7 +59,12 @@ async def test_null_is_still_refused_as_the_schema_says(admin_user_client, make_
 @pytest.mark.parametrize(
     ("method", "path", "code", "names"),
     [
-        ("get", "/v1/employees/", "200", {"X-Total-Count", "X-Total-Count-Estimated", "Link", "ETag"}),
+        (
+            "get",
+            "/v1/employees/",
+            "200",
+            {"X-Total-Count", "X-Total-Count-Estimated", "Link", "ETag"},
+        ),
         ("get", "/v1/users/", "200", {"X-Total-Count", "Link", "ETag"}),
         ("get", "/v1/employees/{emp_id}/history", "200", {"X-Total-Count", "Link", "ETag"}),
         *(("get", path, "304", {"ETag"}) for path in LISTS),
