@@ -105,6 +105,16 @@ class TestHeaderFields:
                 assert "RateLimit" not in response.headers, path
         assert usage(await client.get("/employees/"))[:2] == ("anonymous", 3)
 
+    async def test_probes_behind_a_proxy_prefix_are_not_counted(self, app):
+        transport = ASGITransport(app=app, root_path="/api")
+        async with AsyncClient(transport=transport, base_url="http://t") as client:
+            for _ in range(6):
+                response = await client.get("/api/health/live")
+                assert response.status_code == 200
+                assert "RateLimit" not in response.headers
+            response = await client.get("/api/v1/employees/")
+            assert usage(response)[:2] == ("anonymous", 3)
+
     async def test_disabled_limits_send_no_fields(self, app_with, normal_user, token_for):
         app = await app_with(rate_limit_enabled=False)
         headers = auth_headers(token_for(normal_user))

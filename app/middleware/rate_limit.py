@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.config import Settings
 from app.http.rate_limits import LimitStoreUnavailable, Policy, RequestLimiter, Usage
+from app.http.versioning import route_path
 from app.observability.metrics import REQUESTS_LIMITED
 from app.security.tokens import InvalidTokenError, decode_access_token
 
@@ -36,7 +37,7 @@ class RateLimitMiddleware:
         self.writes = Policy.parse("writes", settings.rate_limit_writes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_exempt(scope["path"]):
+        if scope["type"] != "http" or is_exempt(route_path(scope)):
             await self.app(scope, receive, send)
             return
         try:
