@@ -31,6 +31,7 @@ from app.http.openapi import OPENAPI_TAGS, document_body_errors
 from app.http.routing import install_method_handler
 from app.middleware.access_log import AccessLogMiddleware
 from app.middleware.body_limit import BodyLimitMiddleware
+from app.middleware.compression import CompressionMiddleware
 from app.middleware.cors import cors_options
 from app.middleware.cut_off import CutOffMiddleware
 from app.middleware.request_id import RequestIdMiddleware
@@ -109,8 +110,9 @@ def freeze_startup_objects() -> None:
 
 def middleware(settings: Settings) -> list[Middleware]:
     """Outermost first. Every answer, a refused Host or an oversized body included, carries the
-    request id and the security headers and is logged; the sessions close innermost, once the
-    answer is out, and a request cut off at shutdown gets the layers' headers on its 503."""
+    request id, the security headers and `Vary: Accept-Encoding` and is logged; the sessions
+    close innermost, once the answer is out, and a request cut off at shutdown gets the layers'
+    headers on its 503."""
     stack = [Middleware(RequestIdMiddleware)]
     if settings.access_log or settings.metrics_enabled:
         stack.append(
@@ -120,6 +122,10 @@ def middleware(settings: Settings) -> list[Middleware]:
                 metrics=settings.metrics_enabled,
             )
         )
+    if settings.compression_enabled:
+        # Inside the access log, which then sees what goes on the wire; outside the rest, so
+        # that every answer they make, a 500 included, gets its Vary and may be compressed.
+        stack.append(Middleware(CompressionMiddleware, min_bytes=settings.compression_min_bytes))
     stack.append(Middleware(SecurityHeadersMiddleware, docs_paths=DOCS_PATHS))
     if "*" not in settings.trusted_hosts:
         stack.append(Middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts))
