@@ -33,6 +33,7 @@ from app.http.routing import install_method_handler
 from app.http.versioning import include_versioned
 from app.middleware.access_log import AccessLogMiddleware
 from app.middleware.body_limit import BodyLimitMiddleware
+from app.middleware.compression import CompressionMiddleware
 from app.middleware.cors import cors_options
 from app.middleware.cut_off import CutOffMiddleware
 from app.middleware.rate_limit import RateLimitMiddleware, is_exempt
@@ -118,9 +119,10 @@ def freeze_startup_objects() -> None:
 
 def middleware(settings: Settings, limiter: RequestLimiter | None) -> list[Middleware]:
     """Outermost first. Every answer, a refused Host, an oversized body or a spent request
-    limit included, carries the request id and the security headers and is logged; a 429 gets
-    the CORS headers too (preflights are not counted); the sessions close innermost, once the
-    answer is out, and a request cut off at shutdown gets the layers' headers on its 503."""
+    limit included, carries the request id, the security headers and `Vary: Accept-Encoding`
+    and is logged; a 429 gets the CORS headers too (preflights are not counted); the sessions
+    close innermost, once the answer is out, and a request cut off at shutdown gets the layers'
+    headers on its 503."""
     stack = [Middleware(RequestIdMiddleware)]
     if settings.access_log or settings.metrics_enabled:
         stack.append(
@@ -130,6 +132,10 @@ def middleware(settings: Settings, limiter: RequestLimiter | None) -> list[Middl
                 metrics=settings.metrics_enabled,
             )
         )
+    if settings.compression_enabled:
+        # Inside the access log, which then sees what goes on the wire; outside the rest, so
+        # that every answer they make, a 500 included, gets its Vary and may be compressed.
+        stack.append(Middleware(CompressionMiddleware, min_bytes=settings.compression_min_bytes))
     stack.append(Middleware(SecurityHeadersMiddleware, docs_paths=DOCS_PATHS))
     if "*" not in settings.trusted_hosts:
         stack.append(Middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts))

@@ -125,8 +125,16 @@ def test_the_examples_run_against_a_fresh_server(tmp_path: Path) -> None:
     assert '"action":"update","emp_id":1001,"version":3' in guide
     assert '{"valid":2}' in guide and '{"created":2}' in guide
     exported = guide[guide.index("emp_id,emp_name,city,country,emp_dob") :].splitlines()
-    assert exported[1:] == [  # country "united", by name; Ada moved to France above
+    assert exported[1:4] == [  # country "united", by name; Ada moved to France above
         "1002,Alan Turing,Wilmslow,United Kingdom,1912-06-23",
         "2001,Grace Hopper,New York,United States,1906-12-09",
         '2002,"Hamilton, Margaret",Paoli,United States,1936-08-17',
     ]
+    assert not exported[4].startswith(("1", "2"))  # no other row
+
+    # The schema compressed for curl --compressed, and its plain size.
+    assert lines_matching(r"^content-encoding: (zstd|br|gzip)$", guide)
+    assert lines_matching(r"^vary: Accept-Encoding$", guide)
+    (wire,) = map(int, lines_matching(r"^on the wire: (\d+) bytes$", guide))
+    (plain,) = map(int, lines_matching(r"^uncompressed: (\d+) bytes$", guide))
+    assert wire * 4 < plain

@@ -104,6 +104,18 @@ class ServerSettings(BaseModel):
         default=["*"],
         description="Comma-separated accepted `Host` headers (others get 400); `*` accepts any.",
     )
+    compression_enabled: bool = Field(
+        default=True,
+        description="Compress answers with gzip, Brotli or zstd when the request's "
+        "Accept-Encoding allows; false when a proxy in front compresses instead.",
+    )
+    compression_min_bytes: int = Field(
+        default=1024,
+        ge=1,
+        le=1_048_576,
+        description="Smallest whole body compressed, in bytes; smaller ones go out as they are "
+        "(streamed bodies are always compressed).",
+    )
 
     # Observability
     log_format: Literal["json", "console"] = Field(
