@@ -25,6 +25,7 @@ SHORT = {
     "g": "walk (pages/s)",
     "h": "(a) in storm",
     "i": "(a) limits on",
+    "j": "(a) compression off",
 }
 RATIO_TARGETS = {"a": 4.0, "b": 2.0, "c": 10.0, "d": 2.0, "e": 2.0, "f": 1.0}
 
@@ -58,9 +59,11 @@ def summarise(rounds: list[dict[str, dict[str, dict[str, Any]]]]) -> dict[str, d
             # None: no request of (a) finished while the storm ran (a stalled server)
             ratio = storm["p99_ms"] / alone["p99_ms"] if storm["requests"] else None
             storm["p99_vs_alone"] = round(ratio, 2) if ratio is not None else None
-    alone, limited = summary.get("a", {}).get("ours"), summary.get("i", {}).get("ours")
-    if alone and limited and alone["rps"]:
-        limited["rps_vs_alone"] = round(limited["rps"] / alone["rps"], 2)
+    alone = summary.get("a", {}).get("ours")
+    for key in ("i", "j"):
+        variant = summary.get(key, {}).get("ours")
+        if alone and variant and alone["rps"]:
+            variant["rps_vs_alone"] = round(variant["rps"] / alone["rps"], 2)
     for key, row in summary.items():
         row["met"] = verdict(key, row)
     return summary
@@ -79,6 +82,8 @@ def verdict(key: str, row: dict[str, Any]) -> bool | None:
         return bool(ours["p99_vs_alone"] is not None and ours["p99_vs_alone"] <= 2)
     if key == "i":
         return bool(ours["rps_vs_alone"] >= 0.85) if "rps_vs_alone" in ours else None
+    if key == "j":  # (a), compression on, at least 0.97x of this, compression off
+        return bool(1 / ours["rps_vs_alone"] >= 0.97) if ours.get("rps_vs_alone") else None
     if key == "a" and "seed" not in row and ours["p99_ms"] >= 50:
         return False  # missed whatever the ratio would have been
     if row.get("ratio") is None:
@@ -178,6 +183,12 @@ def notes(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> list[str]
         out.append(
             "- (i) ours: throughput with request limits on (Redis) / (a) with them off: "
             f"{limited['rps_vs_alone']:.2f}x"
+        )
+    plain = summary.get("j", {}).get("ours", {})
+    if plain.get("rps_vs_alone"):
+        out.append(
+            "- (j) ours: throughput of (a), compression on / compression off: "
+            f"{1 / plain['rps_vs_alone']:.2f}x"
         )
     for system in SYSTEMS:
         workers = meta.get("memory", {}).get(system)

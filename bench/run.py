@@ -23,7 +23,7 @@ from bench import servers
 from bench.data import copy_rows, create_database, database_dsn, drop_database, unique_name
 from bench.report import ADD_BASELINE, NOT_MEASURED, SYSTEMS, markdown, summarise, write_outputs
 from bench.scenarios import SCENARIOS, Settings, memory_soak, run_scenario
-from bench.wrk import require_wrk
+from bench.wrk import LoadResult, require_wrk
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -64,8 +64,8 @@ def scenario_keys(text: str) -> list[str]:
     unknown = sorted(set(keys) - set(SCENARIOS))
     if unknown:
         raise SystemExit(f"unknown scenarios: {', '.join(unknown)} (known: {', '.join(SCENARIOS)})")
-    if ("h" in keys or "i" in keys) and "a" not in keys:
-        keys.insert(0, "a")  # (h) and (i) are judged against (a) in the same round
+    if {"h", "i", "j"} & set(keys) and "a" not in keys:
+        keys.insert(0, "a")  # (h), (i) and (j) are judged against (a) in the same round
     return [k for k in SCENARIOS if k in keys]
 
 
@@ -151,33 +151,49 @@ def prepare(
         running["seed"] = servers.start_seed(dsns["seed"], args.workers, logdir, baseline.source)
 
 
-LIMITED = "i"
+# Scenarios run on a variant of ours: the same database and tokens, other settings. A variant
+# server runs only during its scenario: three servers' pools at once would pass PostgreSQL's
+# max_connections.
+VARIANTS = ("i", "j")
 
 
-def start_limited(
-    args: argparse.Namespace, dsn: str, logdir: Path, running: dict[str, servers.Server]
-) -> None:
-    """Ours again, on the same database and tokens, with request limits counted in Redis."""
+def run_variant(
+    key: str,
+    args: argparse.Namespace,
+    dsn: str,
+    logdir: Path,
+    running: dict[str, servers.Server],
+    settings: Settings,
+) -> LoadResult | None:
+    env = variant_env(key)
+    if env is None:
+        return None
+    running[key] = servers.start_ours(
+        dsn, args.workers, logdir, env_extra=env, like=running["ours"], name=f"ours-{key}"
+    )
+    try:
+        servers.wait_ready(running[key])
+        return run_scenario(key, running[key], settings)
+    finally:
+        servers.stop(running.pop(key))
+
+
+def variant_env(key: str) -> dict[str, str] | None:
+    """(i): request limits counted in Redis; (j): compression off. None: (i) without Redis."""
+    if key == "j":
+        return {**servers.LIMITS_OFF, "COMPRESSION_ENABLED": "false"}
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     try:
         redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
     except redis.RedisError as error:
         log(f"(i) skipped: no Redis at {redis_url} ({error}); set BENCH_REDIS_URL")
-        return
-    server = servers.start_ours(
-        dsn,
-        args.workers,
-        logdir,
-        env_extra=servers.limits_on(redis_url),
-        like=running["ours"],
-        name="ours-limited",
-    )
-    running[LIMITED] = server
-    servers.wait_ready(server)
+        return None
+    return servers.limits_on(redis_url)
 
 
 def measure(
     args: argparse.Namespace,
+    logdir: Path,
     keys: list[str],
     running: dict[str, servers.Server],
     settings: Settings,
@@ -190,15 +206,22 @@ def measure(
         results: dict[str, Any] = {system: {} for system in systems}
         for key in keys:
             for system in order:
-                if key == LIMITED and (system != "ours" or LIMITED not in running):
-                    continue  # a variant of ours; the seed has no request limits
+                if key in VARIANTS and system != "ours":
+                    continue  # variants of ours, not of the seed
                 # The other system may still be working through requests its last load queued
                 # (the seed hashes on its event loop after a login storm): it would take this
                 # run's CPU. Both go quiet first.
                 for server in running.values():
                     servers.quiesce(server)
-                server = running[LIMITED] if key == LIMITED else running[system]
-                result = run_scenario(key, server, settings)
+                if key in VARIANTS:
+                    variant = run_variant(
+                        key, args, settings.dsn_by_system["ours"], logdir, running, settings
+                    )
+                    if variant is None:
+                        continue
+                    result = variant
+                else:
+                    result = run_scenario(key, running[system], settings)
                 results[system][key] = result.to_dict()
                 log(
                     f"round {number + 1} ({key}) {system}: {result.rps:,.1f} req/s, "
@@ -235,8 +258,6 @@ def main(argv: list[str] | None = None) -> int:
         for server in running.values():
             servers.wait_ready(server)
             servers.prepare_accounts(server)
-        if LIMITED in keys:
-            start_limited(args, dsns["ours"], logdir, running)
         up = "both servers up" if len(systems) > 1 else f"ours up, the seed {NOT_MEASURED}"
         each = " each" if len(systems) > 1 else ""
         log(f"{up} ({args.workers} workers{each}); scenarios {','.join(keys)}")
@@ -250,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             args.storm_connections,
             args.walk_budget,
         )
-        rounds = measure(args, keys, running, settings, systems)
+        rounds = measure(args, logdir, keys, running, settings, systems)
         memory = {system: servers.worker_memory(running[system]) for system in systems}
         soak = {}
         for system in systems if args.memory_minutes > 0 else ():

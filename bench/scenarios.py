@@ -1,5 +1,5 @@
-"""The scenarios (issue #5's eight, and (i): the request limits' cost) and how one of them is
-run against one system."""
+"""The scenarios (issue #5's eight; (i) and (j): what request limits and compression cost) and
+how one of them is run against one system."""
 
 import asyncio
 import time
@@ -34,6 +34,7 @@ SCENARIOS = {
         Scenario("g", "walk to the last page, 1 connection", None, "user", "p50 < 10 ms/page"),
         Scenario("h", "(a) during a login storm", "get_one", "user", "p99 <= 2x (a) alone"),
         Scenario("i", "(a) with request limits on (Redis)", "get_one", "user", ">= 0.85x (a)"),
+        Scenario("j", "(a) with compression off", "get_one", "user", "(a) >= 0.97x this"),
     )
 }
 

@@ -25,6 +25,8 @@ end
 function init(args)
   bench_seed_random()
   bench_auth()
+  -- As HTTP clients commonly ask: answers of 1 KiB or more come compressed from ours.
+  wrk.headers["Accept-Encoding"] = os.getenv("BENCH_ACCEPT_ENCODING") or "gzip, br"
   if bench_init then bench_init() end
 end
 
