@@ -127,7 +127,11 @@ class _Responder:
     async def _start(self, message: Message) -> None:
         headers = with_vary(message.get("headers", ()))
         message["headers"] = headers
-        if not self._may_compress(message["status"], headers):
+        if message["status"] != 304 and not self.head and _declared_under(headers, self.min_bytes):
+            # One small body, as most single records are: nothing else to look at.
+            self.passing = True
+            await self._send(message)
+        elif not self._may_compress(message["status"], headers):
             if message["status"] == 304:
                 message["headers"] = self._tag_not_modified(headers)
             self.passing = True
@@ -226,6 +230,14 @@ class _Responder:
                     value = tagged
             result.append((name, value))
         return result
+
+
+def _declared_under(headers: list[Pair], min_bytes: int) -> bool:
+    """Whether the answer's Content-Length says its body is under `min_bytes`."""
+    for name, value in headers:
+        if name == b"content-length" or name.lower() == b"content-length":
+            return value.isdigit() and int(value) < min_bytes
+    return False
 
 
 async def _run(function: Callable[[bytes], bytes], data: bytes) -> bytes:
