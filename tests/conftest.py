@@ -55,9 +55,14 @@ SLOW = (
     "tests/test_session_races.py",
 )
 
+# timing: tests that assert latencies, run alone by `make test` (a neighbour would take the CPU).
+TIMING = ("tests/test_login_storm.py", "tests/test_login_timing.py")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if item.nodeid.startswith(TIMING):
+            item.add_marker(pytest.mark.timing)
         if item.nodeid.startswith(OPS):
             item.add_marker(pytest.mark.ops)
         if item.nodeid.startswith(SLOW):
