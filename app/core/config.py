@@ -5,10 +5,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
-from limits import parse_many
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.limit_config import LimitSettings
 from app.core.server_config import ServerSettings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -74,7 +74,7 @@ def normalise_database_url(value: str) -> str:
     return value
 
 
-class Settings(ServerSettings, DatabaseSettings):
+class Settings(ServerSettings, LimitSettings, DatabaseSettings):
     """Everything the service reads from the environment (and `.env`)."""
 
     model_config = DATABASE_CONFIG
@@ -128,53 +128,6 @@ class Settings(ServerSettings, DatabaseSettings):
         default=7, ge=1, le=90, description="Refresh token lifetime in days."
     )
 
-    # Sign-in limits ("N/period", the `limits` notation)
-    redis_url: str | None = Field(
-        default=None,
-        description="Redis for the sign-in and request counters, shared by every worker and "
-        "replica, e.g. redis://127.0.0.1:6379/0; unset: each worker counts in memory.",
-    )
-    login_limit_per_client: str = Field(
-        default="5/minute",
-        description="Failed sign-ins allowed per username and client address (`N/second`, "
-        "`N/minute`, `N/hour`).",
-    )
-    login_limit_per_username: str = Field(
-        default="100/hour", description="Failed sign-ins allowed per username, all addresses."
-    )
-    rate_limit_fail_open: bool = Field(
-        default=True,
-        description="With Redis unreachable: true signs in without limits and counts requests "
-        "in each worker (logged), false answers 503.",
-    )
-
-    # Request limits for every caller (the `limits` notation; counted in Redis with REDIS_URL)
-    rate_limit_enabled: bool = Field(
-        default=True,
-        description="Count every request except health probes, metrics and the docs pages; "
-        "false leaves only the sign-in limits.",
-    )
-    rate_limit_authenticated: str = Field(
-        default="1200/minute", description="Requests allowed per signed-in account."
-    )
-    rate_limit_anonymous: str = Field(
-        default="60/minute",
-        description="Requests allowed per client address without a valid token.",
-    )
-    rate_limit_writes: str = Field(
-        default="300/minute",
-        description="POST, PUT, PATCH and DELETE requests allowed per account (counted besides "
-        "RATE_LIMIT_AUTHENTICATED).",
-    )
-    redis_key_prefix: str = Field(
-        default="employee-api",
-        min_length=1,
-        max_length=100,
-        pattern=r"^[A-Za-z0-9_.:-]+$",
-        description="Prefix of every Redis key the service writes; deployments sharing one Redis "
-        "need different prefixes.",
-    )
-
     # Concurrency and retries (conditional writes, idempotent creates)
     require_if_match: bool = Field(
         default=False,
@@ -196,24 +149,7 @@ class Settings(ServerSettings, DatabaseSettings):
             raise ValueError("is a published placeholder; generate a random key")
         return value
 
-    @field_validator(
-        "login_limit_per_client",
-        "login_limit_per_username",
-        "rate_limit_authenticated",
-        "rate_limit_anonymous",
-        "rate_limit_writes",
-    )
-    @classmethod
-    def _limit_notation(cls, value: str) -> str:
-        try:
-            items = parse_many(value)
-        except ValueError:
-            items = []
-        if len(items) != 1 or items[0].amount < 1:
-            raise ValueError("must be one limit such as 100/minute (per second, minute, hour, day)")
-        return value
-
-    @field_validator("first_admin_username", "first_admin_password", "redis_url", mode="before")
+    @field_validator("first_admin_username", "first_admin_password", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
