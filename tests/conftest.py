@@ -56,7 +56,11 @@ SLOW = (
 )
 
 # timing: tests that assert latencies, run alone by `make test` (a neighbour would take the CPU).
-TIMING = ("tests/test_login_storm.py", "tests/test_login_timing.py")
+TIMING = (
+    "tests/test_login_storm.py",
+    "tests/test_login_timing.py",
+    "tests/test_login_limits.py::TestLimiterStorageDown",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
