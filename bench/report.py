@@ -62,7 +62,15 @@ def summarise(rounds: list[dict[str, dict[str, dict[str, Any]]]]) -> dict[str, d
     alone = summary.get("a", {}).get("ours")
     for key in ("i", "j"):
         variant = summary.get(key, {}).get("ours")
-        if alone and variant and alone["rps"]:
+        paired = [
+            run["rps"] / run["extra"]["reference_rps"]
+            for run in (r.get("ours", {}).get(key) for r in rounds)
+            if run and run.get("extra", {}).get("reference_rps")
+        ]
+        if variant and paired:
+            # Each run against (a) measured right before and after it: the median of those ratios
+            variant["rps_vs_alone"] = round(statistics.median(paired), 2)
+        elif alone and variant and alone["rps"]:
             variant["rps_vs_alone"] = round(variant["rps"] / alone["rps"], 2)
     for key, row in summary.items():
         row["met"] = verdict(key, row)

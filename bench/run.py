@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -153,7 +153,8 @@ def prepare(
 
 # Scenarios run on a variant of ours: the same database and tokens, other settings. A variant
 # server runs only during its scenario: three servers' pools at once would pass PostgreSQL's
-# max_connections.
+# max_connections. Its cost is judged against (a) on ours measured just before and just after it,
+# so the machine's drift over a run (a fifth between rounds here) does not decide the ratio.
 VARIANTS = ("i", "j")
 
 
@@ -173,9 +174,14 @@ def run_variant(
     )
     try:
         servers.wait_ready(running[key])
-        return run_scenario(key, running[key], settings)
+        before = run_scenario("a", running["ours"], settings)
+        result = run_scenario(key, running[key], settings)
+        after = run_scenario("a", running["ours"], settings)
     finally:
         servers.stop(running.pop(key))
+    log(f"({key}) reference, (a) on ours: {before.rps:,.1f} before, {after.rps:,.1f} after")
+    reference = {"reference_rps": (before.rps + after.rps) / 2}
+    return replace(result, extra={**result.extra, **reference})
 
 
 def variant_env(key: str) -> dict[str, str] | None:

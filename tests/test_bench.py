@@ -189,6 +189,21 @@ class TestSummary:
             "(i) ours: throughput with request limits on (Redis) / (a) with them off: 0.75x" in text
         )
 
+    def test_a_variant_is_judged_against_a_measured_around_it_when_there_is_one(self) -> None:
+        # The machine slowed between (a) at the start of each round and (i) later on: against the
+        # round's (a) the limits would seem to cost a third, against their neighbours a tenth.
+        def limited(rps: float, reference: float) -> dict[str, Any]:
+            return {**run(rps, 6, 35), "extra": {"reference_rps": reference}}
+
+        rounds = [
+            {"ours": {"a": run(4000, 5, 30), "i": limited(2700, 3000)}},
+            {"ours": {"a": run(4200, 5, 30), "i": limited(2790, 3100)}},
+            {"ours": {"a": run(4100, 5, 30), "i": limited(3400, 3300)}},
+        ]
+        summary = summarise(rounds)["i"]
+        assert summary["ours"]["rps_vs_alone"] == 0.9  # median of 0.9, 0.9 and 1.03
+        assert summary["met"] is True
+
     def test_compression_off_is_judged_against_a_in_the_same_run(self) -> None:
         rounds = [{"ours": {"a": run(3900, 5, 30), "j": run(4000, 6, 35)}}]
         assert summarise(rounds)["j"]["met"] is True  # 3900 / 4000 = 0.975
