@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.core.config import Settings
 from app.db.engine import Database, create_engine
-from app.db.statements import Query
+from app.db.statements import Query, prepared_statements
 from tests.conftest import employee_payload, make_settings
 from tests.pg import PostgresServer, asyncpg_dsn
 from tests.pgbouncer import (
@@ -109,6 +109,23 @@ class TestStatements:
                 assert statement.get_name() == ""
         finally:
             await engine.dispose()
+
+    async def test_the_fast_path_keeps_unnamed_statements_in_transaction_mode_only(
+        self, settings: Settings
+    ) -> None:
+        # Its statements then cost one round trip, not a Parse and Describe round trip first.
+        assert settings.database_direct_url is not None
+        for mode, url, kept in (
+            ("transaction", settings.database_url, {}),
+            ("session", settings.database_direct_url, None),
+        ):
+            engine = create_engine(make_settings(url, database_pool_mode=mode))
+            try:
+                async with engine.connect() as connection:
+                    driver = (await connection.get_raw_connection()).driver_connection
+                    assert prepared_statements(driver, {}) == kept, mode
+            finally:
+                await engine.dispose()
 
 
 # What PgBouncer itself sets per client on its server connections (and sets again for the next).
