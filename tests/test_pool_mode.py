@@ -116,6 +116,7 @@ def alembic_upgrade(env: dict[str, str], cwd: Path) -> subprocess.CompletedProce
 NO_POOLER = "postgresql://postgres@127.0.0.1:1/hr"
 
 
+@pytest.mark.slow  # each runs alembic in a process of its own
 class TestMigrationsGoPastThePooler:
     def test_without_a_direct_url_transaction_mode_refuses_to_migrate(self, tmp_path: Path) -> None:
         result = alembic_upgrade(
@@ -126,7 +127,6 @@ class TestMigrationsGoPastThePooler:
             result.stderr
         )
 
-    @pytest.mark.slow
     def test_they_run_on_the_direct_url(
         self, tmp_path: Path, postgres_server: PostgresServer | None
     ) -> None:
