@@ -78,26 +78,27 @@ class Replica:
 
     async def serves(self, user_id: uuid.UUID) -> bool:
         """Whether the account's reads may go to the replica now; if not, why is counted."""
+        return self.available() and await self.has_replayed_writes_of(user_id)
+
+    def available(self) -> bool:
+        """Whether the replica serves reads at all: it answers, within its lag limit (as of
+        the last check, or since a read found it failing)."""
         state = self.monitor.state
         if not state.serves:
             count_replica_fallback(state.status)
-            return False
+        return state.serves
+
+    async def has_replayed_writes_of(self, user_id: uuid.UUID) -> bool:
+        """Whether the replica has replayed the account's last write (with Redis, one round
+        trip); if not, why is counted."""
         try:
-            pending = await self.writes.pending(user_id, state.replayed)
+            pending = await self.writes.pending(user_id, self.monitor.state.replayed)
         except WriteLogUnavailable:
             count_replica_fallback(NO_WRITE_LOG)
             return False
         if pending:
             count_replica_fallback(READ_YOUR_WRITES)
-            return False
-        return True
-
-    def available(self) -> bool:
-        """Still serving (a concurrent read may have found it failing since `serves`)."""
-        state = self.monitor.state
-        if not state.serves:
-            count_replica_fallback(state.status)
-        return state.serves
+        return not pending
 
     async def read(self, read: Callable[[Reader], Awaitable[T]]) -> T:
         """`read` with the replica's reader; with the primary's if the replica fails it."""

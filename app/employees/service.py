@@ -52,13 +52,13 @@ async def read_employee(
     *, reader: Reader, claims: AccessClaims, emp_id: int, replica: Replica | None = None
 ) -> EmployeeRow:
     """One record for any signed-in account: the account and the record in one round trip, and
-    nothing said about the record before the account is admitted. When the read replica serves
-    the account, the record comes from it while the primary checks the account (a revoked
-    token must be refused at once)."""
-    if replica is not None and await replica.serves(claims.user_id):
+    nothing said about the record before the account is admitted. With a read replica the
+    primary checks the account (a revoked token is refused at once) while the record is read,
+    from the replica unless it lacks the account's last write."""
+    if replica is not None and replica.available():
         account, employee = await alongside(
             accounts.get_user_access(reader=reader, user_id=claims.user_id),
-            replica.read(lambda records: crud.get_employee(reader=records, emp_id=emp_id)),
+            _record(replica, reader, user_id=claims.user_id, emp_id=emp_id),
         )
     else:
         account, employee = await crud.get_employee_as(
@@ -68,6 +68,14 @@ async def read_employee(
     if employee is None:
         raise not_found(emp_id)
     return employee
+
+
+async def _record(
+    replica: Replica, primary: Reader, *, user_id: uuid.UUID, emp_id: int
+) -> EmployeeRow | None:
+    if await replica.has_replayed_writes_of(user_id):
+        return await replica.read(lambda records: crud.get_employee(reader=records, emp_id=emp_id))
+    return await crud.get_employee(reader=primary, emp_id=emp_id)
 
 
 @dataclass(frozen=True, slots=True)
