@@ -80,6 +80,8 @@ def lifespan(
         track_pool(db.engine)
         app.state.database = db
         replica = app.state.replica = open_replica(settings, db)
+        if replica is not None:
+            track_pool(replica.database.engine)
         # The service starts while the database is down: /health/ready says 503 until it answers.
         admin_task = await start_first_admin(settings, db.sessions)
         replica_task = replica.start() if replica is not None else None

@@ -13,6 +13,7 @@ from typing import TypeVar
 from fastapi import Request
 from sqlalchemy import BigInteger, column, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
@@ -68,12 +69,14 @@ class Replica:
         primary: Database,
         monitor: ReplicaMonitor,
         writes: WriteLog,
+        positions: Reader,
         engines: tuple[AsyncEngine, ...] = (),
     ) -> None:
         self.database = database
         self.primary = primary
         self.monitor = monitor
         self.writes = writes
+        self.positions = positions  # asks the primary where its WAL ends
         self.engines = (database.engine, *engines)  # closed with it
 
     async def serves(self, user_id: uuid.UUID) -> bool:
@@ -124,9 +127,9 @@ class Replica:
     async def record_write(self, user_id: uuid.UUID) -> None:
         """Note where the primary's WAL ends after the account's write has committed."""
         try:
-            row = await self.primary.reader.first(INSERTED)
+            row = await self.positions.first(INSERTED)
             position = UNKNOWN_POSITION if row is None else int(row[0])
-        except (DBAPIError, OSError, TimeoutError):
+        except (DBAPIError, OSError, TimeoutError, PoolTimeoutError):
             position = UNKNOWN_POSITION
         await self.writes.record(user_id, position)
 
@@ -147,9 +150,13 @@ def open_replica(settings: Settings, primary: Database) -> Replica | None:
     replica_settings = settings.model_copy(update={"database_url": settings.database_read_url})
     database = Database.from_settings(replica_settings)
     # The checks have a connection to each server of their own: a pool busy with requests must
-    # not make them late, and the replica seem down, when the load is highest.
+    # not make them late, and the replica seem down, when the load is highest. So do the write
+    # positions: a write asks for one while its request still holds a pooled connection, and
+    # a pool all held that way would wait on itself. Writes take turns on it (one short
+    # statement each); one that waits too long pins its account to the primary for a while.
     watch_primary = create_engine(settings, pool_size=1, max_overflow=0)
     watch_replica = create_engine(replica_settings, pool_size=1, max_overflow=0)
+    positions = create_engine(settings, pool_size=1, max_overflow=0, pool_timeout=2)
     # Past this, a write is replayed, or the replica lags past its limit and serves no read
     # (the state requests see is at most a check interval plus a check's timeout old).
     keep = settings.replica_max_lag_seconds + settings.health_check_timeout + 3
@@ -172,7 +179,8 @@ def open_replica(settings: Settings, primary: Database) -> Replica | None:
         primary=primary,
         monitor=monitor,
         writes=writes,
-        engines=(watch_primary, watch_replica),
+        positions=PooledReader(positions),
+        engines=(watch_primary, watch_replica, positions),
     )
 
 
