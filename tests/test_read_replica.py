@@ -24,7 +24,7 @@ from app.accounts.models import User
 from app.core.config import Settings
 from app.db.engine import create_engine, create_sessionmaker
 from app.db.replica_state import ReplicaMonitor
-from app.db.replica_writes import MemoryWriteLog
+from app.db.replica_writes import MemoryWriteLog, RedisWriteLog, WriteLogUnavailable
 from app.main import create_app
 from app.middleware.replica_writes import ReplicaWriteMiddleware
 from app.security.passwords import password_context
@@ -32,7 +32,7 @@ from app.security.tokens import create_access_token
 from tests.conftest import employee_payload, make_settings, running
 from tests.pg import alembic_config
 from tests.pgcluster import PgCluster, throwaway_cluster, throwaway_replica
-from tests.test_login_limits import REDIS_TEST_URL
+from tests.test_login_limits import CLOSED_PORT_REDIS, REDIS_TEST_URL
 
 FALLBACKS = "db_replica_fallbacks_total"
 ACCOUNTS = ("writer", "auditor", "reader", "revoked")  # writer and auditor are admins
@@ -383,3 +383,34 @@ class TestMemoryWriteLog:
         await log.record(user, 200)
         now[0] = 11.0
         assert not await log.pending(user, 0)
+
+
+class TestRedisWriteLog:
+    async def test_every_worker_sees_a_write_and_it_never_moves_back(self, redis_prefix) -> None:
+        one, other = (
+            RedisWriteLog(REDIS_TEST_URL, key_prefix=redis_prefix, keep_seconds=30)
+            for _ in range(2)
+        )
+        user = uuid.uuid4()
+        try:
+            await one.record(user, 0x1_0000_0000)
+            await other.record(user, 0x10)  # an earlier position, recorded later
+            assert await other.pending(user, 0xFFFF_FFFF)
+            assert not await other.pending(user, 0x1_0000_0000)
+            assert not await other.pending(uuid.uuid4(), 0)
+            ttl = await one.redis.ttl(f"{redis_prefix}:replica:written:{user.hex}")
+            assert 0 < ttl <= 30
+        finally:
+            await one.aclose()
+            await other.aclose()
+
+    async def test_without_redis_a_workers_own_writes_still_count(self) -> None:
+        log = RedisWriteLog(CLOSED_PORT_REDIS, key_prefix="unreachable", keep_seconds=30)
+        writer = uuid.uuid4()
+        try:
+            await log.record(writer, 100)  # no error: the answer must still go out
+            assert await log.pending(writer, 99)
+            with pytest.raises(WriteLogUnavailable):
+                await log.pending(uuid.uuid4(), 99)  # unknown: its reads go to the primary
+        finally:
+            await log.aclose()
