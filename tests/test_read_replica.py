@@ -322,6 +322,23 @@ class TestWithoutAReplica:
         assert "replica" not in ready["checks"]
 
 
+@pytest.mark.postgres_only
+class TestNotAStandby:
+    async def test_a_server_that_is_no_standby_serves_no_read(
+        self, app_with, settings, normal_user, token_for, make_employees
+    ) -> None:
+        await make_employees(employee_payload(emp_id=7))
+        app = await app_with(database_read_url=settings.database_url)  # the primary itself
+        await until(lambda: app.state.replica.monitor.problem is not None)
+        assert "not a standby" in app.state.replica.monitor.problem
+        async with client(app, token_for(normal_user)) as api:
+            assert (await api.get("/employees/7")).status_code == 200
+            ready = await api.get("/health/ready")
+            assert ready.status_code == 200
+            assert ready.json()["checks"]["replica"] == "degraded"
+            assert ready.json()["replica"] == {"state": "unavailable"}
+
+
 class TestSettings:
     def test_a_read_url_needs_a_postgresql_primary(self) -> None:
         with pytest.raises(ValidationError, match="needs DATABASE_URL to be PostgreSQL"):

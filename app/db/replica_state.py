@@ -44,6 +44,10 @@ REPLAYED = Query(
 )
 
 
+class NotAStandbyError(Exception):
+    """DATABASE_READ_URL names a server that is not replaying another's WAL."""
+
+
 @dataclass(frozen=True, slots=True)
 class ReplicaState:
     status: str  # OK, LAGGING or UNAVAILABLE
@@ -76,6 +80,7 @@ class ReplicaMonitor:
         self.interval = interval
         self.on_replayed = on_replayed
         self.state = ReplicaState(UNAVAILABLE)  # until the first check says otherwise
+        self.problem: str | None = None  # the last one logged
         self.samples: deque[tuple[float, int]] = deque()  # (when, primary's flushed position)
 
     async def check(self) -> ReplicaState:
@@ -83,8 +88,7 @@ class ReplicaMonitor:
         (flushed,) = await self._first(self.primary, FLUSHED)
         standby, replayed = await self._first(self.replica, REPLAYED)
         if not standby or replayed is None:
-            logger.warning("read replica: the server is not a standby; reads go to the primary")
-            return ReplicaState(UNAVAILABLE)
+            raise NotAStandbyError("not a standby (promoted, or the primary itself)")
         self.samples.append((noted_at, int(flushed)))
         lag = self.lag(time.monotonic(), int(replayed))
         return ReplicaState(OK if lag <= self.max_lag else LAGGING, int(replayed), lag)
@@ -139,7 +143,8 @@ class ReplicaMonitor:
                 await task
             raise
         if error is not None:
-            self._unavailable(type(error).__name__)
+            why = str(error) if isinstance(error, NotAStandbyError) else type(error).__name__
+            self._unavailable(why)
             return
         state = task.result()
         if state.serves and not self.state.serves:
@@ -147,10 +152,12 @@ class ReplicaMonitor:
         elif state.status == LAGGING and self.state.status != LAGGING:
             logger.warning("read replica: lag %.1f s, reads go to the primary", state.lag_seconds)
         self.state = state
+        self.problem = None
         if self.on_replayed is not None and state.replayed >= 0:
             self.on_replayed(state.replayed)
 
     def _unavailable(self, why: str) -> None:
-        if self.state.status != UNAVAILABLE:
+        if why != self.problem:  # logged once, not at every check
             logger.warning("read replica unavailable (%s); reads go to the primary", why)
+            self.problem = why
         self.state = ReplicaState(UNAVAILABLE)
