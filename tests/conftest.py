@@ -40,6 +40,7 @@ OPS = (
     "tests/test_metrics.py::test_two_workers_report_the_sum_of_both",
     "tests/test_migrations.py::TestReplicasMigratingAtOnce",
     "tests/test_quickstart.py",
+    "tests/test_read_replica.py::TestStreamingReplica",
     "tests/test_request_heads.py",
     "tests/test_shutdown.py",
     "tests/test_startup.py::TestServerProcess",
@@ -52,6 +53,7 @@ SLOW = (
     "tests/test_login_timing.py",
     "tests/test_migrations.py",
     "tests/test_races.py",
+    "tests/test_read_replica.py::TestStreamingReplica",
     "tests/test_session_races.py",
 )
 
