@@ -21,6 +21,7 @@ from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.db.engine import Database
+from app.db.replica import open_replica
 from app.employees.counting import estimate_cache
 from app.employees.csv.router import router as employees_csv_router
 from app.employees.history.router import router as history_router
@@ -37,6 +38,7 @@ from app.middleware.compression import CompressionMiddleware
 from app.middleware.cors import cors_options
 from app.middleware.cut_off import CutOffMiddleware
 from app.middleware.rate_limit import RateLimitMiddleware, is_exempt
+from app.middleware.replica_writes import ReplicaWriteMiddleware
 from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.security_headers import SecurityHeadersMiddleware
 from app.middleware.sessions import SessionCloser
@@ -77,9 +79,15 @@ def lifespan(
         db = database or Database.from_settings(settings)
         track_pool(db.engine)
         app.state.database = db
+        replica = app.state.replica = open_replica(settings, db)
+        if replica is not None:
+            track_pool(replica.database.engine)
         # The service starts while the database is down: /health/ready says 503 until it answers.
         admin_task = await start_first_admin(settings, db.sessions)
-        tasks = [task for task in (admin_task, start_live_gauges()) if task is not None]
+        replica_task = replica.start() if replica is not None else None
+        tasks = [
+            task for task in (admin_task, start_live_gauges(), replica_task) if task is not None
+        ]
         freeze_startup_objects()
         try:
             yield
@@ -88,6 +96,8 @@ def lifespan(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if replica is not None:
+                await replica.aclose()
             if database is None:  # a database handed in belongs to whoever made it
                 await db.engine.dispose()
             if limiter is not None:
@@ -122,7 +132,8 @@ def middleware(settings: Settings, limiter: RequestLimiter | None) -> list[Middl
     limit included, carries the request id, the security headers and `Vary: Accept-Encoding`
     and is logged; a 429 gets the CORS headers too (preflights are not counted); the sessions
     close innermost, once the answer is out, and a request cut off at shutdown gets the layers'
-    headers on its 503."""
+    headers on its 503. With a read replica, a write's WAL position is noted before its answer
+    leaves (read your writes)."""
     stack = [Middleware(RequestIdMiddleware)]
     if settings.access_log or settings.metrics_enabled:
         stack.append(
@@ -144,7 +155,10 @@ def middleware(settings: Settings, limiter: RequestLimiter | None) -> list[Middl
         stack.append(Middleware(CORSMiddleware, **cors_options(settings.cors_origins)))
     if limiter is not None:
         stack.append(Middleware(RateLimitMiddleware, settings=settings, limiter=limiter))
-    stack += [Middleware(CutOffMiddleware), Middleware(SessionCloser)]
+    stack.append(Middleware(CutOffMiddleware))
+    if settings.database_read_url is not None:
+        stack.append(Middleware(ReplicaWriteMiddleware))
+    stack.append(Middleware(SessionCloser))
     return stack
 
 
@@ -179,6 +193,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     app.state.settings = settings
     app.state.count_estimates = estimate_cache()
+    app.state.replica = None  # the lifespan opens the read replica, if there is one
     install_error_handlers(app)
     install_method_handler(app)
     document_body_errors(app)

@@ -42,6 +42,7 @@ OPS = (
     "tests/test_metrics.py::test_two_workers_report_the_sum_of_both",
     "tests/test_migrations.py::TestReplicasMigratingAtOnce",
     "tests/test_quickstart.py",
+    "tests/test_read_replica.py::TestStreamingReplica",
     "tests/test_request_heads.py",
     "tests/test_shutdown.py",
     "tests/test_startup.py::TestServerProcess",
@@ -54,6 +55,7 @@ SLOW = (
     "tests/test_login_timing.py",
     "tests/test_migrations.py",
     "tests/test_races.py",
+    "tests/test_read_replica.py::TestStreamingReplica",
     "tests/test_session_races.py",
 )
 

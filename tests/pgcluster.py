@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server (initdb + pg_ctl) that a test may stop, restart and freeze.
+"""A throwaway PostgreSQL server (initdb + pg_ctl) that a test may stop, restart and freeze,
+and a streaming replica of it (pg_basebackup -R).
 
 The shared server of the suite is never touched: fault tests start their own, on a free port,
 in a temporary directory deleted afterwards. As root (containers, CI), initdb refuses to run, so
@@ -28,6 +29,10 @@ FAST_SETTINGS = {
     "max_connections": "60",
     "log_min_messages": "warning",
 }
+# A primary that replicas can stream from (PostgreSQL 15's defaults, said explicitly).
+PRIMARY_SETTINGS = {"wal_level": "replica", "max_wal_senders": "4"}
+# Replication connections from this machine, as initdb's trust setup has them.
+REPLICATION_HBA = "host replication all 127.0.0.1/32 trust\n"
 
 
 def find_bindir() -> Path | None:
@@ -81,9 +86,25 @@ class PgCluster:
         if result.returncode != 0:
             raise RuntimeError(f"{tool} failed: {result.stdout}\n{result.stderr}")
 
-    def init(self) -> None:
+    def init(self, *, primary: bool = False) -> None:
+        """A new data directory; `primary`: one that replicas may stream from."""
         self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "-A", "trust", "-N")
-        options = FAST_SETTINGS | {
+        self._configure(FAST_SETTINGS | (PRIMARY_SETTINGS if primary else {}))
+        if primary:
+            with (self.datadir / "pg_hba.conf").open("a") as hba:
+                hba.write(REPLICATION_HBA)
+
+    def init_replica_of(self, primary: "PgCluster") -> None:
+        """A copy of `primary`'s data directory that streams its changes (a hot standby)."""
+        self._run(
+            "pg_basebackup",
+            *("-D", str(self.datadir), "-h", "127.0.0.1", "-p", str(primary.port)),
+            *("-U", "postgres", "-R", "-X", "stream", "-c", "fast"),
+        )
+        self._configure({})  # the copied configuration is the primary's: its port, its socket
+
+    def _configure(self, settings: dict[str, str]) -> None:
+        options = settings | {
             "port": str(self.port),
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": f"'{self.directory}'",
@@ -144,9 +165,14 @@ class PgCluster:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def throwaway_cluster() -> Iterator[PgCluster]:
-    """A started private server; skips the test when PostgreSQL's server binaries are absent."""
+def _new_cluster(bindir: Path, prefix: list[str]) -> PgCluster:
+    directory = Path(tempfile.mkdtemp(prefix="pgcluster-"))
+    if prefix:
+        shutil.chown(directory, "postgres", "postgres")
+    return PgCluster(bindir, directory, prefix)
+
+
+def _bindir() -> Path:
     if not Path("/proc/self/stat").exists():
         pytest.skip("freezing the server needs /proc (Linux)")
     bindir = find_bindir()
@@ -154,17 +180,38 @@ def throwaway_cluster() -> Iterator[PgCluster]:
         pytest.skip(
             "PostgreSQL server binaries (initdb, pg_ctl, pg_isready) not found; set PG_BINDIR"
         )
-    prefix = _run_as()
-    directory = Path(tempfile.mkdtemp(prefix="pgcluster-"))
-    if prefix:
-        shutil.chown(directory, "postgres", "postgres")
-    cluster = PgCluster(bindir, directory, prefix)
+    return bindir
+
+
+@contextlib.contextmanager
+def throwaway_cluster(*, primary: bool = False) -> Iterator[PgCluster]:
+    """A started private server; skips the test when PostgreSQL's server binaries are absent.
+    `primary`: one that `throwaway_replica` can copy and stream from."""
+    cluster = _new_cluster(_bindir(), _run_as())
     try:
         try:
-            cluster.init()
+            cluster.init(primary=primary)
             cluster.start()
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
             pytest.skip(f"cannot start a throwaway PostgreSQL server: {error}")
         yield cluster
     finally:
         cluster.cleanup()
+
+
+@contextlib.contextmanager
+def throwaway_replica(primary: PgCluster) -> Iterator[PgCluster]:
+    """A started hot standby of `primary` (made by `throwaway_cluster(primary=True)`) on a port
+    of its own, streaming from it; skips the test when `pg_basebackup` is absent."""
+    if not (primary.bindir / "pg_basebackup").exists():
+        pytest.skip(f"pg_basebackup not found in {primary.bindir}; set PG_BINDIR")
+    replica = _new_cluster(primary.bindir, primary.prefix)
+    try:
+        try:
+            replica.init_replica_of(primary)
+            replica.start()
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+            pytest.skip(f"cannot start a streaming replica: {error}")
+        yield replica
+    finally:
+        replica.cleanup()

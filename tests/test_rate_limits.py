@@ -357,6 +357,11 @@ class TestSettings:
         with pytest.raises(ValidationError, match="must be one limit such as 100/minute"):
             make_settings("sqlite+aiosqlite://", rate_limit_anonymous=value or " ")
 
+    @pytest.mark.parametrize("value", ["", "   "])
+    def test_a_blank_redis_url_means_none(self, value):
+        # Counted in memory, not handed to Redis as a URL of spaces.
+        assert make_settings("sqlite+aiosqlite://", redis_url=value).redis_url is None
+
     def test_the_notation_of_the_limits_library_is_taken(self):
         settings = make_settings("sqlite+aiosqlite://", rate_limit_writes="10 per 2 hours")
         assert Policy.parse("writes", settings.rate_limit_writes).window == 7200

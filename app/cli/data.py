@@ -3,6 +3,7 @@ the CSV to stdout); writes carry audit rows by a system actor (`cli:...`).
 """
 
 import asyncio
+import functools
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from app.core.config import Settings, describe_validation_error
 from app.core.errors import ConflictError
 from app.core.types import INT32_MAX
 from app.db.engine import create_engine, create_sessionmaker
+from app.db.reads import in_session
 from app.employees import counting, crud
 from app.employees.csv import format as csv_format
 from app.employees.csv import io as csv_io
@@ -124,7 +126,8 @@ async def export_rows(output: IO[bytes], filters: ListFilters) -> int:
         written = 0
         output.write(csv_format.format_header().encode())
         with progressbar(total, "Exporting") as bar:
-            async for employees in csv_io.read_batches(sessionmaker, filters):
+            pages = functools.partial(in_session, sessionmaker)
+            async for employees in csv_io.read_batches(pages, filters):
                 output.write(csv_format.format_rows(employees).encode())
                 written += len(employees)
                 bar.update(len(employees))

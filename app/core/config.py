@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.limit_config import LimitSettings
+from app.core.replica_config import ReplicaSettings
 from app.core.server_config import ServerSettings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -125,7 +126,7 @@ def normalise_database_url(value: str) -> str:
     return value
 
 
-class Settings(ServerSettings, LimitSettings, DatabaseSettings):
+class Settings(ServerSettings, LimitSettings, ReplicaSettings, DatabaseSettings):
     """Everything the service reads from the environment (and `.env`)."""
 
     model_config = DATABASE_CONFIG

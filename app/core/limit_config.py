@@ -70,7 +70,8 @@ class LimitSettings(BaseModel):
             raise ValueError("must be one limit such as 100/minute (per second, minute, hour, day)")
         return value
 
+    # Named apart: Settings' own `_blank_is_unset` would hide one of this name.
     @field_validator("redis_url", mode="before")
     @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
+    def _blank_redis_url_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

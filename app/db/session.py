@@ -23,7 +23,7 @@ def database(request: Request) -> Database:
     return db
 
 
-def _open(request: Request, sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncSession:
+def open_session(request: Request, sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncSession:
     session = sessionmaker()
     request.scope[SESSIONS].append(session)
     return session
@@ -31,12 +31,12 @@ def _open(request: Request, sessionmaker: async_sessionmaker[AsyncSession]) -> A
 
 async def get_session(request: Request) -> AsyncSession:
     """A session for a request that writes (or reads what it is about to write)."""
-    return _open(request, database(request).sessions)
+    return open_session(request, database(request).sessions)
 
 
 async def get_read_session(request: Request) -> AsyncSession:
     """A session for a request that only reads: in autocommit on PostgreSQL."""
-    return _open(request, database(request).read_sessions)
+    return open_session(request, database(request).read_sessions)
 
 
 async def get_reader(request: Request) -> Reader:

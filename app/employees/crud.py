@@ -77,6 +77,9 @@ _DELETE = Query(
     ),
     tuple,
 )
+_EMPLOYEE = Query(
+    select(*read_columns).where(columns.emp_id == bindparam("emp_id")), EmployeeRow._make
+)
 _EXISTS = Query(select(columns.id).where(columns.id == bindparam("row_id")), tuple)
 
 
@@ -90,6 +93,11 @@ async def get_employee_as(
     """The caller's account and one record, in one round trip."""
     found = await reader.first(_EMPLOYEE_AS, emp_id=emp_id, user_id=user_id)
     return (None, None) if found is None else found
+
+
+async def get_employee(*, reader: Reader, emp_id: int) -> EmployeeRow | None:
+    """One record alone (on the read replica: the account is checked on the primary)."""
+    return await reader.first(_EMPLOYEE, emp_id=emp_id)
 
 
 async def lock_employee_as(

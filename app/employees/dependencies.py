@@ -5,9 +5,10 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Query, Request
 
 from app.accounts import crud as accounts_crud
-from app.accounts.dependencies import ClaimsDep
+from app.accounts.dependencies import ClaimsDep, CurrentPrincipal
 from app.core.config import request_settings
 from app.core.types import INT32_MAX, SearchTerm
+from app.db.reads import Reads, reads_for
 from app.db.session import ReaderDep
 from app.employees import service
 from app.employees.history.models import Actor
@@ -90,3 +91,12 @@ async def get_admin_actor(claims: ClaimsDep, reader: ReaderDep) -> Actor:
 
 
 AdminActor = Annotated[Actor, Depends(get_admin_actor)]
+
+
+async def get_reads(request: Request, principal: CurrentPrincipal) -> Reads:
+    """Where the caller's reads go: the read replica, unless it lags, is down, or has not yet
+    replayed the caller's last write; the account itself was checked on the primary."""
+    return await reads_for(request, principal.id)
+
+
+ReadsDep = Annotated[Reads, Depends(get_reads)]

@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from app.accounts.dependencies import get_claims
 from app.core.types import INT32_MAX
 from app.db.reader import Reader
+from app.db.replica import Replica, replica_of
 from app.db.session import get_reader
 from app.employees import service
 from app.employees.models import employee_json, etag
@@ -33,10 +34,17 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
 async def answer_read(
-    reader: Reader, *, claims: AccessClaims, emp_id: int, if_none_match: str | None
+    reader: Reader,
+    *,
+    replica: Replica | None,
+    claims: AccessClaims,
+    emp_id: int,
+    if_none_match: str | None,
 ) -> Response:
     """The record with its `ETag`, or 304 when `If-None-Match` names it."""
-    employee = await service.read_employee(reader=reader, claims=claims, emp_id=emp_id)
+    employee = await service.read_employee(
+        reader=reader, claims=claims, emp_id=emp_id, replica=replica
+    )
     tag = etag(employee)
     if none_match(if_none_match, tag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
@@ -71,6 +79,7 @@ class ReadEmployeeRoute(APIRoute):
                 return await standard(request)
             return await answer_read(
                 await get_reader(request),
+                replica=replica_of(request),
                 claims=await get_claims(request),
                 emp_id=emp_id,
                 if_none_match=if_none_match,

@@ -9,9 +9,10 @@ from datetime import timedelta
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from app.accounts.dependencies import ClaimsDep, CurrentPrincipal
+from app.accounts.dependencies import ClaimsDep
 from app.core.config import SettingsDep
-from app.db.session import ReaderDep, ReadSessionDep, SessionDep
+from app.db.replica import replica_of
+from app.db.session import ReaderDep, SessionDep
 from app.employees import service
 from app.employees.dependencies import (
     EMPLOYEE_PATH,
@@ -22,6 +23,7 @@ from app.employees.dependencies import (
     IfMatchDep,
     IfNoneMatchHeader,
     ListFiltersDep,
+    ReadsDep,
 )
 from app.employees.models import (
     EmployeeCreate,
@@ -59,8 +61,7 @@ WRITE_ERRORS = error_responses(401, 403, 404, 409, 412, 422, 428)
 )
 @router.get("", response_model=list[EmployeeRead], include_in_schema=False)
 async def list_employees(
-    _: CurrentPrincipal,
-    session: ReadSessionDep,
+    reads: ReadsDep,
     settings: SettingsDep,
     filters: ListFiltersDep,
     page: PageDep,
@@ -78,13 +79,15 @@ async def list_employees(
 
     The page's weak `ETag`, sent back as `If-None-Match`, gets a 304 while the page is unchanged.
     """
-    listed = await service.list_employees(
-        session=session,
-        filters=filters,
-        page=page,
-        cursor=cursor,
-        exact_up_to=settings.exact_count_limit,
-        estimates=request.app.state.count_estimates,
+    listed = await reads.run(
+        lambda session: service.list_employees(
+            session=session,
+            filters=filters,
+            page=page,
+            cursor=cursor,
+            exact_up_to=settings.exact_count_limit,
+            estimates=request.app.state.count_estimates,
+        )
     )
     response = Response(employees_json(listed.rows), media_type=JSON)
     set_keyset_headers(
@@ -107,7 +110,13 @@ async def read_employee(
     if_none_match: IfNoneMatchHeader = None,
 ) -> Response:
     """One employee by business key, with its `ETag`."""
-    return await answer_read(reader, claims=claims, emp_id=emp_id, if_none_match=if_none_match)
+    return await answer_read(
+        reader,
+        replica=replica_of(request),
+        claims=claims,
+        emp_id=emp_id,
+        if_none_match=if_none_match,
+    )
 
 
 # Declared like the others, served by a route class that answers a plain request directly.

@@ -12,12 +12,14 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.accounts import crud as accounts
 from app.accounts.access import AccountAccess, admit, require_admin
 from app.core.context import current_request_id
 from app.core.errors import ConflictError, NotFoundError, PreconditionFailedError
 from app.core.types import utc_now
 from app.db.driver import transaction
 from app.db.reader import Reader
+from app.db.replica import Replica, alongside
 from app.employees import counting, crud, listing
 from app.employees.history import crud as history
 from app.employees.history.models import Actor
@@ -46,16 +48,34 @@ def not_found(emp_id: int) -> NotFoundError:
     return NotFoundError(f"Employee {emp_id} not found")
 
 
-async def read_employee(*, reader: Reader, claims: AccessClaims, emp_id: int) -> EmployeeRow:
+async def read_employee(
+    *, reader: Reader, claims: AccessClaims, emp_id: int, replica: Replica | None = None
+) -> EmployeeRow:
     """One record for any signed-in account: the account and the record in one round trip, and
-    nothing said about the record before the account is admitted."""
-    account, employee = await crud.get_employee_as(
-        reader=reader, emp_id=emp_id, user_id=claims.user_id
-    )
+    nothing said about the record before the account is admitted. With a read replica the
+    primary checks the account (a revoked token is refused at once) while the record is read,
+    from the replica unless it lacks the account's last write."""
+    if replica is not None and replica.available():
+        account, employee = await alongside(
+            accounts.get_user_access(reader=reader, user_id=claims.user_id),
+            _record(replica, reader, user_id=claims.user_id, emp_id=emp_id),
+        )
+    else:
+        account, employee = await crud.get_employee_as(
+            reader=reader, emp_id=emp_id, user_id=claims.user_id
+        )
     admit(claims, account)
     if employee is None:
         raise not_found(emp_id)
     return employee
+
+
+async def _record(
+    replica: Replica, primary: Reader, *, user_id: uuid.UUID, emp_id: int
+) -> EmployeeRow | None:
+    if await replica.has_replayed_writes_of(user_id):
+        return await replica.read(lambda records: crud.get_employee(reader=records, emp_id=emp_id))
+    return await crud.get_employee(reader=primary, emp_id=emp_id)
 
 
 @dataclass(frozen=True, slots=True)

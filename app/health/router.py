@@ -4,9 +4,10 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.config import SettingsDep
+from app.db.replica import replica_of
 from app.db.session import database
 from app.health.checks import NOT_AT_HEAD, Readiness, check_readiness
 
@@ -24,6 +25,18 @@ class Liveness(BaseModel):
 class ReadinessChecks(BaseModel):
     database: Literal["ok", "unreachable"] = "unreachable"
     migrations: Literal["ok", "not_at_head", "unknown"] = "unknown"
+    replica: Literal["ok", "degraded"] | None = Field(
+        default=None,
+        description="Only with a read replica (DATABASE_READ_URL). `degraded`: it is down or "
+        "lags, and the primary answers its reads; the service stays ready.",
+    )
+
+
+class ReplicaReport(BaseModel):
+    """The read replica as of the worker's last check (every half second)."""
+
+    state: Literal["ok", "lagging", "unavailable"]
+    lag_seconds: float | None = None
 
 
 class ReadinessReport(BaseModel):
@@ -35,6 +48,7 @@ class ReadinessReport(BaseModel):
 
     status: Literal["ready"] = "ready"
     checks: ReadinessChecks
+    replica: ReplicaReport | None = None
 
 
 class NotReadyReport(BaseModel):
@@ -43,6 +57,7 @@ class NotReadyReport(BaseModel):
     detail: str
     status: Literal["not_ready"] = "not_ready"
     checks: ReadinessChecks = ReadinessChecks()
+    replica: ReplicaReport | None = None
 
 
 NOT_READY: dict[int | str, dict[str, Any]] = {
@@ -61,22 +76,41 @@ async def read_liveness() -> Liveness:
 
 
 @router.get(
-    "/ready", response_model=ReadinessReport, responses=NOT_READY, operation_id="read_readiness"
+    "/ready",
+    response_model=ReadinessReport,
+    response_model_exclude_none=True,
+    responses=NOT_READY,
+    operation_id="read_readiness",
 )
 async def read_readiness(request: Request, settings: SettingsDep) -> Any:
-    """Ready when the database answers and its migrations are at this code's head revision."""
+    """Ready when the database answers and its migrations are at this code's head revision.
+
+    A read replica that is down or lags is reported (`degraded`) but does not make the
+    service unready: the primary answers its reads meanwhile."""
     result = await check_readiness(
         database(request).read_sessions, within=settings.health_check_timeout
     )
     checks = ReadinessChecks.model_validate(result, from_attributes=True)
+    replica = replica_report(request)
+    if replica is not None:
+        checks.replica = "ok" if replica.state == "ok" else "degraded"
     if result.ready:
-        return ReadinessReport(checks=checks)
-    report = NotReadyReport(detail=describe(result), checks=checks)
+        return ReadinessReport(checks=checks, replica=replica)
+    report = NotReadyReport(detail=describe(result), checks=checks, replica=replica)
     return JSONResponse(
-        report.model_dump(),
+        report.model_dump(exclude_none=True),
         status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+def replica_report(request: Request) -> ReplicaReport | None:
+    replica = replica_of(request)
+    if replica is None:
+        return None
+    state = replica.monitor.state
+    lag = None if state.lag_seconds is None else round(state.lag_seconds, 3)
+    return ReplicaReport.model_validate({"state": state.status, "lag_seconds": lag})
 
 
 def describe(result: Readiness) -> str:

@@ -53,8 +53,14 @@ RATE_LIMITED = Counter(
     "Sign-ins refused by the failed-login limits (429), by the window that was spent.",
     ["window"],
 )
+REPLICA_FALLBACKS = Counter(
+    "db_replica_fallbacks_total",
+    "Reads sent to the primary instead of the read replica (DATABASE_READ_URL), by reason.",
+    ["reason"],
+)
 
 _children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+_fallback_children: dict[str, Any] = {}
 
 
 class LiveCounts:
@@ -79,6 +85,13 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
         children = _children[key] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
     children[0].inc()
     children[1].observe(seconds)
+
+
+def count_replica_fallback(reason: str) -> None:
+    child = _fallback_children.get(reason)
+    if child is None:
+        child = _fallback_children[reason] = REPLICA_FALLBACKS.labels(reason)
+    child.inc()
 
 
 def track_pool(engine: AsyncEngine) -> None:

@@ -2,12 +2,13 @@
 `csv.format`, the bulk write `crud.insert_all`).
 """
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Row as Record
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import AppError
 from app.employees import crud, listing
@@ -121,8 +122,25 @@ def batched(
         yield batch
 
 
+Page = tuple[list[Record[Any]], bool]
+# Runs a read in a session of its own (`app.db.reads.in_session`, or a request's `Reads.each`).
+InSession = Callable[[Callable[[AsyncSession], Awaitable[Page]]], Awaitable[Page]]
+
+
+async def _page(session: AsyncSession, *, filters: ListFilters, limit: int, after: Any) -> Page:
+    return await listing.list_employees(
+        session=session,
+        limit=limit,
+        after=after,
+        city=filters.city,
+        country=filters.country,
+        sort_by=filters.sort_by,
+        order=filters.order,
+    )
+
+
 async def read_batches(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    in_session: InSession,
     filters: ListFilters,
     *,
     size: int | None = None,
@@ -131,16 +149,8 @@ async def read_batches(
     slow reader holds no connection between pages)."""
     after = None
     while True:
-        async with sessionmaker() as session:
-            rows, more = await listing.list_employees(
-                session=session,
-                limit=size or BATCH_SIZE,
-                after=after,
-                city=filters.city,
-                country=filters.country,
-                sort_by=filters.sort_by,
-                order=filters.order,
-            )
+        page = functools.partial(_page, filters=filters, limit=size or BATCH_SIZE, after=after)
+        rows, more = await in_session(page)
         if rows:
             yield rows
         if not more:

@@ -7,19 +7,18 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, File, Query, Request, UploadFile, status
+from fastapi import APIRouter, File, Query, UploadFile, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.accounts.dependencies import CurrentPrincipal
 from app.core.config import SettingsDep
-from app.db.session import SessionDep, database
+from app.db.reads import Reads
+from app.db.session import SessionDep
 from app.employees import crud
 from app.employees.csv import format as csv_format
 from app.employees.csv import io as csv_io
 from app.employees.csv.format import Row, RowError
-from app.employees.dependencies import AdminActor, ListFiltersDep
+from app.employees.dependencies import AdminActor, ListFiltersDep, ReadsDep
 from app.employees.models import ListFilters
 from app.http.openapi import error_responses
 
@@ -57,12 +56,9 @@ class DryRunResult(BaseModel):
     },
     operation_id="export_employees_csv",
 )
-async def export_employees_csv(
-    _: CurrentPrincipal, filters: ListFiltersDep, request: Request
-) -> StreamingResponse:
+async def export_employees_csv(reads: ReadsDep, filters: ListFiltersDep) -> StreamingResponse:
     """Download the employees as CSV, with the list's filters and sort; streamed in batches."""
-    # A session per page, none in between: a slow download holds no connection all along.
-    lines = _csv_stream(database(request).read_sessions, filters)
+    lines = _csv_stream(reads, filters)
     return StreamingResponse(
         lines,
         media_type="text/csv; charset=utf-8",
@@ -70,11 +66,10 @@ async def export_employees_csv(
     )
 
 
-async def _csv_stream(
-    sessionmaker: async_sessionmaker[AsyncSession], filters: ListFilters
-) -> AsyncIterator[bytes]:
+async def _csv_stream(reads: Reads, filters: ListFilters) -> AsyncIterator[bytes]:
     yield csv_format.format_header().encode()
-    async for employees in csv_io.read_batches(sessionmaker, filters):
+    # A session per page, none in between: a slow download holds no connection all along.
+    async for employees in csv_io.read_batches(reads.each, filters):
         yield csv_format.format_rows(employees).encode()
 
 

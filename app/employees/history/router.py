@@ -1,13 +1,13 @@
 """An employee's change history, for administrators."""
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.dependencies import AdminUser
 from app.core.errors import NotFoundError
-from app.db.session import ReadSessionDep
-from app.employees.dependencies import EMPLOYEE_PATH, EmpIdPath
+from app.employees.dependencies import EMPLOYEE_PATH, EmpIdPath, ReadsDep
 from app.employees.history import crud
-from app.employees.history.models import AuditEntryRead, audit_entries_json
+from app.employees.history.models import AuditEntryRead, EmployeeAudit, audit_entries_json
 from app.http.openapi import error_responses, page_responses
 from app.http.page_tags import PageIfNoneMatch, tagged_page
 from app.http.pagination import PageDep, set_page_headers
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/employees", tags=["employees"])
 async def read_employee_history(
     _: AdminUser,
     emp_id: EmpIdPath,
-    session: ReadSessionDep,
+    reads: ReadsDep,
     page: PageDep,
     request: Request,
     if_none_match: PageIfNoneMatch = None,
@@ -35,12 +35,16 @@ async def read_employee_history(
     holds it now, or else the last one that held it. `If-None-Match` with the page's weak
     `ETag` gets a 304 while the page is unchanged.
     """
-    employee_id = await crud.find_employee_id(session=session, emp_id=emp_id)
-    if employee_id is None:
-        raise NotFoundError(f"No history for employee {emp_id}")
-    entries, total = await crud.list_history(
-        session=session, employee_id=employee_id, offset=page.offset, limit=page.limit
-    )
+
+    async def read(session: AsyncSession) -> tuple[list[EmployeeAudit], int]:
+        employee_id = await crud.find_employee_id(session=session, emp_id=emp_id)
+        if employee_id is None:
+            raise NotFoundError(f"No history for employee {emp_id}")
+        return await crud.list_history(
+            session=session, employee_id=employee_id, offset=page.offset, limit=page.limit
+        )
+
+    entries, total = await reads.run(read)
     response = Response(audit_entries_json(entries), media_type="application/json")
     set_page_headers(request, response, page, total)
     return tagged_page(response, if_none_match)
