@@ -25,11 +25,15 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 
 def database_url() -> str:
-    # An explicit URL (tests, `alembic -x url=...`) wins over the environment.
+    # An explicit URL (tests, `alembic -x url=...`) wins over the environment. From the
+    # environment: DATABASE_DIRECT_URL when set, since the advisory lock below is held across
+    # transactions, which PgBouncer in transaction pooling would spread over server connections.
     explicit = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
         "sqlalchemy.url"
     )
-    return normalise_database_url(explicit) if explicit else DatabaseSettings().database_url
+    if explicit:
+        return normalise_database_url(explicit)
+    return DatabaseSettings().session_url("migrations (their advisory lock)")
 
 
 def configure(connection: Connection | None = None, url: str | None = None) -> None:

@@ -26,6 +26,7 @@ SHORT = {
     "h": "(a) in storm",
     "i": "(a) limits on",
     "j": "(a) compression off",
+    "k": "(a) via PgBouncer",
 }
 RATIO_TARGETS = {"a": 4.0, "b": 2.0, "c": 10.0, "d": 2.0, "e": 2.0, "f": 1.0}
 
@@ -60,7 +61,7 @@ def summarise(rounds: list[dict[str, dict[str, dict[str, Any]]]]) -> dict[str, d
             ratio = storm["p99_ms"] / alone["p99_ms"] if storm["requests"] else None
             storm["p99_vs_alone"] = round(ratio, 2) if ratio is not None else None
     alone = summary.get("a", {}).get("ours")
-    for key in ("i", "j"):
+    for key in ("i", "j", "k"):
         variant = summary.get(key, {}).get("ours")
         paired = [
             run["rps"] / run["extra"]["reference_rps"]
@@ -92,6 +93,8 @@ def verdict(key: str, row: dict[str, Any]) -> bool | None:
         return bool(ours["rps_vs_alone"] >= 0.85) if "rps_vs_alone" in ours else None
     if key == "j":  # (a), compression on, at least 0.97x of this, compression off
         return bool(1 / ours["rps_vs_alone"] >= 0.97) if ours.get("rps_vs_alone") else None
+    if key == "k":
+        return bool(ours["rps_vs_alone"] >= 0.8) if "rps_vs_alone" in ours else None
     if key == "a" and "seed" not in row and ours["p99_ms"] >= 50:
         return False  # missed whatever the ratio would have been
     if row.get("ratio") is None:
@@ -197,6 +200,12 @@ def notes(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> list[str]
         out.append(
             "- (j) ours: throughput of (a), compression on / compression off: "
             f"{1 / plain['rps_vs_alone']:.2f}x"
+        )
+    pooled = summary.get("k", {}).get("ours", {})
+    if "rps_vs_alone" in pooled:
+        out.append(
+            "- (k) ours: throughput through PgBouncer (transaction mode) / (a) direct: "
+            f"{pooled['rps_vs_alone']:.2f}x"
         )
     for system in SYSTEMS:
         workers = meta.get("memory", {}).get(system)

@@ -11,19 +11,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import redis
+from sqlalchemy.engine import make_url
 
 from bench import servers
 from bench.data import copy_rows, create_database, database_dsn, drop_database, unique_name
 from bench.report import ADD_BASELINE, NOT_MEASURED, SYSTEMS, markdown, summarise, write_outputs
 from bench.scenarios import SCENARIOS, Settings, memory_soak, run_scenario
 from bench.wrk import LoadResult, require_wrk
+from tests.pgbouncer import INSTALL_HINT, find_pgbouncer, start_pgbouncer
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -64,8 +67,8 @@ def scenario_keys(text: str) -> list[str]:
     unknown = sorted(set(keys) - set(SCENARIOS))
     if unknown:
         raise SystemExit(f"unknown scenarios: {', '.join(unknown)} (known: {', '.join(SCENARIOS)})")
-    if {"h", "i", "j"} & set(keys) and "a" not in keys:
-        keys.insert(0, "a")  # (h), (i) and (j) are judged against (a) in the same round
+    if {"h", "i", "j", "k"} & set(keys) and "a" not in keys:
+        keys.insert(0, "a")  # (h) to (k) are judged against (a) in the same round
     return [k for k in SCENARIOS if k in keys]
 
 
@@ -155,7 +158,10 @@ def prepare(
 # server runs only during its scenario: three servers' pools at once would pass PostgreSQL's
 # max_connections. Its cost is judged against (a) on ours measured just before and just after it,
 # so the machine's drift over a run (a fifth between rounds here) does not decide the ratio.
-VARIANTS = ("i", "j")
+VARIANTS = ("i", "j", "k")
+# (k): PgBouncer's server connections for the variant's database, half the clients' (two
+# workers with a pool of 20 each), so transactions of different clients share them.
+PGBOUNCER_POOL = 20
 
 
 def run_variant(
@@ -166,28 +172,39 @@ def run_variant(
     running: dict[str, servers.Server],
     settings: Settings,
 ) -> LoadResult | None:
-    env = variant_env(key)
-    if env is None:
-        return None
-    running[key] = servers.start_ours(
-        dsn, args.workers, logdir, env_extra=env, like=running["ours"], name=f"ours-{key}"
-    )
-    try:
-        servers.wait_ready(running[key])
-        before = run_scenario("a", running["ours"], settings)
-        result = run_scenario(key, running[key], settings)
-        after = run_scenario("a", running["ours"], settings)
-    finally:
-        servers.stop(running.pop(key))
+    with variant_env(key, dsn) as env:
+        if env is None:
+            return None
+        running[key] = servers.start_ours(
+            dsn, args.workers, logdir, env_extra=env, like=running["ours"], name=f"ours-{key}"
+        )
+        try:
+            servers.wait_ready(running[key])
+            before = run_scenario("a", running["ours"], settings)
+            result = run_scenario(key, running[key], settings)
+            after = run_scenario("a", running["ours"], settings)
+        finally:
+            servers.stop(running.pop(key))
     log(f"({key}) reference, (a) on ours: {before.rps:,.1f} before, {after.rps:,.1f} after")
     reference = {"reference_rps": (before.rps + after.rps) / 2}
     return replace(result, extra={**result.extra, **reference})
 
 
-def variant_env(key: str) -> dict[str, str] | None:
-    """(i): request limits counted in Redis; (j): compression off. None: (i) without Redis."""
+@contextmanager
+def variant_env(key: str, dsn: str) -> Iterator[dict[str, str] | None]:
+    """The variant's settings: (i) request limits counted in Redis; (j) compression off; (k)
+    the database through a PgBouncer in transaction pooling, running while the block does.
+    None: the variant cannot run here ((i) without Redis, (k) without PgBouncer)."""
     if key == "j":
-        return {**servers.LIMITS_OFF, "COMPRESSION_ENABLED": "false"}
+        yield {**servers.LIMITS_OFF, "COMPRESSION_ENABLED": "false"}
+    elif key == "k":
+        with through_pgbouncer(dsn) as env:
+            yield env
+    else:
+        yield limits_in_redis()
+
+
+def limits_in_redis() -> dict[str, str] | None:
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     try:
         redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
@@ -195,6 +212,28 @@ def variant_env(key: str) -> dict[str, str] | None:
         log(f"(i) skipped: no Redis at {redis_url} ({error}); set BENCH_REDIS_URL")
         return None
     return servers.limits_on(redis_url)
+
+
+@contextmanager
+def through_pgbouncer(dsn: str) -> Iterator[dict[str, str] | None]:
+    """A PgBouncer in front of `dsn`'s server, and our settings to reach `dsn` through it;
+    migrations and anything needing a session would use the direct URL."""
+    binary = find_pgbouncer()
+    if binary is None:
+        log(f"(k) skipped: PgBouncer not found ({INSTALL_HINT}, or set PGBOUNCER)")
+        yield None
+        return
+    direct = servers.asyncpg_url(dsn)
+    bouncer = start_pgbouncer(binary, direct, pool_size=PGBOUNCER_POOL)
+    try:
+        yield {
+            **servers.LIMITS_OFF,
+            "DATABASE_URL": bouncer.url_for(make_url(direct).database or "postgres"),
+            "DATABASE_POOL_MODE": "transaction",
+            "DATABASE_DIRECT_URL": direct,
+        }
+    finally:
+        bouncer.stop()
 
 
 def measure(

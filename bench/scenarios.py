@@ -1,5 +1,5 @@
-"""The scenarios (issue #5's eight; (i) and (j): what request limits and compression cost) and
-how one of them is run against one system."""
+"""The scenarios (issue #5's eight; (i) and (j): what request limits and compression cost; (k):
+what PgBouncer in transaction pooling costs) and how one of them is run against one system."""
 
 import asyncio
 import time
@@ -35,6 +35,7 @@ SCENARIOS = {
         Scenario("h", "(a) during a login storm", "get_one", "user", "p99 <= 2x (a) alone"),
         Scenario("i", "(a) with request limits on (Redis)", "get_one", "user", ">= 0.85x (a)"),
         Scenario("j", "(a) with compression off", "get_one", "user", "(a) >= 0.97x this"),
+        Scenario("k", "(a) through PgBouncer (transaction mode)", "get_one", "user", ">= 0.8x (a)"),
     )
 }
 

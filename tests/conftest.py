@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -20,6 +21,7 @@ from app.models import metadata
 from app.security.passwords import password_context
 from app.security.tokens import create_access_token
 from tests.pg import PostgresServer
+from tests.pgbouncer import INSTALL_HINT, PgBouncer, find_pgbouncer, start_pgbouncer
 
 SECRET = "test-only-secret-key-that-is-long-enough-0123456789"
 USER_PASSWORD = "regular-user-password"
@@ -65,8 +67,52 @@ TIMING = (
 )
 
 
+# API tests that run a third time, through PgBouncer in transaction pooling with two server
+# connections (backend "pgbouncer"): together they call every route, concurrent ones included;
+# tests/test_pgbouncer.py adds the health probe, the command line and a trial of many requests.
+# Left out, to keep the run short: input validation (422: refused before the route's own
+# statements) and tests that hold more transactions open at once than there are server
+# connections by design (TestConcurrentDemotions' gate holds nine).
+THROUGH_PGBOUNCER = (
+    "tests/test_auth.py::TestLogin::",
+    "tests/test_auth.py::TestRegister::test_new_account_can_log_in",
+    "tests/test_auth.py::TestRegister::test_taken_username_gets_409_in_any_case",
+    "tests/test_token_lifecycle.py::TestRefresh::",
+    "tests/test_token_lifecycle.py::TestLogout",  # and TestLogoutAll
+    "tests/test_token_lifecycle.py::TestChangePassword::test_success_ends_every_session",
+    "tests/test_users.py::",
+    "tests/test_user_admin.py::TestReadUser::",
+    "tests/test_user_admin.py::TestUpdateUser::",
+    "tests/test_user_admin.py::TestDeleteUser::",
+    "tests/test_employees_read.py::",
+    "tests/test_employees_write.py::",
+    "tests/test_conditional_requests.py::TestIfMatch::",
+    "tests/test_conditional_requests.py::TestConcurrentConditionalWrites::",
+    "tests/test_idempotency.py::",
+    "tests/test_history.py::",
+    "tests/test_csv.py::TestImportCsv::",
+    "tests/test_csv.py::TestExportCsv::",
+    "tests/test_metrics.py::TestRequestMetrics::",
+)
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A parametrize mark on the test wins over the fixture's own params (and it must be there
+    # before pytest's own hook reads the marks, hence tryfirst).
+    nodeid = metafunc.definition.nodeid
+    through = nodeid.startswith(THROUGH_PGBOUNCER) and "422" not in metafunc.function.__name__
+    if "backend" in metafunc.fixturenames and through:
+        three = pytest.mark.parametrize("backend", [*BACKENDS, "pgbouncer"], indirect=True)
+        metafunc.definition.add_marker(three)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("backend") == "pgbouncer":
+            item.add_marker(pytest.mark.ops)  # a PgBouncer process of the test run's
         if item.nodeid.startswith(TIMING):
             item.add_marker(pytest.mark.timing)
         if item.nodeid.startswith(OPS):
@@ -116,10 +162,39 @@ def require_postgres(server: PostgresServer | None) -> PostgresServer:
     return server
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_server: PostgresServer | None) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction pooling in front of the suite's PostgreSQL, one per test
+    process, with fewer server connections than the app's pool has clients."""
+    server = require_postgres(postgres_server)
+    binary = find_pgbouncer()
+    if binary is None:
+        pytest.skip(f"PgBouncer not found (install it: {INSTALL_HINT}; or set PGBOUNCER)")
+    try:
+        bouncer = start_pgbouncer(binary, server.url.render_as_string(hide_password=False))
+    except RuntimeError as error:
+        pytest.skip(f"cannot start PgBouncer: {error}")
+    yield bouncer
+    bouncer.stop()
+
+
+def through_pgbouncer(bouncer: PgBouncer, direct_url: str, **overrides: Any) -> Settings:
+    """Settings of an app on `direct_url`'s database through PgBouncer, in transaction mode."""
+    database = make_url(direct_url).database or "postgres"
+    return make_settings(
+        bouncer.url_for(database),
+        database_pool_mode="transaction",
+        database_direct_url=direct_url,
+        **overrides,
+    )
+
+
+@pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "postgres":
+    if request.param in ("postgres", "pgbouncer"):
         require_postgres(request.getfixturevalue("postgres_server"))
+    if request.param == "pgbouncer":
+        request.getfixturevalue("pgbouncer")
     elif request.node.get_closest_marker("postgres_only"):
         pytest.skip("needs real PostgreSQL")
     return str(request.param)
@@ -160,9 +235,13 @@ def settings(
         return make_settings("sqlite+aiosqlite://")
     if request.node.get_closest_marker("postgres_only"):
         # Concurrent requests need connections of their own, hence a database of their own.
-        return make_settings(request.getfixturevalue("database_url"))
-    assert shared_postgres_url is not None
-    return make_settings(shared_postgres_url)
+        url = request.getfixturevalue("database_url")
+    else:
+        assert shared_postgres_url is not None
+        url = shared_postgres_url
+    if backend == "pgbouncer":
+        return through_pgbouncer(request.getfixturevalue("pgbouncer"), url)
+    return make_settings(url)
 
 
 @pytest.fixture
@@ -181,7 +260,7 @@ async def engine(
         # each test (a private database, for postgres_only tests, is dropped instead).
         engine = create_engine(settings)
         yield engine
-        if settings.database_url == shared_postgres_url:
+        if (settings.database_direct_url or settings.database_url) == shared_postgres_url:
             async with engine.begin() as connection:
                 for table in reversed(metadata.sorted_tables):
                     await connection.execute(table.delete())

@@ -1,6 +1,7 @@
 """The benchmark harness's pure parts (no servers, no wrk): parsing, statistics, the report,
 and what a run measures when the seed baseline is not there."""
 
+import asyncio
 import json
 import re
 import shutil
@@ -9,8 +10,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from sqlalchemy.engine import URL, make_url
 
 import bench.report
 import bench.run
@@ -20,6 +23,9 @@ from bench.report import SYSTEMS, markdown, summarise, write_outputs
 from bench.run import choose_baseline, scenario_keys
 from bench.walk import parse_link_header, percentile, walk
 from bench.wrk import LoadResult, WrkError, build_script, parse_wrk_output
+from tests.conftest import require_postgres
+from tests.pg import PostgresServer, asyncpg_dsn
+from tests.pgbouncer import INSTALL_HINT, find_pgbouncer
 
 WRK_STDOUT = """Running 10s test @ http://127.0.0.1:8000
   2 threads and 64 connections
@@ -212,6 +218,24 @@ class TestSummary:
         text = markdown(summarise(rounds), SOLO_META)
         assert "(j) ours: throughput of (a), compression on / compression off: 0.95x" in text
 
+    def test_pgbouncer_is_judged_against_a_measured_around_it(self) -> None:
+        def pooled(rps: float, reference: float) -> dict[str, Any]:
+            return {**run(rps, 6, 35), "extra": {"reference_rps": reference}}
+
+        rounds = [
+            {"ours": {"a": run(4000, 5, 30), "k": pooled(3400, 4000)}},
+            {"ours": {"a": run(4000, 5, 30), "k": pooled(3000, 3600)}},
+        ]
+        summary = summarise(rounds)
+        assert summary["k"]["ours"]["rps_vs_alone"] == pytest.approx(0.84, abs=0.01)
+        assert summary["k"]["met"] is True
+        text = markdown(summary, SOLO_META)
+        assert "(k) ours: throughput through PgBouncer (transaction mode) / (a) direct: 0.84x" in (
+            text
+        )
+        rounds = [{"ours": {"a": run(4000, 5, 30), "k": pooled(2900, 3900)}}]
+        assert summarise(rounds)["k"]["met"] is False  # 0.74x
+
     def test_a_p99_over_50_ms_fails_a_even_at_a_high_ratio(self) -> None:
         rounds = [{"ours": {"a": run(9000, 5, 60)}, "seed": {"a": run(1000, 50, 200)}}]
         assert summarise(rounds)["a"]["met"] is False
@@ -264,6 +288,7 @@ class TestInputs:
         assert scenario_keys("h,c") == ["a", "c", "h"]
         assert scenario_keys("i") == ["a", "i"]
         assert scenario_keys("j,c") == ["a", "c", "j"]
+        assert scenario_keys("k") == ["a", "k"]
         with pytest.raises(SystemExit, match="unknown scenarios: z"):
             scenario_keys("a,z")
 
@@ -421,3 +446,42 @@ class TestMakeBench:
         commands = self.dry_run(tmp_path)
         assert f"bench/.venv-seed/bin/pip install -q -r {tmp_path}/requirements.txt" in commands
         assert commands.index(".venv-seed") < commands.index("-m bench.run")
+
+
+@pytest.mark.postgres_only
+class TestPgBouncerVariant:
+    """(k) runs ours through a PgBouncer the bench starts in front of its database."""
+
+    def test_the_variant_reaches_its_database_through_pgbouncer_while_it_runs(
+        self, postgres_server: PostgresServer | None
+    ) -> None:
+        server = require_postgres(postgres_server)
+        if find_pgbouncer() is None:
+            pytest.skip(f"needs PgBouncer: {INSTALL_HINT}")
+        dsn = server.url_for("postgres").replace("postgresql+asyncpg://", "postgresql://")
+        with bench.run.variant_env("k", dsn) as env:
+            assert env is not None
+            assert (env["DATABASE_POOL_MODE"], env["DATABASE_DIRECT_URL"]) == (
+                "transaction",
+                servers.asyncpg_url(dsn),
+            )
+            through = make_url(env["DATABASE_URL"])
+            assert through.port != make_url(dsn).port
+            assert asyncio.run(current_database(through)) == "postgres"
+        with pytest.raises(OSError):
+            asyncio.run(current_database(through))  # stopped with the variant
+
+    def test_without_pgbouncer_the_variant_is_skipped(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PGBOUNCER", "no-such-pgbouncer-binary")
+        with bench.run.variant_env("k", "postgresql://postgres@127.0.0.1/postgres") as env:
+            assert env is None
+
+
+async def current_database(url: URL) -> str:
+    connection = await asyncpg.connect(asyncpg_dsn(url), statement_cache_size=0, timeout=5)
+    try:
+        return str(await connection.fetchval("SELECT current_database()"))
+    finally:
+        await connection.close()

@@ -13,7 +13,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.config import ConfigurationError, DatabaseSettings, Settings
+from app.core.config import (
+    ConfigurationError,
+    DatabaseSettings,
+    Settings,
+    describe_validation_error,
+)
 from app.db.engine import create_engine, create_sessionmaker
 
 if TYPE_CHECKING:
@@ -68,12 +73,13 @@ def database_settings() -> Settings:
     # The engine needs the database and pool settings only; the signing key is not read, so
     # building Settings without validation (defaults for the rest) is safe here.
     try:
-        url = DatabaseSettings().database_url
+        database = DatabaseSettings()
     except ValidationError as error:
-        raise ConfigurationError(
-            "DATABASE_URL: must be a postgresql:// or sqlite:// URL"
-        ) from error
-    return Settings.model_construct(database_url=url)
+        lines = describe_validation_error(error).splitlines()[1:]
+        raise ConfigurationError("; ".join(line.strip() for line in lines)) from None
+    # The pool mode too: through PgBouncer in transaction pooling asyncpg must not cache
+    # statements, for the commands as for the server.
+    return Settings.model_construct(**database.model_dump())
 
 
 def require_sqlite_file(settings: Settings) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.limit_config import LimitSettings
@@ -51,14 +51,65 @@ class DatabaseSettings(BaseSettings):
         "sqlite+aiosqlite:///PATH; postgresql:// and sqlite:// are normalised.",
     )
 
+    database_pool_mode: Literal["session", "transaction"] = Field(
+        default="session",
+        description="How DATABASE_URL's connections are pooled: session (PostgreSQL itself, or "
+        "PgBouncer in session mode) or transaction (PgBouncer in transaction pooling: no "
+        "prepared statement is kept across transactions).",
+    )
+    database_direct_url: str | None = Field(
+        default=None,
+        description="PostgreSQL itself, past the pooler, for what needs a session of its own: "
+        "migrations (their advisory lock), LISTEN, session-level settings; unset: DATABASE_URL "
+        "(required for migrations when DATABASE_POOL_MODE=transaction).",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:
         return normalise_database_url(value)
 
+    @field_validator("database_pool_mode", mode="before")
+    @classmethod
+    def _lower_case_mode(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("database_pool_mode")
+    @classmethod
+    def _pooler_needs_postgresql(cls, value: str, info: ValidationInfo) -> str:
+        if value == "transaction" and str(info.data.get("database_url", "")).startswith("sqlite"):
+            raise ValueError("transaction pooling (PgBouncer) needs a PostgreSQL DATABASE_URL")
+        return value
+
+    @field_validator("database_direct_url")
+    @classmethod
+    def _direct_url_is_postgresql(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if not value.strip().startswith(("postgres://", "postgresql://", "postgresql+asyncpg://")):
+            raise ValueError("must be a postgresql:// URL (PostgreSQL itself, past the pooler)")
+        if str(info.data.get("database_url", "")).startswith("sqlite"):
+            raise ValueError("is for PostgreSQL behind a pooler, and DATABASE_URL is SQLite")
+        return normalise_database_url(value)
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def session_url(self, purpose: str) -> str:
+        """Where a connection that keeps session state goes (`purpose` names it in the error):
+        the migrations' advisory lock, LISTEN, a session-level SET. PgBouncer in transaction
+        pooling hands each transaction any server connection, so such state would be lost or
+        leak to another client."""
+        if self.database_direct_url is not None:
+            return self.database_direct_url
+        if self.database_pool_mode == "transaction":
+            raise ConfigurationError(
+                f"DATABASE_DIRECT_URL: {purpose} need a session of their own, which "
+                "DATABASE_POOL_MODE=transaction (PgBouncer) cannot carry; set it to PostgreSQL "
+                "itself, past the pooler"
+            )
+        return self.database_url
 
 
 def normalise_database_url(value: str) -> str:

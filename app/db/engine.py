@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.core.config import Settings
+from app.db.pooling import pooler_connect_args
 from app.db.reader import Reader, create_reader
 
 
@@ -31,6 +32,7 @@ def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
             "connect_args": {
                 "timeout": settings.db_connect_timeout,
                 "command_timeout": settings.db_statement_timeout,
+                **pooler_connect_args(settings),
             },
         }
     if "poolclass" in overrides:  # a pool of another kind (tests): sized its own way

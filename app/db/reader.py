@@ -8,7 +8,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db.driver import checkout
-from app.db.statements import Query, send
+from app.db.statements import Query, prepared_statements, send
 
 R = TypeVar("R")
 
@@ -36,8 +36,10 @@ class PooledReader:
     async def _fetch(self, query: Query[Any], method: str, values: dict[str, Any]) -> Any:
         compiled = query.compiled(self.engine.dialect)
         pooled = await checkout(self.engine)
+        driver = pooled.driver_connection
         try:
-            return compiled, await send(pooled.driver_connection, method, compiled, values)
+            prepared = prepared_statements(driver, pooled.info)
+            return compiled, await send(driver, method, compiled, values, prepared)
         except OperationalError:
             pooled.invalidate()  # lost: the pool opens a new one
             raise

@@ -116,19 +116,50 @@ class Query(Generic[R]):
         if driver is None:
             return None
         compiled = self.compiled(connection.dialect)
+        prepared = prepared_statements(driver, connection.info)
         try:
-            return compiled, await send(driver, method, compiled, values)
+            return compiled, await send(driver, method, compiled, values, prepared)
         except OperationalError:
             with contextlib.suppress(Exception):  # lost already: the pool opens a new one
                 await connection.invalidate()
             raise
 
 
-async def send(driver: Any, method: str, compiled: Compiled, values: dict[str, Any]) -> Any:
-    """Call asyncpg's `method` with the compiled statement; its errors as SQLAlchemy's."""
+_PREPARED = "app.sql.prepared"  # connection.info key: its unnamed prepared statements, by SQL
+
+
+def prepared_statements(driver: Any, info: dict[str, Any]) -> dict[str, Any] | None:
+    """With asyncpg's statement cache off (DATABASE_POOL_MODE=transaction, app/db/pooling.py),
+    the unnamed statements prepared on this connection, by SQL: asyncpg parses one again in the
+    round trip of each execution, where a statement sent anew costs a Parse and Describe round
+    trip first. None with the cache on: asyncpg's named statements serve. `_stmt_cache_enabled`
+    is asyncpg's, not documented: without it, statements are sent anew, as correct."""
+    if getattr(driver, "_stmt_cache_enabled", True):
+        return None
+    prepared: dict[str, Any] = info.setdefault(_PREPARED, {})
+    return prepared
+
+
+async def send(
+    driver: Any,
+    method: str,
+    compiled: Compiled,
+    values: dict[str, Any],
+    prepared: dict[str, Any] | None = None,
+) -> Any:
+    """Call asyncpg's `method` with the compiled statement (on its statement from `prepared`,
+    when given); its errors as SQLAlchemy's."""
     arguments = compiled.arguments(values)
     try:
-        return await getattr(driver, method)(compiled.sql, *arguments)
+        if prepared is None:
+            return await getattr(driver, method)(compiled.sql, *arguments)
+        statement = prepared.get(compiled.sql)
+        if statement is None:
+            statement = prepared[compiled.sql] = await driver.prepare(compiled.sql)
+        if method == "execute":
+            await statement.fetch(*arguments)
+            return statement.get_statusmsg()
+        return await getattr(statement, method)(*arguments)
     except Exception as error:
         raise_translated(compiled.sql, arguments, error)
 
