@@ -29,6 +29,7 @@ DOCKERFILE = REPO_ROOT / "Dockerfile"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 MAKE_ENV = REPO_ROOT / "scripts" / "make_env.py"
 ENTRYPOINT = REPO_ROOT / "deploy" / "docker-entrypoint.sh"
+PGBOUNCER_LAYER = REPO_ROOT / "deploy" / "compose.pgbouncer.yml"
 
 DOCKER_COMPOSE = shutil.which("docker-compose")
 needs_docker_compose = pytest.mark.skipif(
@@ -209,6 +210,51 @@ class TestComposeFile:
         assert services["api"]["env_file"] == ".env"
         assert "8000:8000" in services["api"]["ports"]
         assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+
+
+class TestPgBouncerLayer:
+    """deploy/compose.pgbouncer.yml on top of the main file: the servers go through PgBouncer in
+    transaction mode, the migration and the direct path go to the database itself."""
+
+    @pytest.fixture
+    def layered(self, compose_dir: Path) -> dict[str, Any]:
+        (compose_dir / "deploy").mkdir()
+        shutil.copy(PGBOUNCER_LAYER, compose_dir / "deploy" / PGBOUNCER_LAYER.name)
+        files = ("-f", "docker-compose.yml", "-f", f"deploy/{PGBOUNCER_LAYER.name}")
+        return resolved_config(compose_dir, *files, "--profile", "scale")["services"]
+
+    @needs_docker_compose
+    def test_servers_connect_through_pgbouncer_in_transaction_mode(
+        self, layered: dict[str, Any]
+    ) -> None:
+        bouncer = layered["pgbouncer"]
+        assert bouncer["environment"]["POOL_MODE"] == "transaction"
+        assert bouncer["environment"]["DB_HOST"] == "db"
+        assert bouncer["depends_on"] == {"db": {"condition": "service_healthy"}}
+        port = bouncer["environment"]["LISTEN_PORT"]
+        for name in API_SERVICES:
+            environment = layered[name]["environment"]
+            assert environment["DATABASE_POOL_MODE"] == "transaction", name
+            assert environment["DATABASE_URL"].endswith(f"@pgbouncer:{port}/employees"), name
+            assert environment["DATABASE_DIRECT_URL"].endswith("@db:5432/employees"), name
+            assert layered[name]["depends_on"]["pgbouncer"] == {"condition": "service_started"}
+            # The rest of the stack's order is kept.
+            assert layered[name]["depends_on"]["migrate"] == {
+                "condition": "service_completed_successfully"
+            }
+
+    @needs_docker_compose
+    def test_the_migration_keeps_its_direct_connection(self, layered: dict[str, Any]) -> None:
+        migrate = layered["migrate"]["environment"]
+        assert migrate["DATABASE_URL"].endswith("@db:5432/employees")
+        assert "DATABASE_POOL_MODE" not in migrate
+
+    def test_uses_the_same_image_as_the_kubernetes_manifest(self) -> None:
+        layer = yaml.safe_load(PGBOUNCER_LAYER.read_text())
+        manifest = (
+            REPO_ROOT / "deploy" / "kubernetes" / "pgbouncer" / "pgbouncer.yaml"
+        ).read_text()
+        assert f"image: {layer['services']['pgbouncer']['image']}" in manifest
 
 
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx" / "nginx.conf"

@@ -234,3 +234,63 @@ PROCESS_VARIABLES = {
     "MIGRATE_ON_START",
     "FORWARDED_ALLOW_IPS",
 }
+
+
+PGBOUNCER = MANIFESTS / "pgbouncer"
+
+
+def pgbouncer_documents() -> list[dict[str, Any]]:
+    found = []
+    for path in sorted(PGBOUNCER.glob("*.yaml")):
+        found += [d for d in yaml.safe_load_all(path.read_text())]
+    return found
+
+
+class TestPgBouncerManifests:
+    """The optional PgBouncer: its own Deployment, Service and Secret, in transaction mode."""
+
+    def test_objects_are_named_for_the_app_and_apart_from_the_api(self) -> None:
+        kinds = sorted(d["kind"] for d in pgbouncer_documents())
+        assert kinds == ["Deployment", "Secret", "Service"]
+        for document in pgbouncer_documents():
+            assert document["metadata"]["name"] == f"{APP_NAME}-pgbouncer"
+        # The API's Service must never select PgBouncer's pods, nor the reverse.
+        api_selector = manifest("Service")["spec"]["selector"]
+        (deployment,) = [d for d in pgbouncer_documents() if d["kind"] == "Deployment"]
+        assert not matches(api_selector, deployment["spec"]["template"]["metadata"]["labels"])
+
+    def test_service_reaches_the_pooler_port_in_transaction_mode(self) -> None:
+        (deployment,) = [d for d in pgbouncer_documents() if d["kind"] == "Deployment"]
+        (service,) = [d for d in pgbouncer_documents() if d["kind"] == "Service"]
+        pod = deployment["spec"]["template"]
+        assert matches(service["spec"]["selector"], pod["metadata"]["labels"])
+        assert matches(deployment["spec"]["selector"]["matchLabels"], pod["metadata"]["labels"])
+        (container,) = pod["spec"]["containers"]
+        env = {item["name"]: item["value"] for item in container["env"]}
+        assert env["POOL_MODE"] == "transaction"
+        (port,) = container["ports"]
+        assert int(env["LISTEN_PORT"]) == port["containerPort"]
+        assert service["spec"]["ports"][0]["targetPort"] == port["name"]
+        assert container["envFrom"] == [{"secretRef": {"name": f"{APP_NAME}-pgbouncer"}}]
+
+    def test_runs_as_non_root_on_a_read_only_root(self) -> None:
+        (deployment,) = [d for d in pgbouncer_documents() if d["kind"] == "Deployment"]
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        (container,) = pod["containers"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert container["resources"]["limits"]["memory"]
+
+    def test_secret_template_holds_placeholders_only(self) -> None:
+        (secret,) = [d for d in pgbouncer_documents() if d["kind"] == "Secret"]
+        assert "data" not in secret
+        for name in ("DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD"):
+            assert secret["stringData"][name] == "REPLACE-ME", name
+
+    def test_the_api_settings_it_asks_for_exist(self) -> None:
+        readme = (MANIFESTS / "README.md").read_text()
+        settings = {name.upper() for name in Settings.model_fields}
+        for name in ("DATABASE_URL", "DATABASE_DIRECT_URL", "DATABASE_POOL_MODE"):
+            assert name in readme
+            assert name in settings, f"{name} is not a setting"
