@@ -247,7 +247,7 @@ class TestPgBouncerLayer:
     def test_the_migration_keeps_its_direct_connection(self, layered: dict[str, Any]) -> None:
         migrate = layered["migrate"]["environment"]
         assert migrate["DATABASE_URL"].endswith("@db:5432/employees")
-        assert "DATABASE_POOL_MODE" not in migrate
+        assert migrate.get("DATABASE_POOL_MODE", "session") == "session"
 
     def test_uses_the_same_image_as_the_kubernetes_manifest(self) -> None:
         layer = yaml.safe_load(PGBOUNCER_LAYER.read_text())
