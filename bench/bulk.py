@@ -1,0 +1,237 @@
+"""(l) and (m): `import-csv` and `export-csv` against a bare `COPY` of the same rows into (or
+out of) the same table, with its indexes, measured one after the other in one run, in a
+database of their own. No servers, no wrk.
+
+Each command's body runs in a process of its own (`python -m bench.bulk import|export FILE`,
+DATABASE_URL in the environment), timed from the start of its work to the end: the
+interpreter's start-up (a second or more of imports here) is no part of a load, and would
+outweigh a bare COPY TO of 200,000 rows. That process's peak RSS is the command's; its whole
+wall time is reported too."""
+
+import asyncio
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.data import OURS_COLUMNS, database_dsn, generate_rows, unique_name
+from bench.servers import REPO, asyncpg_url
+
+
+@dataclass(frozen=True)
+class BulkScenario:
+    key: str
+    title: str
+    target: str
+
+
+SCENARIOS = {
+    s.key: s
+    for s in (
+        BulkScenario("l", "import-csv vs bare COPY into employee", "<= 2x, RSS flat"),
+        BulkScenario("m", "export-csv vs bare COPY TO", "<= 2x"),
+    )
+}
+DEFAULT_ROWS = 200_000
+TARGET_RATIO = 2.0
+EXPORT_QUERY = "SELECT emp_id, emp_name, city, country, emp_dob FROM employee ORDER BY emp_id"
+
+
+@dataclass
+class BulkResult:
+    key: str
+    rows: int
+    bare_seconds: float
+    ours_seconds: float
+    peak_rss_kb: int
+    command_seconds: float = 0.0
+
+    @property
+    def ratio(self) -> float:
+        return round(self.ours_seconds / self.bare_seconds, 2) if self.bare_seconds else 0.0
+
+    @property
+    def met(self) -> bool:
+        return 0 < self.ratio <= TARGET_RATIO
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"ratio": self.ratio, "met": self.met}
+
+
+def write_csv(path: Path, n: int, *, after: int = 0) -> None:
+    """The generated employees in the import format (the rows the bare COPY loads), their
+    emp_ids `after` + 1 to `after` + n."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["emp_id", "emp_name", "city", "country", "emp_dob"])
+        for _, emp_id, name, city, country, dob in generate_rows(n):
+            writer.writerow([after + emp_id, name, city, country, dob])
+
+
+def run_command(kind: str, path: Path, dsn: str) -> tuple[float, float, int]:
+    """`python -m bench.bulk KIND PATH` on the database: the seconds its work took, the
+    process's wall seconds, and its peak RSS in KB."""
+    env = {**os.environ, "DATABASE_URL": asyncpg_url(dsn)}
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "bench.bulk", kind, str(path)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+        assert process.stdout is not None
+        output = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.monotonic() - started
+        if os.waitstatus_to_exitcode(status):
+            errors.seek(0)
+            raise RuntimeError(f"{kind} {path} failed: {errors.read().decode()[-2000:]}")
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return json.loads(output)["seconds"], wall, usage.ru_maxrss
+
+
+def child(kind: str, path: Path) -> float:
+    """What `import-csv PATH` or `export-csv --output PATH` does, timed (the imports first)."""
+    from app.cli import data  # before the clock starts
+    from app.employees.models import ListFilters
+
+    started = time.monotonic()
+    if kind == "import":
+        size = path.stat().st_size
+        asyncio.run(data.import_rows(lambda: path.open("rb"), size, dry_run=False))
+    else:
+        with path.open("wb") as handle:
+            asyncio.run(data.export_rows(handle, ListFilters()))
+    return time.monotonic() - started
+
+
+async def _sql(dsn: str, *statements: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def bare_copy_in(dsn: str, n: int) -> float:
+    """Seconds a bare COPY of the same rows into `employee` takes (then emptied again)."""
+    now = datetime.now(UTC)
+    records = ((*row, now, now) for row in generate_rows(n))
+    connection = await asyncpg.connect(dsn)
+    try:
+        started = time.monotonic()
+        await connection.copy_records_to_table("employee", records=records, columns=OURS_COLUMNS)
+        seconds = time.monotonic() - started
+        await connection.execute("TRUNCATE employee, employee_audit")
+        await connection.execute("VACUUM ANALYZE employee")
+    finally:
+        await connection.close()
+    return seconds
+
+
+async def bare_copy_out(dsn: str, target: Path) -> float:
+    connection = await asyncpg.connect(dsn)
+    try:
+        started = time.monotonic()
+        await connection.copy_from_query(EXPORT_QUERY, output=target, format="csv")
+        return time.monotonic() - started
+    finally:
+        await connection.close()
+
+
+def measure_import(dsn: str, n: int, folder: Path) -> BulkResult:
+    source = folder / "employees.csv"
+    write_csv(source, n)
+    bare = asyncio.run(bare_copy_in(dsn, n))
+    seconds, wall, rss = run_command("import", source, dsn)
+    return BulkResult("l", n, round(bare, 3), round(seconds, 3), rss, round(wall, 3))
+
+
+def measure_export(dsn: str, n: int, folder: Path) -> BulkResult:
+    asyncio.run(_sql(dsn, "VACUUM ANALYZE employee"))
+    bare = asyncio.run(bare_copy_out(dsn, folder / "bare.csv"))
+    seconds, wall, rss = run_command("export", folder / "ours.csv", dsn)
+    return BulkResult("m", n, round(bare, 3), round(seconds, 3), rss, round(wall, 3))
+
+
+def run_bulk(
+    maintenance_dsn: str,
+    keys: list[str],
+    n: int,
+    *,
+    create: Callable[[str, str], Any],
+    drop: Callable[[str, str], Any],
+    migrate: Callable[[str], None],
+    log: Callable[[str], None],
+) -> list[BulkResult]:
+    """(l) then (m) in a fresh migrated database; (m) exports what (l) imported (or, alone,
+    rows loaded by import-csv first, unmeasured)."""
+    name = unique_name("bench_bulk")
+    dsn = database_dsn(maintenance_dsn, name)
+    asyncio.run(create(maintenance_dsn, name))
+    results = []
+    try:
+        migrate(dsn)
+        with tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
+            folder = Path(tmp)
+            imported = measure_import(dsn, n, folder)
+            if "l" in keys:
+                results.append(imported)
+                log(describe(imported))
+            if "m" in keys:
+                exported = measure_export(dsn, n, folder)
+                results.append(exported)
+                log(describe(exported))
+    finally:
+        asyncio.run(drop(maintenance_dsn, name))
+    return results
+
+
+def describe(result: BulkResult) -> str:
+    what = "import-csv" if result.key == "l" else "export-csv"
+    return (
+        f"({result.key}) {what} of {result.rows:,} rows: {result.ours_seconds:.1f} s, bare COPY "
+        f"{result.bare_seconds:.1f} s, ratio {result.ratio:.2f} (target <= {TARGET_RATIO:g}), "
+        f"peak RSS {result.peak_rss_kb / 1024:.1f} MB (the whole command: "
+        f"{result.command_seconds:.1f} s)"
+    )
+
+
+def markdown(results: list[BulkResult], when: str, command: str) -> str:
+    lines = [
+        f"# Bulk loads ({when})",
+        "",
+        f"`{command}`; each command's work against a bare COPY of the same rows, the same "
+        "table and indexes, in this run (the command's whole wall time, interpreter start-up "
+        "included, in the last column).",
+        "",
+        "| scenario | rows | ours (s) | bare COPY (s) | ratio | target | met | peak RSS (MB) "
+        "| command (s) |",
+        "|---|---:|---:|---:|---:|---|---|---:|---:|",
+    ]
+    for result in results:
+        scenario = SCENARIOS[result.key]
+        lines.append(
+            f"| ({result.key}) {scenario.title} | {result.rows:,} | {result.ours_seconds:.2f} | "
+            f"{result.bare_seconds:.2f} | {result.ratio:.2f} | {scenario.target} | "
+            f"{'yes' if result.met else 'NO'} | {result.peak_rss_kb / 1024:.1f} | "
+            f"{result.command_seconds:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(json.dumps({"seconds": child(sys.argv[1], Path(sys.argv[2]))}))
