@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import asyncpg
 import pytest
 from sqlalchemy import select, text
 
@@ -384,6 +385,22 @@ class TestExportBytes:
         assert response.headers["content-type"] == "text/csv; charset=utf-8"
         assert len(rows) > 3
         assert response.content == expected.encode()
+
+    async def test_dates_are_iso_whatever_the_date_style(self, make_employees, settings):
+        await make_employees({"emp_id": 1, "emp_dob": "1985-12-10"})
+        driver = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+        chunks: list[bytes] = []
+
+        async def write(chunk: bytes) -> None:
+            chunks.append(chunk)
+
+        try:
+            await driver.execute("SET datestyle = 'SQL, DMY'")
+            await copy_out.copy_csv(driver, ListFilters(), write)
+        finally:
+            await driver.close()
+
+        assert b"".join(chunks).endswith(b",1985-12-10\r\n")
 
     async def test_an_empty_table_gives_the_header(self, normal_user_client):
         response = await normal_user_client.get(EXPORT)
