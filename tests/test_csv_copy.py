@@ -1,8 +1,10 @@
 """CSV through COPY on PostgreSQL (csv.staging, csv.copy_out): the same answers, records, audit
 rows and bytes as the row-by-row path that SQLite keeps (csv.io, csv.format)."""
 
+import csv
 import io
 import os
+import random
 import subprocess
 import sys
 from datetime import UTC, date, datetime
@@ -77,6 +79,33 @@ EVERY_ERROR = [
     "34,'=1+1,London,United Kingdom,1985-12-10",  # a formula, exported as text: valid
     f"5000,{GOOD}",  # stored already
 ]
+
+
+# Pieces of cells, glued at random: spellings both parsers read, and ones they refuse.
+PIECES = ["1", "0", "-1", "+3", " 4", "007", "1_2", "1.0", "2147483648", "", " ", "\u00a0", "x"]
+PIECES += ["'=1", "=1", "'", "a,b", 'q"q', "é", "\x00", "\x01", "\t", "\x85", "\u2028", "\n"]
+PIECES += ["1985-12-10", "1985-12-10T00:00:00", "1899-12-31", "2999-01-01", "0000-01-01"]
+PIECES += ["19851210", "x" * 100, " " + "x" * 99 + " ", "٣", "9" * 12]
+
+
+def random_file(generator: random.Random) -> bytes:
+    def cell() -> str:
+        return "".join(generator.choice(PIECES) for _ in range(generator.choice([1, 1, 2])))
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(HEADER.split(","))
+    for _ in range(generator.randint(0, 25)):
+        kind = generator.random()
+        if kind < 0.7:
+            emp_id = generator.choice(["1", "2", "3", "+2", "02", cell()])
+            writer.writerow([emp_id, cell(), cell() if kind < 0.3 else "B", "C", cell()])
+        elif kind < 0.8:
+            writer.writerow([cell() for _ in range(generator.choice([1, 4, 6]))])
+        else:
+            writer.writerow(["9", "A", "B", "C", "1990-01-01"])
+    data = buffer.getvalue().encode()
+    return data + b"\xff\n" if generator.random() < 0.05 else data
 
 
 def csv_bytes(*rows: str, header: str = HEADER) -> bytes:
@@ -185,6 +214,17 @@ class TestSameAnswers:
         old, new = await both_answers(sessionmaker, csv_bytes(*rows), max_rows=max_rows)
 
         assert new == old
+
+    async def test_random_files_answer_alike(self, make_employees, sessionmaker):
+        await make_employees({"emp_id": 3})
+        generator = random.Random(20261204)  # reproducible files, not secrets
+        for _ in range(60):
+            data = random_file(generator)
+            max_rows = generator.choice([None, None, 3])
+
+            old, new = await both_answers(sessionmaker, data, max_rows=max_rows)
+
+            assert new == old, data
 
     async def test_a_valid_file_counts_the_same(self, sessionmaker):
         old, new = await both_answers(sessionmaker, csv_bytes(f"1,{GOOD}", f"+2,{GOOD}"))
