@@ -44,7 +44,8 @@ class TestResults:
     def test_markdown_has_a_row_per_scenario(self) -> None:
         results = [
             bulk.BulkResult("l", 200_000, 10.0, 15.0, 92_160, 16.5),
-            bulk.BulkResult("m", 200_000, 1.0, 2.5, 81_920, 4.0),
+            bulk.BulkResult("m", 200_000, 1.0, 2.5, 81_920, 4.0, "export-csv"),
+            bulk.BulkResult("m", 200_000, 1.0, 1.5, 102_400, 0.0, "GET /employees/export.csv"),
         ]
 
         text = bulk.markdown(results, "2026-12-04 17:00 UTC", "python -m bench.run --scenarios l,m")
@@ -59,3 +60,4 @@ class TestResults:
             " yes ",
         ]
         assert rows[1].endswith("| NO | 80.0 | 4.00 |")
+        assert "GET /employees/export.csv" in rows[2] and rows[2].endswith("| yes | 100.0 | - |")
