@@ -1,6 +1,7 @@
 """CSV through COPY on PostgreSQL (csv.staging, csv.copy_out): the same answers, records, audit
 rows and bytes as the row-by-row path that SQLite keeps (csv.io, csv.format)."""
 
+import asyncio
 import csv
 import io
 import os
@@ -24,6 +25,7 @@ from app.employees.history.models import EmployeeAudit, SystemActor
 from app.employees.listing import list_employees
 from app.employees.models import Employee, EmployeeCreate, ListFilters, SortField, SortOrder
 from bench.bulk import write_csv
+from tests.conftest import employee_payload
 
 pytestmark = pytest.mark.postgres_only
 
@@ -496,3 +498,55 @@ async def test_peak_memory_does_not_grow_with_the_file(database_url, tmp_path):
     ]
 
     assert large - small < 4 * 1024, (small, large)
+
+
+class TestConcurrentImports:
+    """Racing writers: one winner per emp_id, and every record with exactly its audit row."""
+
+    async def assert_whole(self, sessionmaker: Any) -> list[int]:
+        employees, audits = await table_contents(sessionmaker)
+        assert sorted((a["employee_id"], a["emp_id"]) for a in audits) == sorted(
+            (e["id"], e["emp_id"]) for e in employees
+        )
+        return [e["emp_id"] for e in employees]
+
+    async def test_imports_in_opposite_orders_one_wins_whole(self, admin_user_client, sessionmaker):
+        # Each waits on emp_ids the other wrote first: PostgreSQL ends the deadlock, a 409.
+        ids = list(range(1, 301))
+        bodies = {
+            name: csv_bytes(*(f"{n},{name} {n},B,C,1990-01-01" for n in order))
+            for name, order in (("A", ids), ("B", ids[::-1]))
+        }
+
+        responses = await asyncio.gather(
+            *(
+                admin_user_client.post(IMPORT, files={"file": ("e.csv", data, "text/csv")})
+                for data in bodies.values()
+            )
+        )
+
+        codes = sorted(r.status_code for r in responses)
+        assert codes in ([201, 409], [201, 422]), [r.text for r in responses]
+        assert await self.assert_whole(sessionmaker) == ids
+
+    async def test_creates_racing_an_import_leave_no_half_written_file(
+        self, admin_user_client, sessionmaker
+    ):
+        ids = range(500, 700)
+        data = csv_bytes(*(f"{n},I {n},B,C,1990-01-01" for n in ids))
+        creates = [
+            admin_user_client.post("/employees/", json=employee_payload(n, emp_name=f"C {n}"))
+            for n in ids[::7]
+        ]
+
+        imported, *created = await asyncio.gather(
+            admin_user_client.post(IMPORT, files={"file": ("e.csv", data, "text/csv")}), *creates
+        )
+
+        stored = await self.assert_whole(sessionmaker)
+        if imported.status_code == 201:
+            assert stored == list(ids)
+            assert {c.status_code for c in created} == {409}
+        else:
+            assert imported.status_code in (409, 422), imported.text
+            assert stored == sorted(c.json()["emp_id"] for c in created if c.status_code == 201)
