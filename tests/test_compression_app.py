@@ -91,9 +91,11 @@ class TestExport:
         assert packed.header("content-disposition") == 'attachment; filename="employees.csv"'
         assert packed.raw_bytes < plain.raw_bytes / 2
         if backend == "postgres":
-            # One COPY, sent in the pieces PostgreSQL sends (two exports need not cut alike).
-            assert len(plain.parts) > 3 and all(plain.parts[:-1]) and plain.parts[-1] == b""
-            assert len(packed.parts) > 3
+            # One COPY, sent in the pieces PostgreSQL sends: how many depends on how fast they
+            # come (two exports need not cut alike); the header goes first, on its own.
+            assert plain.parts[0] == b"emp_id,emp_name,city,country,emp_dob\r\n"
+            assert len(plain.parts) >= 3 and all(plain.parts[:-1]) and plain.parts[-1] == b""
+            assert len(packed.parts) >= 3
             assert b"".join(packed.decoded) == b"".join(plain.parts)
             return
         # The header line, four pages, and the stream's end: a part for each, as it was made.
@@ -123,7 +125,7 @@ class TestExport:
         if backend == "sqlite":
             assert large.part_count == 30_000 // csv_io.BATCH_SIZE + 2  # header, pages, end
         else:
-            assert large.part_count > small.part_count > 3  # the COPY's pieces, as they came
+            assert large.part_count >= 3  # the header, the COPY's pieces as they came, the end
         assert large.decoded_bytes > 2.9 * small.decoded_bytes
         assert large_peak - small_peak < (large.decoded_bytes - small.decoded_bytes) / 3, (
             small_peak,
