@@ -5,8 +5,8 @@ database of their own. No servers, no wrk.
 Each command's body runs in a process of its own (`python -m bench.bulk import|export FILE`,
 DATABASE_URL in the environment), timed from the start of its work to the end: the
 interpreter's start-up (a second or more of imports here) is no part of a load, and would
-outweigh a bare COPY TO of 200,000 rows. That process's peak RSS is the command's; its whole
-wall time is reported too."""
+outweigh a bare COPY TO of 200,000 rows. That process's peak RSS (its VmHWM) is the command's;
+its whole wall time is reported too."""
 
 import asyncio
 import csv
@@ -86,7 +86,7 @@ def write_csv(path: Path, n: int, *, after: int = 0) -> None:
 
 def run_command(kind: str, path: Path, dsn: str) -> tuple[float, float, int]:
     """`python -m bench.bulk KIND PATH` on the database: the seconds its work took, the
-    process's wall seconds, and its peak RSS in KB."""
+    process's wall seconds, and its peak RSS in KB (its own VmHWM)."""
     env = {**os.environ, "DATABASE_URL": asyncpg_url(dsn)}
     started = time.monotonic()
     with tempfile.TemporaryFile() as errors:
@@ -99,13 +99,23 @@ def run_command(kind: str, path: Path, dsn: str) -> tuple[float, float, int]:
         )
         assert process.stdout is not None
         output = process.stdout.read()
-        _, status, usage = os.wait4(process.pid, 0)
+        _, status, _ = os.wait4(process.pid, 0)
         wall = time.monotonic() - started
         if os.waitstatus_to_exitcode(status):
             errors.seek(0)
             raise RuntimeError(f"{kind} {path} failed: {errors.read().decode()[-2000:]}")
     process.returncode = os.waitstatus_to_exitcode(status)
-    return json.loads(output)["seconds"], wall, usage.ru_maxrss
+    measured = json.loads(output)
+    return measured["seconds"], wall, measured["peak_rss_kb"]
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident set since it started (VmHWM). Not `ru_maxrss` from `wait4`:
+    on Linux a child's counts its parent's peak from before the exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 def child(kind: str, path: Path) -> float:
@@ -285,4 +295,5 @@ def markdown(results: list[BulkResult], when: str, command: str) -> str:
 
 
 if __name__ == "__main__":
-    print(json.dumps({"seconds": child(sys.argv[1], Path(sys.argv[2]))}))
+    seconds = child(sys.argv[1], Path(sys.argv[2]))
+    print(json.dumps({"seconds": seconds, "peak_rss_kb": peak_rss_kb()}))
