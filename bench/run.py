@@ -3,6 +3,7 @@ not there; results under bench/results/."""
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import shutil
@@ -21,7 +22,7 @@ from typing import Any, NoReturn
 import redis
 from sqlalchemy.engine import make_url
 
-from bench import servers
+from bench import bulk, servers
 from bench.data import copy_rows, create_database, database_dsn, drop_database, unique_name
 from bench.report import ADD_BASELINE, NOT_MEASURED, SYSTEMS, markdown, summarise, write_outputs
 from bench.scenarios import SCENARIOS, Settings, memory_soak, run_scenario
@@ -56,7 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="then a mixed load this long per system, RSS sampled at minute 1 and the end",
     )
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="e.g. a,b,g")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join([*SCENARIOS, *bulk.SCENARIOS]),
+        help="e.g. a,b,g; (l) and (m) are the bulk import and export (200,000 rows, or "
+        "1,000,000 with --million)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--logs", type=Path, help="keep the servers' stderr logs in this folder")
     return parser.parse_args(argv)
@@ -64,12 +70,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def scenario_keys(text: str) -> list[str]:
     keys = [k.strip() for k in text.split(",") if k.strip()]
-    unknown = sorted(set(keys) - set(SCENARIOS))
+    known = [*SCENARIOS, *bulk.SCENARIOS]
+    unknown = sorted(set(keys) - set(known))
     if unknown:
-        raise SystemExit(f"unknown scenarios: {', '.join(unknown)} (known: {', '.join(SCENARIOS)})")
+        raise SystemExit(f"unknown scenarios: {', '.join(unknown)} (known: {', '.join(known)})")
     if {"h", "i", "j", "k"} & set(keys) and "a" not in keys:
         keys.insert(0, "a")  # (h) to (k) are judged against (a) in the same round
-    return [k for k in SCENARIOS if k in keys]
+    return [k for k in known if k in keys]
+
+
+def run_bulk(args: argparse.Namespace, keys: list[str]) -> None:
+    """(l) and (m) first, before any server runs; their own outputs, bulk.md and bulk.json."""
+    n = 1_000_000 if args.million else bulk.DEFAULT_ROWS
+    log(f"bulk scenarios {','.join(keys)} on {n:,} rows")
+    results = bulk.run_bulk(
+        args.dsn, keys, n, create=create_database, drop=drop_database, migrate=migrate, log=log
+    )
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    command = " ".join(["python -m bench.run", *sys.argv[1:]])
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bulk.json").write_text(
+        json.dumps({"date": when, "command": command, "results": [r.to_dict() for r in results]})
+        + "\n"
+    )
+    text = bulk.markdown(results, when, command)
+    (args.out / "bulk.md").write_text(text)
+    print(text)
 
 
 @dataclass(frozen=True)
@@ -279,9 +305,15 @@ def measure(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    keys = scenario_keys(args.scenarios)
+    bulk_keys = [k for k in keys if k in bulk.SCENARIOS]
+    keys = [k for k in keys if k in SCENARIOS]
+    if bulk_keys:
+        run_bulk(args, bulk_keys)
+        if not keys:
+            return 0
     require_wrk()
     n = 1_000_000 if args.million else args.n
-    keys = scenario_keys(args.scenarios)
     baseline = choose_baseline()
     if baseline.note:
         log(baseline.note)

@@ -80,7 +80,7 @@ class TestExport:
 
     @pytest.mark.parametrize("coding", CODINGS)
     async def test_a_compressed_export_arrives_in_parts_and_decodes_to_the_same_csv(
-        self, app, sessionmaker, token_for, normal_user, coding
+        self, app, sessionmaker, token_for, normal_user, coding, backend
     ):
         await seed(sessionmaker, 3 * csv_io.BATCH_SIZE + 10)
         auth = ("Authorization", f"Bearer {token_for(normal_user)}")
@@ -89,15 +89,23 @@ class TestExport:
         assert packed.header("content-encoding") == coding
         assert packed.header("content-length") is None
         assert packed.header("content-disposition") == 'attachment; filename="employees.csv"'
+        assert packed.raw_bytes < plain.raw_bytes / 2
+        if backend == "postgres":
+            # One COPY, sent in the pieces PostgreSQL sends: how many depends on how fast they
+            # come (two exports need not cut alike); the header goes first, on its own.
+            assert plain.parts[0] == b"emp_id,emp_name,city,country,emp_dob\r\n"
+            assert len(plain.parts) >= 3 and all(plain.parts[:-1]) and plain.parts[-1] == b""
+            assert len(packed.parts) >= 3
+            assert b"".join(packed.decoded) == b"".join(plain.parts)
+            return
         # The header line, four pages, and the stream's end: a part for each, as it was made.
         assert [len(part) > 0 for part in plain.parts] == [True] * 5 + [False]
         assert len(packed.parts) == len(plain.parts)
         assert packed.decoded == plain.parts
-        assert packed.raw_bytes < plain.raw_bytes / 2
 
     @pytest.mark.slow
     async def test_memory_stays_flat_as_the_export_grows(
-        self, app, sessionmaker, token_for, normal_user
+        self, app, sessionmaker, token_for, normal_user, backend
     ):
         """The same export at 10k and 30k rows: a compressed part per page, and the peak memory
         (tracemalloc, the whole request) grows by far less than the CSV does."""
@@ -114,7 +122,10 @@ class TestExport:
         large, large_peak = await traced_export(app, headers)
         assert large.status == 200
         assert large.header("content-encoding") == "gzip"
-        assert large.part_count == 30_000 // csv_io.BATCH_SIZE + 2  # header, pages, end
+        if backend == "sqlite":
+            assert large.part_count == 30_000 // csv_io.BATCH_SIZE + 2  # header, pages, end
+        else:
+            assert large.part_count >= 3  # the header, the COPY's pieces as they came, the end
         assert large.decoded_bytes > 2.9 * small.decoded_bytes
         assert large_peak - small_peak < (large.decoded_bytes - small.decoded_bytes) / 3, (
             small_peak,

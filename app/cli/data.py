@@ -11,6 +11,7 @@ from typing import IO, Annotated
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.cli.common import (
     EXIT_BAD_INPUT,
@@ -26,9 +27,11 @@ from app.cli.common import (
 from app.core.config import Settings, describe_validation_error
 from app.core.errors import ConflictError
 from app.core.types import INT32_MAX
+from app.db.driver import session_driver
 from app.db.engine import create_engine, create_sessionmaker
 from app.db.reads import in_session
 from app.employees import counting, crud
+from app.employees.csv import copy_out, staging
 from app.employees.csv import format as csv_format
 from app.employees.csv import io as csv_io
 from app.employees.csv.format import Row, RowError
@@ -57,6 +60,9 @@ def valid_rows(items: Iterable[Row | RowError]) -> Iterator[EmployeeCreate]:
 
 async def import_rows(open_file: Callable[[], IO[bytes]], size: int, *, dry_run: bool) -> str:
     async with database() as sessionmaker, sessionmaker() as session:
+        if await staging.supports_copy(session):
+            count = await import_by_copy(session, open_file, size, dry_run=dry_run)
+            return imported(count, dry_run=dry_run)
         # Pass 1 checks every row, holding only the emp_ids seen; pass 2 reads the file again
         # and inserts it in batches, all in one transaction.
         with open_file() as handle, progressbar(size, "Checking") as bar:
@@ -67,8 +73,7 @@ async def import_rows(open_file: Callable[[], IO[bytes]], size: int, *, dry_run:
             errors = plural(validation.error_total, "error")
             raise CommandError(f"{errors}; nothing was written", EXIT_BAD_INPUT)
         if dry_run:
-            valid = "The 1 row is" if validation.count == 1 else f"All {validation.count} rows are"
-            return f"{valid} valid; nothing was written (--dry-run)."
+            return imported(validation.count, dry_run=True)
         with open_file() as handle, progressbar(validation.count, "Importing") as bar:
             rows = valid_rows(csv_format.read_rows(csv_format.decode_lines(handle)))
             try:
@@ -80,7 +85,32 @@ async def import_rows(open_file: Callable[[], IO[bytes]], size: int, *, dry_run:
                 )
             except ConflictError as error:
                 raise CommandError(error.detail, EXIT_UNAVAILABLE) from None
-    return f"Imported {plural(created, 'employee')}."
+    return imported(created, dry_run=False)
+
+
+async def import_by_copy(
+    session: AsyncSession, open_file: Callable[[], IO[bytes]], size: int, *, dry_run: bool
+) -> int:
+    """PostgreSQL: one pass, the file streamed by COPY into a staging table and checked there."""
+    with open_file() as handle, progressbar(size, "Loading") as bar:
+        cells = csv_format.read_cells(csv_format.decode_lines(tracked(handle, bar.update)))
+        try:
+            return await staging.import_cells(
+                session=session, items=cells, actor=SystemActor("cli:import-csv"), dry_run=dry_run
+            )
+        except csv_io.ImportRejectedError as rejected:
+            report_errors(rejected.validation)
+            errors = plural(rejected.validation.error_total, "error")
+            raise CommandError(f"{errors}; nothing was written", EXIT_BAD_INPUT) from None
+        except ConflictError as error:
+            raise CommandError(error.detail, EXIT_UNAVAILABLE) from None
+
+
+def imported(count: int, *, dry_run: bool) -> str:
+    if dry_run:
+        valid = "The 1 row is" if count == 1 else f"All {count} rows are"
+        return f"{valid} valid; nothing was written (--dry-run)."
+    return f"Imported {plural(count, 'employee')}."
 
 
 def report_errors(validation: csv_io.Validation) -> None:
@@ -123,14 +153,32 @@ async def export_rows(output: IO[bytes], filters: ListFilters) -> int:
             total, _ = await counting.count_employees(
                 session=session, city=filters.city, country=filters.country, exact_up_to=INT32_MAX
             )
-        written = 0
-        output.write(csv_format.format_header().encode())
         with progressbar(total, "Exporting") as bar:
-            pages = functools.partial(in_session, sessionmaker)
-            async for employees in csv_io.read_batches(pages, filters):
-                output.write(csv_format.format_rows(employees).encode())
-                written += len(employees)
-                bar.update(len(employees))
+            async with sessionmaker() as session:
+                driver, _ = await session_driver(session)
+                if driver is not None:  # PostgreSQL: one COPY, streamed
+
+                    async def write(chunk: bytes) -> None:
+                        output.write(chunk)
+                        bar.update(chunk.count(b"\n"))
+
+                    return await copy_out.copy_csv(driver, filters, write)
+            return await export_batches(output, sessionmaker, filters, bar.update)
+
+
+async def export_batches(
+    output: IO[bytes],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    filters: ListFilters,
+    progress: Callable[[int], None],
+) -> int:
+    written = 0
+    output.write(csv_format.format_header().encode())
+    pages = functools.partial(in_session, sessionmaker)
+    async for employees in csv_io.read_batches(pages, filters):
+        output.write(csv_format.format_rows(employees).encode())
+        written += len(employees)
+        progress(len(employees))
     return written
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 
 INT32_MAX = 2_147_483_647
+TEXT_MAX_LENGTH = 100
 
 
 def reject_control_characters(value: str) -> str:
@@ -30,7 +31,9 @@ def _trimmed_non_empty(value: str) -> str:
 
 
 # A human-readable text field: trimmed, 1..100 characters, printable.
-Text100 = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_trimmed_non_empty)]
+Text100 = Annotated[
+    str, Field(min_length=1, max_length=TEXT_MAX_LENGTH), AfterValidator(_trimmed_non_empty)
+]
 # A search term in a query string obeys the same rules as the text it searches.
 SearchTerm = Text100
 # A business key that fits PostgreSQL's `integer`.

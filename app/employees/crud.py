@@ -25,6 +25,7 @@ columns = employee_table.c
 read_columns = [columns[name] for name in READ_COLUMNS]
 # A bulk write of this many rows refreshes the table's planner statistics at once.
 ANALYZE_AFTER_ROWS = 1000
+TAKEN_MEANWHILE = "Another writer added one of these emp_ids meanwhile; nothing was imported"
 
 
 def account_and_record(values: Any) -> tuple[Access, EmployeeRow | None]:
@@ -200,9 +201,7 @@ async def insert_all(
         await session.commit()
     except IntegrityError:
         await session.rollback()
-        raise ConflictError(
-            "Another writer added one of these emp_ids meanwhile; nothing was imported"
-        ) from None
+        raise ConflictError(TAKEN_MEANWHILE) from None
     if written >= ANALYZE_AFTER_ROWS and session.get_bind().dialect.name == "postgresql":
         # The list's totals and plans use these statistics; autovacuum may be late, or off.
         await session.execute(text(f"ANALYZE {employee_table.name}"))

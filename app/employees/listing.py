@@ -62,6 +62,13 @@ def list_filters(city: str | None, country: str | None) -> list[ColumnElement[bo
     return conditions
 
 
+def sort_keys(sort_by: SortField, order: SortOrder) -> list[ColumnElement[Any]]:
+    """The list's ORDER BY: the sort key, then emp_id to break ties."""
+    columns = employee_table.c
+    keys = [columns[sort_by.value]] + ([] if sort_by is SortField.emp_id else [columns.emp_id])
+    return [key.desc() if order is SortOrder.desc else key.asc() for key in keys]
+
+
 async def list_employees(
     *,
     session: AsyncSession,
@@ -83,7 +90,7 @@ async def list_employees(
         # A row comparison, (key, emp_id) > (last key, last emp_id): one index range condition.
         row, past = tuple_(*keys), tuple_(*(after[1:] if len(keys) == 1 else after))
         conditions.append(row < past if descending else row > past)
-    ordering = [key.desc() if descending else key.asc() for key in keys]
+    ordering = sort_keys(sort_by, order)
     # The page size is written into the SQL, not bound: a prepared statement's generic plan,
     # made without knowing the LIMIT, would scan from the first row down to a deep offset.
     size = literal(limit + 1, literal_execute=True)

@@ -45,6 +45,14 @@ class Row:
     data: EmployeeCreate
 
 
+@dataclass(frozen=True)
+class Cells:
+    """A record as the file holds it: five values, apostrophes before formulas taken off."""
+
+    line: int
+    values: list[str]
+
+
 def decode_lines(lines: Iterable[bytes]) -> Iterator[str]:
     """UTF-8 text line by line, so that a bad byte is reported on its own line."""
     for line in lines:
@@ -53,6 +61,13 @@ def decode_lines(lines: Iterable[bytes]) -> Iterator[str]:
 
 def read_rows(lines: Iterable[str]) -> Iterator[Row | RowError]:
     """Each record checked on its own: a valid `Row`, or one `RowError` per bad field."""
+    for item in read_cells(lines):
+        yield from (item,) if isinstance(item, RowError) else _check(item)
+
+
+def read_cells(lines: Iterable[str]) -> Iterator[Cells | RowError]:
+    """Each record's values, unchecked; a `RowError` for a bad header, a record of the wrong
+    width, and the unreadable record that ends the file."""
     reader = csv.reader(lines, strict=True)
     try:
         header = next(reader)
@@ -76,17 +91,18 @@ def read_rows(lines: Iterable[str]) -> Iterator[Row | RowError]:
         line, previous = previous + 1, reader.line_num
         if not values:
             continue  # a blank line
-        yield from _check(line, values)
+        if len(values) != len(HEADER):
+            message = f"expected {len(HEADER)} fields, found {len(values)}"
+            yield RowError(line, None, message, "csv_columns")
+            continue
+        yield Cells(line, [restore(value) for value in values])
 
 
-def _check(line: int, values: list[str]) -> Iterator[Row | RowError]:
-    if len(values) != len(HEADER):
-        message = f"expected {len(HEADER)} fields, found {len(values)}"
-        yield RowError(line, None, message, "csv_columns")
-        return
+def _check(cells: Cells) -> Iterator[Row | RowError]:
+    line = cells.line
     try:
-        values = [restore(value) for value in values]
-        yield Row(line, EmployeeCreate.model_validate(dict(zip(HEADER, values, strict=True))))
+        data = dict(zip(HEADER, cells.values, strict=True))
+        yield Row(line, EmployeeCreate.model_validate(data))
     except ValidationError as error:
         for item in error.errors(include_input=False, include_url=False):
             name = str(item["loc"][0]) if item["loc"] else None

@@ -35,6 +35,13 @@ class Validation:
         if len(self.errors) < MAX_REPORTED_ERRORS:
             self.errors.append(error)
 
+    def finish(self) -> None:
+        """An empty file is an error too; the errors are listed in line order (stored emp_ids
+        are checked a batch at a time, after the rows' own checks)."""
+        if not self.count and not self.error_total:
+            self.fail(RowError(1, None, "the file has a header but no rows", "no_rows"))
+        self.errors.sort(key=lambda error: error.line)
+
 
 async def validate(
     *,
@@ -54,13 +61,11 @@ async def validate(
             continue
         result.count += 1
         if max_rows is not None and result.count > max_rows:
-            message = f"more than {max_rows} rows; split the file or use `python -m app import-csv`"
-            result.fail(RowError(item.line, None, message, "too_many_rows"))
+            result.fail(too_many_rows(item.line, max_rows))
             break
         emp_id = item.data.emp_id
         if emp_id in first_line:
-            message = f"emp_id {emp_id} is already on line {first_line[emp_id]} of this file"
-            result.fail(RowError(item.line, "emp_id", message, "duplicate_in_file"))
+            result.fail(duplicate_in_file(item.line, emp_id, first_line[emp_id]))
             continue
         first_line[emp_id] = item.line
         batch.append(item)
@@ -70,10 +75,7 @@ async def validate(
             await _check_stored(session, batch, result)
             batch = []
     await _check_stored(session, batch, result)
-    if not result.count and not result.error_total:
-        result.fail(RowError(1, None, "the file has a header but no rows", "no_rows"))
-    # Stored emp_ids are checked a batch at a time, after the rows' own checks: back in order.
-    result.errors.sort(key=lambda error: error.line)
+    result.finish()
     return result
 
 
@@ -83,8 +85,22 @@ async def _check_stored(session: AsyncSession, batch: list[Row], result: Validat
     taken = await crud.stored_emp_ids(session=session, emp_ids=[row.data.emp_id for row in batch])
     for row in batch:
         if row.data.emp_id in taken:
-            message = f"an employee with emp_id {row.data.emp_id} already exists"
-            result.fail(RowError(row.line, "emp_id", message, "already_exists"))
+            result.fail(already_exists(row.line, row.data.emp_id))
+
+
+def too_many_rows(line: int, max_rows: int) -> RowError:
+    message = f"more than {max_rows} rows; split the file or use `python -m app import-csv`"
+    return RowError(line, None, message, "too_many_rows")
+
+
+def duplicate_in_file(line: int, emp_id: int, first: int) -> RowError:
+    message = f"emp_id {emp_id} is already on line {first} of this file"
+    return RowError(line, "emp_id", message, "duplicate_in_file")
+
+
+def already_exists(line: int, emp_id: int) -> RowError:
+    message = f"an employee with emp_id {emp_id} already exists"
+    return RowError(line, "emp_id", message, "already_exists")
 
 
 class ImportRejectedError(AppError):

@@ -3,21 +3,25 @@
 The CSV format is described in `app.employees.csv.format`.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, File, Query, UploadFile, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import Send
 
 from app.core.config import SettingsDep
+from app.db.driver import session_driver
 from app.db.reads import Reads
-from app.db.session import SessionDep
+from app.db.session import SessionDep, database
 from app.employees import crud
+from app.employees.csv import copy_out, staging
 from app.employees.csv import format as csv_format
 from app.employees.csv import io as csv_io
-from app.employees.csv.format import Row, RowError
+from app.employees.csv.format import Cells, Row, RowError
 from app.employees.dependencies import AdminActor, ListFiltersDep, ReadsDep
 from app.employees.models import ListFilters
 from app.http.openapi import error_responses
@@ -58,12 +62,58 @@ class DryRunResult(BaseModel):
 )
 async def export_employees_csv(reads: ReadsDep, filters: ListFiltersDep) -> StreamingResponse:
     """Download the employees as CSV, with the list's filters and sort; streamed in batches."""
-    lines = _csv_stream(reads, filters)
-    return StreamingResponse(
-        lines,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="employees.csv"'},
-    )
+    options: dict[str, Any] = {
+        "media_type": "text/csv; charset=utf-8",
+        "headers": {"Content-Disposition": 'attachment; filename="employees.csv"'},
+    }
+    if database(reads.request).engine.dialect.driver == "asyncpg":
+        return CopyResponse(reads, filters, **options)
+    return StreamingResponse(_csv_stream(reads, filters), **options)
+
+
+class CopyResponse(StreamingResponse):
+    """PostgreSQL: one `COPY ... TO STDOUT` on a connection of its own, sent as it comes; on the
+    replica when it serves the caller, on the primary if the replica fails before the first row
+    (after that, a download cut short is the client's to retry)."""
+
+    def __init__(self, reads: Reads, filters: ListFilters, **options: Any) -> None:
+        super().__init__(iter(()), **options)
+        self.reads = reads
+        self.filters = filters
+
+    async def stream_response(self, send: Send) -> None:
+        start = {"type": "http.response.start", "status": self.status_code}
+        await send(start | {"headers": self.raw_headers})
+        sent = False
+
+        async def write(chunk: bytes) -> None:
+            nonlocal sent
+            sent = True
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        for sessionmaker, replica in self.reads.sources():
+            try:
+                await self._copy(sessionmaker, write)
+                break
+            except Exception as error:
+                if sent or replica is None or not replica.fell_over(error):
+                    raise
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _copy(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        write: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        async with sessionmaker() as session:
+            driver, _ = await session_driver(session)
+            try:
+                await copy_out.copy_csv(driver, self.filters, write)
+            except BaseException:
+                # A COPY cut short (the client left) leaves nothing to reuse on its connection.
+                with anyio.CancelScope(shield=True):
+                    await session.invalidate()
+                raise
 
 
 async def _csv_stream(reads: Reads, filters: ListFilters) -> AsyncIterator[bytes]:
@@ -100,6 +150,17 @@ async def import_employees_csv(
     Every row is checked first (the rules of `POST /employees/`, duplicate `emp_id`s in the
     file or already stored); any error is a 422 listing each one with its line and field.
     """
+    if await staging.supports_copy(session):
+        # PostgreSQL: COPY into a staging table, checked and written there (csv.staging).
+        cells = await anyio.to_thread.run_sync(_parse_cells, file)
+        count = await staging.import_cells(
+            session=session,
+            items=cells,
+            actor=actor,
+            max_rows=settings.import_max_rows,
+            dry_run=dry_run,
+        )
+        return JSONResponse({"valid": count}) if dry_run else ImportResult(created=count)
     items = await anyio.to_thread.run_sync(_parse, file)
     validation = await csv_io.validate(
         session=session, items=items, max_rows=settings.import_max_rows
@@ -116,3 +177,7 @@ async def import_employees_csv(
 
 def _parse(file: UploadFile) -> list[Row | RowError]:
     return list(csv_format.read_rows(csv_format.decode_lines(file.file)))
+
+
+def _parse_cells(file: UploadFile) -> list[Cells | RowError]:
+    return list(csv_format.read_cells(csv_format.decode_lines(file.file)))
