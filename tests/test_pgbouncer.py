@@ -153,7 +153,38 @@ async def session_settings_on_every_server_connection(bouncer_dsn: str, pool: in
     return {name for row in rows for name in row[1] or () if name not in PGBOUNCER_TRACKED}
 
 
+async def statements_on_every_server_connection(bouncer_dsn: str, pool: int) -> set[str]:
+    """Prepared statements left on any of the pool's server connections (the same way)."""
+    clients = [await asyncpg.connect(bouncer_dsn, statement_cache_size=0) for _ in range(pool)]
+    query = """SELECT pg_backend_pid(), array_agg(name) FILTER (WHERE name IS NOT NULL)
+               FROM pg_sleep(0.2) LEFT JOIN pg_prepared_statements ON true"""
+    try:
+        rows = await asyncio.gather(*(client.fetchrow(query) for client in clients))
+    finally:
+        for client in clients:
+            await client.close()
+    assert len({row[0] for row in rows}) == pool, "not every server connection was seen"
+    return {name for row in rows for name in row[1] or ()}
+
+
 class TestApi:
+    async def test_a_filtered_export_leaves_no_prepared_statement_behind(
+        self, admin_user_client: AsyncClient, settings: Settings, pgbouncer: PgBouncer
+    ) -> None:
+        # A named statement left on a shared server connection clashes with the same name
+        # prepared by another process (asyncpg numbers them per process): "already exists".
+        for emp_id, city in ((1001, "London"), (1002, "Lyon")):
+            payload = employee_payload(emp_id) | {"city": city}
+            assert (await admin_user_client.post("/employees/", json=payload)).status_code == 201
+        for _ in range(2 * pgbouncer.pool_size):
+            response = await admin_user_client.get(
+                "/employees/export.csv", params={"city": "Lon", "country": "United"}
+            )
+            assert response.status_code == 200
+            assert [line.split(",")[0] for line in response.text.splitlines()[1:]] == ["1001"]
+        dsn = asyncpg_dsn(make_url(settings.database_url))
+        assert await statements_on_every_server_connection(dsn, pgbouncer.pool_size) == set()
+
     async def test_no_session_setting_is_left_on_the_server_connections(
         self,
         admin_user_client: AsyncClient,
