@@ -8,26 +8,21 @@ import os
 import platform
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-import redis
-from sqlalchemy.engine import make_url
-
 from bench import bulk, servers
-from bench.data import copy_rows, create_database, database_dsn, drop_database, unique_name
-from bench.report import ADD_BASELINE, NOT_MEASURED, SYSTEMS, markdown, summarise, write_outputs
+from bench.data import create_database, database_dsn, drop_database, unique_name
+from bench.report import NOT_MEASURED, markdown, summarise, write_outputs
 from bench.scenarios import SCENARIOS, Settings, memory_soak, run_scenario
-from bench.wrk import LoadResult, require_wrk
-from tests.pgbouncer import INSTALL_HINT, find_pgbouncer, start_pgbouncer
+from bench.servers import log
+from bench.setup import choose_baseline, migrate, prepare
+from bench.variants import VARIANTS, run_variant
+from bench.wrk import require_wrk
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -98,168 +93,8 @@ def run_bulk(args: argparse.Namespace, keys: list[str]) -> None:
     print(text)
 
 
-@dataclass(frozen=True)
-class Baseline:
-    """What a run measures: both systems with the seed's source, or ours alone and a note why."""
-
-    systems: tuple[str, ...]
-    source: Path | None = None
-    note: str | None = None
-
-
-def choose_baseline(
-    environ: Mapping[str, str] | None = None, venv: Path = servers.SEED_VENV
-) -> Baseline:
-    """The seed when its folder exists (BENCH_SEED_APP, or the default path); else ours alone."""
-    source = servers.seed_dir(environ)
-    if not source.is_dir():
-        note = (
-            f"baseline: {NOT_MEASURED}: no seed app at {source}, so this run measures ours alone "
-            f"(no ratios ours/seed). To add the baseline, {ADD_BASELINE}."
-        )
-        return Baseline(("ours",), note=note)
-    if not (venv / "bin" / "python").exists():
-        raise SystemExit(
-            f"the seed app at {source} has no virtualenv at {venv}: `make bench` makes it, or "
-            f"`python3 -m venv {venv} && {venv}/bin/pip install -r {source}/requirements.txt`"
-        )
-    return Baseline(SYSTEMS, source)
-
-
-def migrate(dsn: str) -> None:
-    env = {**os.environ, "DATABASE_URL": servers.asyncpg_url(dsn)}
-    subprocess.run(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "alembic",
-            "-x",
-            f"url={servers.asyncpg_url(dsn)}",
-            "upgrade",
-            "head",
-        ],
-        cwd=servers.REPO,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def on_sigterm(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt
-
-
-def prepare(
-    args: argparse.Namespace,
-    n: int,
-    dsns: dict[str, str],
-    logdir: Path,
-    running: dict[str, servers.Server],
-    baseline: Baseline,
-) -> None:
-    migrate(dsns["ours"])
-    if baseline.source is not None:
-        # The seed creates its tables and admin at start-up; two workers doing it at once crash.
-        first = servers.start_seed(dsns["seed"], 1, logdir, baseline.source)
-        try:
-            servers.wait_ready(first)
-        finally:
-            servers.stop(first)
-    started = time.monotonic()
-    for system, dsn in dsns.items():
-        asyncio.run(copy_rows(dsn, n, with_timestamps=system == "ours"))
-    where = "into each database" if len(dsns) > 1 else "into the database"
-    log(f"seeded {n:,} rows {where} in {time.monotonic() - started:.1f} s")
-    # Filled one by one, so a failure starting the second still stops the first.
-    running["ours"] = servers.start_ours(dsns["ours"], args.workers, logdir)
-    if baseline.source is not None:
-        running["seed"] = servers.start_seed(dsns["seed"], args.workers, logdir, baseline.source)
-
-
-# Scenarios run on a variant of ours: the same database and tokens, other settings. A variant
-# server runs only during its scenario: three servers' pools at once would pass PostgreSQL's
-# max_connections. Its cost is judged against (a) on ours measured just before and just after it,
-# so the machine's drift over a run (a fifth between rounds here) does not decide the ratio.
-VARIANTS = ("i", "j", "k")
-# (k): PgBouncer's server connections for the variant's database, half the clients' (two
-# workers with a pool of 20 each), so transactions of different clients share them.
-PGBOUNCER_POOL = 20
-
-
-def run_variant(
-    key: str,
-    args: argparse.Namespace,
-    dsn: str,
-    logdir: Path,
-    running: dict[str, servers.Server],
-    settings: Settings,
-) -> LoadResult | None:
-    with variant_env(key, dsn) as env:
-        if env is None:
-            return None
-        running[key] = servers.start_ours(
-            dsn, args.workers, logdir, env_extra=env, like=running["ours"], name=f"ours-{key}"
-        )
-        try:
-            servers.wait_ready(running[key])
-            before = run_scenario("a", running["ours"], settings)
-            result = run_scenario(key, running[key], settings)
-            after = run_scenario("a", running["ours"], settings)
-        finally:
-            servers.stop(running.pop(key))
-    log(f"({key}) reference, (a) on ours: {before.rps:,.1f} before, {after.rps:,.1f} after")
-    reference = {"reference_rps": (before.rps + after.rps) / 2}
-    return replace(result, extra={**result.extra, **reference})
-
-
-@contextmanager
-def variant_env(key: str, dsn: str) -> Iterator[dict[str, str] | None]:
-    """The variant's settings: (i) request limits counted in Redis; (j) compression off; (k)
-    the database through a PgBouncer in transaction pooling, running while the block does.
-    None: the variant cannot run here ((i) without Redis, (k) without PgBouncer)."""
-    if key == "j":
-        yield {**servers.LIMITS_OFF, "COMPRESSION_ENABLED": "false"}
-    elif key == "k":
-        with through_pgbouncer(dsn) as env:
-            yield env
-    else:
-        yield limits_in_redis()
-
-
-def limits_in_redis() -> dict[str, str] | None:
-    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
-    except redis.RedisError as error:
-        log(f"(i) skipped: no Redis at {redis_url} ({error}); set BENCH_REDIS_URL")
-        return None
-    return servers.limits_on(redis_url)
-
-
-@contextmanager
-def through_pgbouncer(dsn: str) -> Iterator[dict[str, str] | None]:
-    """A PgBouncer in front of `dsn`'s server, and our settings to reach `dsn` through it;
-    migrations and anything needing a session would use the direct URL."""
-    binary = find_pgbouncer()
-    if binary is None:
-        log(f"(k) skipped: PgBouncer not found ({INSTALL_HINT}, or set PGBOUNCER)")
-        yield None
-        return
-    direct = servers.asyncpg_url(dsn)
-    bouncer = start_pgbouncer(binary, direct, pool_size=PGBOUNCER_POOL)
-    try:
-        yield {
-            **servers.LIMITS_OFF,
-            "DATABASE_URL": bouncer.url_for(make_url(direct).database or "postgres"),
-            "DATABASE_POOL_MODE": "transaction",
-            "DATABASE_DIRECT_URL": direct,
-        }
-    finally:
-        bouncer.stop()
 
 
 def measure(
@@ -286,7 +121,7 @@ def measure(
                     servers.quiesce(server)
                 if key in VARIANTS:
                     variant = run_variant(
-                        key, args, settings.dsn_by_system["ours"], logdir, running, settings
+                        key, args.workers, settings.dsn_by_system["ours"], logdir, running, settings
                     )
                     if variant is None:
                         continue

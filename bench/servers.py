@@ -262,3 +262,7 @@ def prepare_accounts(server: Server) -> None:
         "user": login(server, username, password),
         "admin": login(server, *server.admin),
     }
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)

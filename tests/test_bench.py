@@ -459,7 +459,7 @@ class TestPgBouncerVariant:
         if find_pgbouncer() is None:
             pytest.skip(f"needs PgBouncer: {INSTALL_HINT}")
         dsn = server.url_for("postgres").replace("postgresql+asyncpg://", "postgresql://")
-        with bench.run.variant_env("k", dsn) as env:
+        with bench.variants.variant_env("k", dsn) as env:
             assert env is not None
             assert (env["DATABASE_POOL_MODE"], env["DATABASE_DIRECT_URL"]) == (
                 "transaction",
@@ -475,7 +475,7 @@ class TestPgBouncerVariant:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("PGBOUNCER", "no-such-pgbouncer-binary")
-        with bench.run.variant_env("k", "postgresql://postgres@127.0.0.1/postgres") as env:
+        with bench.variants.variant_env("k", "postgresql://postgres@127.0.0.1/postgres") as env:
             assert env is None
 
 

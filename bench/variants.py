@@ -1,0 +1,108 @@
+"""Scenarios run on variants of ours, each judged against (a) measured around it: (i) request
+limits counted in Redis, (j) compression off, (k) the database through PgBouncer."""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import redis
+from sqlalchemy.engine import make_url
+
+from bench import servers
+from bench.scenarios import Settings, run_scenario
+from bench.servers import log
+from bench.wrk import LoadResult
+from tests.pgbouncer import INSTALL_HINT, find_pgbouncer, start_pgbouncer
+
+# Scenarios run on a variant of ours: the same database and tokens, other settings. A variant
+# server runs only during its scenario: three servers' pools at once would pass PostgreSQL's
+# max_connections. Its cost is judged against a reference: a server of ours with the default
+# settings, started the same way just before and again just after it, and measured with (a). Not
+# against the run's long-running server: a server that has served the run's sign-ins and loads
+# measured about 5% slower than a fresh twin of the same settings (2026-12-04), which would
+# be counted as the variant's gain. And not minutes apart: throughput here drifts by up to a
+# fifth over that time.
+VARIANTS = ("i", "j", "k")
+# (k): PgBouncer's server connections for the variant's database, half the clients' (two
+# workers with a pool of 20 each), so transactions of different clients share them.
+PGBOUNCER_POOL = 20
+
+
+def run_variant(
+    key: str,
+    workers: int,
+    dsn: str,
+    logdir: Path,
+    running: dict[str, servers.Server],
+    settings: Settings,
+) -> LoadResult | None:
+    def fresh(scenario: str, extra: dict[str, str], name: str) -> LoadResult:
+        running[name] = servers.start_ours(
+            dsn, workers, logdir, env_extra=extra, like=running["ours"], name=name
+        )
+        try:
+            servers.wait_ready(running[name])
+            return run_scenario(scenario, running[name], settings)
+        finally:
+            servers.stop(running.pop(name))
+
+    # The references run without the variant's surroundings (a PgBouncer for (k)).
+    with variant_env(key, dsn) as env:
+        if env is None:
+            return None
+    before = fresh("a", servers.LIMITS_OFF, f"reference-{key}")
+    with variant_env(key, dsn) as env:
+        assert env is not None
+        result = fresh(key, env, f"ours-{key}")
+    after = fresh("a", servers.LIMITS_OFF, f"reference-{key}")
+    log(f"({key}) reference, (a) on a fresh server: {before.rps:,.1f}, then {after.rps:,.1f}")
+    reference = {"reference_rps": (before.rps + after.rps) / 2}
+    return replace(result, extra={**result.extra, **reference})
+
+
+@contextmanager
+def variant_env(key: str, dsn: str) -> Iterator[dict[str, str] | None]:
+    """The variant's settings: (i) request limits counted in Redis; (j) compression off; (k)
+    the database through a PgBouncer in transaction pooling, running while the block does.
+    None: the variant cannot run here ((i) without Redis, (k) without PgBouncer)."""
+    if key == "j":
+        yield {**servers.LIMITS_OFF, "COMPRESSION_ENABLED": "false"}
+    elif key == "k":
+        with through_pgbouncer(dsn) as env:
+            yield env
+    else:
+        yield limits_in_redis()
+
+
+def limits_in_redis() -> dict[str, str] | None:
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
+    except redis.RedisError as error:
+        log(f"(i) skipped: no Redis at {redis_url} ({error}); set BENCH_REDIS_URL")
+        return None
+    return servers.limits_on(redis_url)
+
+
+@contextmanager
+def through_pgbouncer(dsn: str) -> Iterator[dict[str, str] | None]:
+    """A PgBouncer in front of `dsn`'s server, and our settings to reach `dsn` through it;
+    migrations and anything needing a session would use the direct URL."""
+    binary = find_pgbouncer()
+    if binary is None:
+        log(f"(k) skipped: PgBouncer not found ({INSTALL_HINT}, or set PGBOUNCER)")
+        yield None
+        return
+    direct = servers.asyncpg_url(dsn)
+    bouncer = start_pgbouncer(binary, direct, pool_size=PGBOUNCER_POOL)
+    try:
+        yield {
+            **servers.LIMITS_OFF,
+            "DATABASE_URL": bouncer.url_for(make_url(direct).database or "postgres"),
+            "DATABASE_POOL_MODE": "transaction",
+            "DATABASE_DIRECT_URL": direct,
+        }
+    finally:
+        bouncer.stop()
