@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, make_url
 
 import bench.report
 import bench.run
+import bench.setup
 from bench import servers
 from bench.data import database_dsn, generate_rows
 from bench.report import SYSTEMS, markdown, summarise, write_outputs
@@ -396,8 +397,8 @@ class TestWithoutBaseline:
         monkeypatch.setattr(bench.run, "require_wrk", lambda: "wrk")
         monkeypatch.setattr(bench.run, "create_database", create_database)
         monkeypatch.setattr(bench.run, "drop_database", nothing)
-        monkeypatch.setattr(bench.run, "copy_rows", nothing)
-        monkeypatch.setattr(bench.run, "migrate", lambda dsn: None)
+        monkeypatch.setattr(bench.setup, "copy_rows", nothing)
+        monkeypatch.setattr(bench.setup, "migrate", lambda dsn: None)
         monkeypatch.setattr(bench.run, "run_scenario", scenario)
         monkeypatch.setattr(servers, "start_ours", start_ours)
         monkeypatch.setattr(servers, "start_seed", start_seed)

@@ -173,6 +173,10 @@ class TestApi:
     ) -> None:
         # A named statement left on a shared server connection clashes with the same name
         # prepared by another process (asyncpg numbers them per process): "already exists".
+        dsn = asyncpg_dsn(make_url(settings.database_url))
+        # Other tests share these server connections (one shows the clash with asyncpg's cache
+        # on, leaving its statements): what counts is that the exports add none.
+        left_before = await statements_on_every_server_connection(dsn, pgbouncer.pool_size)
         for emp_id, city in ((1001, "London"), (1002, "Lyon")):
             payload = employee_payload(emp_id) | {"city": city}
             assert (await admin_user_client.post("/employees/", json=payload)).status_code == 201
@@ -182,8 +186,8 @@ class TestApi:
             )
             assert response.status_code == 200
             assert [line.split(",")[0] for line in response.text.splitlines()[1:]] == ["1001"]
-        dsn = asyncpg_dsn(make_url(settings.database_url))
-        assert await statements_on_every_server_connection(dsn, pgbouncer.pool_size) == set()
+        left_after = await statements_on_every_server_connection(dsn, pgbouncer.pool_size)
+        assert left_after <= left_before
 
     async def test_no_session_setting_is_left_on_the_server_connections(
         self,

@@ -33,13 +33,9 @@ class Reads:
                     raise
         return await read(open_session(self.request, database(self.request).read_sessions))
 
-    def sources(self) -> list[tuple[async_sessionmaker[AsyncSession], Replica | None]]:
-        """Where a read that cannot be repeated once begun (a COPY) may run, in order: the
-        replica when it serves the caller, then the primary."""
-        primary = (database(self.request).read_sessions, None)
-        if self.replica is not None and self.replica.available():
-            return [(self.replica.database.read_sessions, self.replica), primary]
-        return [primary]
+    def on_replica(self) -> bool:
+        """Whether this request's reads go to the replica (it serves the caller right now)."""
+        return self.replica is not None and self.replica.available()
 
     async def each(self, read: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """`read` in a session of its own, closed at once (an export's pages: a slow download

@@ -3,7 +3,7 @@
 The CSV format is described in `app.employees.csv.format`.
 """
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
@@ -66,46 +66,34 @@ async def export_employees_csv(reads: ReadsDep, filters: ListFiltersDep) -> Stre
         "media_type": "text/csv; charset=utf-8",
         "headers": {"Content-Disposition": 'attachment; filename="employees.csv"'},
     }
-    if database(reads.request).engine.dialect.driver == "asyncpg":
-        return CopyResponse(reads, filters, **options)
+    if database(reads.request).engine.dialect.driver == "asyncpg" and not reads.on_replica():
+        return CopyResponse(database(reads.request).read_sessions, filters, **options)
+    # SQLite, or a read replica: page by page, each page on the replica or, if it fails, the
+    # primary (a COPY cut short by a failing replica could not go on elsewhere).
     return StreamingResponse(_csv_stream(reads, filters), **options)
 
 
 class CopyResponse(StreamingResponse):
-    """PostgreSQL: one `COPY ... TO STDOUT` on a connection of its own, sent as it comes; on the
-    replica when it serves the caller, on the primary if the replica fails before the first row
-    (after that, a download cut short is the client's to retry)."""
+    """PostgreSQL: one `COPY ... TO STDOUT` on a connection of its own, sent as it comes."""
 
-    def __init__(self, reads: Reads, filters: ListFilters, **options: Any) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        filters: ListFilters,
+        **options: Any,
+    ) -> None:
         super().__init__(iter(()), **options)
-        self.reads = reads
+        self.sessionmaker = sessionmaker
         self.filters = filters
 
     async def stream_response(self, send: Send) -> None:
         start = {"type": "http.response.start", "status": self.status_code}
         await send(start | {"headers": self.raw_headers})
-        sent = False
 
         async def write(chunk: bytes) -> None:
-            nonlocal sent
-            sent = True
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
-        for sessionmaker, replica in self.reads.sources():
-            try:
-                await self._copy(sessionmaker, write)
-                break
-            except Exception as error:
-                if sent or replica is None or not replica.fell_over(error):
-                    raise
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _copy(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        write: Callable[[bytes], Awaitable[None]],
-    ) -> None:
-        async with sessionmaker() as session:
+        async with self.sessionmaker() as session:
             driver, _ = await session_driver(session)
             try:
                 await copy_out.copy_csv(driver, self.filters, write)
@@ -114,6 +102,7 @@ class CopyResponse(StreamingResponse):
                 with anyio.CancelScope(shield=True):
                     await session.invalidate()
                 raise
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _csv_stream(reads: Reads, filters: ListFilters) -> AsyncIterator[bytes]:
