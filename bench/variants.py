@@ -48,10 +48,9 @@ def run_variant(
         finally:
             servers.stop(running.pop(name))
 
+    if not can_run(key):
+        return None
     # The references run without the variant's surroundings (a PgBouncer for (k)).
-    with variant_env(key, dsn) as env:
-        if env is None:
-            return None
     before = fresh("a", servers.LIMITS_OFF, f"reference-{key}")
     with variant_env(key, dsn) as env:
         assert env is not None
@@ -67,34 +66,41 @@ def variant_env(key: str, dsn: str) -> Iterator[dict[str, str] | None]:
     """The variant's settings: (i) request limits counted in Redis; (j) compression off; (k)
     the database through a PgBouncer in transaction pooling, running while the block does.
     None: the variant cannot run here ((i) without Redis, (k) without PgBouncer)."""
-    if key == "j":
+    if not can_run(key):
+        yield None
+    elif key == "j":
         yield {**servers.LIMITS_OFF, "COMPRESSION_ENABLED": "false"}
     elif key == "k":
         with through_pgbouncer(dsn) as env:
             yield env
     else:
-        yield limits_in_redis()
+        yield servers.limits_on(redis_url())
 
 
-def limits_in_redis() -> dict[str, str] | None:
-    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
-    except redis.RedisError as error:
-        log(f"(i) skipped: no Redis at {redis_url} ({error}); set BENCH_REDIS_URL")
-        return None
-    return servers.limits_on(redis_url)
+def redis_url() -> str:
+    return os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def can_run(key: str) -> bool:
+    """Whether what the variant needs is here ((i) Redis, (k) PgBouncer); if not, says why."""
+    if key == "i":
+        try:
+            redis.Redis.from_url(redis_url(), socket_connect_timeout=1).ping()
+        except redis.RedisError as error:
+            log(f"(i) skipped: no Redis at {redis_url()} ({error}); set BENCH_REDIS_URL")
+            return False
+    if key == "k" and find_pgbouncer() is None:
+        log(f"(k) skipped: PgBouncer not found ({INSTALL_HINT}, or set PGBOUNCER)")
+        return False
+    return True
 
 
 @contextmanager
-def through_pgbouncer(dsn: str) -> Iterator[dict[str, str] | None]:
+def through_pgbouncer(dsn: str) -> Iterator[dict[str, str]]:
     """A PgBouncer in front of `dsn`'s server, and our settings to reach `dsn` through it;
     migrations and anything needing a session would use the direct URL."""
     binary = find_pgbouncer()
-    if binary is None:
-        log(f"(k) skipped: PgBouncer not found ({INSTALL_HINT}, or set PGBOUNCER)")
-        yield None
-        return
+    assert binary is not None, "can_run('k') checks for it first"
     direct = servers.asyncpg_url(dsn)
     bouncer = start_pgbouncer(binary, direct, pool_size=PGBOUNCER_POOL)
     try:
