@@ -14,8 +14,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,10 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import SECRET, require_postgres
+from tests.conftest import SECRET, employee_payload, require_postgres
 from tests.pg import ROOT, PostgresServer
 from tests.test_login_limits import REDIS_TEST_URL
+from tests.test_rate_limits import redis_available
 from tests.test_startup import free_port, server_env, wait_until_up
 
 pytestmark = [pytest.mark.ops, pytest.mark.slow, pytest.mark.postgres_only]
@@ -38,17 +39,8 @@ ANONYMOUS_PER_MINUTE = 6
 
 
 def find_nginx() -> str | None:
-    return shutil.which("nginx") or next(
-        (path for path in ("/usr/sbin/nginx",) if Path(path).exists()), None
-    )
-
-
-def redis_available() -> bool:
-    try:
-        redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=0.5).ping()
-    except redis.RedisError:
-        return False
-    return True
+    """On PATH, or where Debian puts it (/usr/sbin is not on every user's PATH)."""
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
 
 
 def proxy_config(shipped: str, *, port: int, upstreams: list[int], scratch: Path) -> str:
@@ -211,6 +203,20 @@ def client(proxy: str) -> Iterator[httpx.Client]:
         yield client
 
 
+@asynccontextmanager
+async def admin_client(proxy: str) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """An async client of its own loopback address, and the admin's authorization header."""
+    transport = httpx.AsyncHTTPTransport(local_address=f"127.0.0.{next(_addresses)}")
+    async with httpx.AsyncClient(base_url=proxy, transport=transport, timeout=30) as client:
+        token = await client.post("/auth/token", data={"username": ADMIN[0], "password": ADMIN[1]})
+        assert token.status_code == 200, token.text
+        yield client, {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+def new_emp_id() -> int:
+    return uuid.uuid4().int % 2_000_000_000 + 1
+
+
 def sign_in(client: httpx.Client, username: str, password: str) -> dict[str, str]:
     response = client.post("/auth/token", data={"username": username, "password": password})
     assert response.status_code == 200, response.text
@@ -218,14 +224,7 @@ def sign_in(client: httpx.Client, username: str, password: str) -> dict[str, str
 
 
 def new_employee(client: httpx.Client, admin: dict[str, str]) -> dict[str, Any]:
-    emp_id = uuid.uuid4().int % 2_000_000_000 + 1
-    body = {
-        "emp_id": emp_id,
-        "emp_name": "Ada Replica",
-        "city": "Lyon",
-        "country": "France",
-        "emp_dob": "1990-05-17",
-    }
+    body = employee_payload(new_emp_id(), city="Lyon", country="France")
     response = client.post("/employees/", json=body, headers=admin)
     assert response.status_code == 201, response.text
     return dict(response.json())
@@ -273,13 +272,7 @@ def test_request_limits_are_one_count_across_replicas(client):
 def test_an_idempotency_key_holds_across_replicas(client):
     admin = sign_in(client, *ADMIN)
     key = str(uuid.uuid4())
-    body = {
-        "emp_id": uuid.uuid4().int % 2_000_000_000 + 1,
-        "emp_name": "Idem Potent",
-        "city": "Oslo",
-        "country": "Norway",
-        "emp_dob": "1985-02-03",
-    }
+    body = employee_payload(new_emp_id(), emp_name="Idem Potent")
     headers = admin | {"Idempotency-Key": key}
     first = client.post("/employees/", json=body, headers=headers)
     assert first.status_code == 201
@@ -294,21 +287,9 @@ def test_an_idempotency_key_holds_across_replicas(client):
 
 
 async def test_concurrent_retries_of_one_key_create_one_record(proxy):
-    async with httpx.AsyncClient(
-        base_url=proxy,
-        transport=httpx.AsyncHTTPTransport(local_address=f"127.0.0.{next(_addresses)}"),
-        timeout=30,
-    ) as client:
-        token = await client.post("/auth/token", data={"username": ADMIN[0], "password": ADMIN[1]})
-        admin = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        emp_id = uuid.uuid4().int % 2_000_000_000 + 1
-        body = {
-            "emp_id": emp_id,
-            "emp_name": "Many Retries",
-            "city": "Porto",
-            "country": "Portugal",
-            "emp_dob": "1979-09-09",
-        }
+    async with admin_client(proxy) as (client, admin):
+        emp_id = new_emp_id()
+        body = employee_payload(emp_id, emp_name="Many Retries")
         headers = admin | {"Idempotency-Key": str(uuid.uuid4())}
         responses = await asyncio.gather(
             *(client.post("/employees/", json=body, headers=headers) for _ in range(12))
@@ -323,24 +304,10 @@ async def test_concurrent_retries_of_one_key_create_one_record(proxy):
 
 
 async def test_twenty_writers_with_one_tag_across_replicas_make_one_winner(proxy):
-    async with httpx.AsyncClient(
-        base_url=proxy,
-        transport=httpx.AsyncHTTPTransport(local_address=f"127.0.0.{next(_addresses)}"),
-        timeout=30,
-    ) as client:
-        token = await client.post("/auth/token", data={"username": ADMIN[0], "password": ADMIN[1]})
-        admin = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        emp_id = uuid.uuid4().int % 2_000_000_000 + 1
+    async with admin_client(proxy) as (client, admin):
+        emp_id = new_emp_id()
         created = await client.post(
-            "/employees/",
-            json={
-                "emp_id": emp_id,
-                "emp_name": "Contended",
-                "city": "Bern",
-                "country": "Switzerland",
-                "emp_dob": "1970-01-02",
-            },
-            headers=admin,
+            "/employees/", json=employee_payload(emp_id, emp_name="Contended"), headers=admin
         )
         tag = created.headers["ETag"]
         responses = await asyncio.gather(
