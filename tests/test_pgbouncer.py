@@ -138,26 +138,12 @@ PGBOUNCER_TRACKED = (
 )
 
 
-async def session_settings_on_every_server_connection(bouncer_dsn: str, pool: int) -> set[str]:
-    """Settings changed for the session (SET) on any of the pool's server connections: `pool`
-    transactions at once, each on a server connection of its own."""
+async def names_on_every_server_connection(bouncer_dsn: str, pool: int, names: str) -> set[str]:
+    """What the SQL expression `names` (an array, taken with the backend's pid) lists on any of
+    the pool's server connections: `pool` transactions at once, each on a server connection of
+    its own."""
     clients = [await asyncpg.connect(bouncer_dsn, statement_cache_size=0) for _ in range(pool)]
-    query = """SELECT pg_backend_pid(), array_agg(lower(name)) FILTER (WHERE source = 'session')
-               FROM pg_settings, pg_sleep(0.2)"""
-    try:
-        rows = await asyncio.gather(*(client.fetchrow(query) for client in clients))
-    finally:
-        for client in clients:
-            await client.close()
-    assert len({row[0] for row in rows}) == pool, "not every server connection was seen"
-    return {name for row in rows for name in row[1] or () if name not in PGBOUNCER_TRACKED}
-
-
-async def statements_on_every_server_connection(bouncer_dsn: str, pool: int) -> set[str]:
-    """Prepared statements left on any of the pool's server connections (the same way)."""
-    clients = [await asyncpg.connect(bouncer_dsn, statement_cache_size=0) for _ in range(pool)]
-    query = """SELECT pg_backend_pid(), array_agg(name) FILTER (WHERE name IS NOT NULL)
-               FROM pg_sleep(0.2) LEFT JOIN pg_prepared_statements ON true"""
+    query = f"SELECT pg_backend_pid(), {names}"
     try:
         rows = await asyncio.gather(*(client.fetchrow(query) for client in clients))
     finally:
@@ -165,6 +151,21 @@ async def statements_on_every_server_connection(bouncer_dsn: str, pool: int) -> 
             await client.close()
     assert len({row[0] for row in rows}) == pool, "not every server connection was seen"
     return {name for row in rows for name in row[1] or ()}
+
+
+async def session_settings_on_every_server_connection(bouncer_dsn: str, pool: int) -> set[str]:
+    """Settings changed for the session (SET) on any of the pool's server connections."""
+    names = """array_agg(lower(name)) FILTER (WHERE source = 'session')
+               FROM pg_settings, pg_sleep(0.2)"""
+    found = await names_on_every_server_connection(bouncer_dsn, pool, names)
+    return found - set(PGBOUNCER_TRACKED)
+
+
+async def statements_on_every_server_connection(bouncer_dsn: str, pool: int) -> set[str]:
+    """Prepared statements left on any of the pool's server connections."""
+    names = """array_agg(name) FILTER (WHERE name IS NOT NULL)
+               FROM pg_sleep(0.2) LEFT JOIN pg_prepared_statements ON true"""
+    return await names_on_every_server_connection(bouncer_dsn, pool, names)
 
 
 class TestApi:
