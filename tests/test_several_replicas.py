@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -119,16 +118,7 @@ def nginx_process(nginx: str, scratch: Path, config: str, port: int) -> Iterator
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            assert process.poll() is None, (scratch / "error.log").read_text()
-            try:
-                if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "nginx did not come up in 10 s"
-            time.sleep(0.05)
+        wait_until_up(base, process, scratch / "error.log")
         yield base
     finally:
         process.terminate()
