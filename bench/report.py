@@ -63,11 +63,15 @@ def summarise(rounds: list[dict[str, dict[str, dict[str, Any]]]]) -> dict[str, d
     alone = summary.get("a", {}).get("ours")
     for key in ("i", "j", "k"):
         variant = summary.get(key, {}).get("ours")
+        runs = [run for run in (r.get("ours", {}).get(key) for r in rounds) if run]
         paired = [
             run["rps"] / run["extra"]["reference_rps"]
-            for run in (r.get("ours", {}).get(key) for r in rounds)
-            if run and run.get("extra", {}).get("reference_rps")
+            for run in runs
+            if run.get("extra", {}).get("reference_rps")
         ]
+        labels = [run["extra"]["pgbouncer"] for run in runs if "pgbouncer" in run.get("extra", {})]
+        if variant and labels:
+            variant["pgbouncer"] = labels[0]
         if variant and paired:
             # Each run against (a) measured right before and after it: the median of those ratios
             variant["rps_vs_alone"] = round(statistics.median(paired), 2)
@@ -206,6 +210,7 @@ def notes(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> list[str]
         out.append(
             "- (k) ours: throughput through PgBouncer (transaction mode) / (a) direct: "
             f"{pooled['rps_vs_alone']:.2f}x"
+            + (f", {pooled['pgbouncer']}" if pooled.get("pgbouncer") else "")
         )
     for system in SYSTEMS:
         workers = meta.get("memory", {}).get(system)

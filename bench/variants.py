@@ -14,7 +14,7 @@ from bench import servers
 from bench.scenarios import Settings, run_scenario
 from bench.servers import log
 from bench.wrk import LoadResult
-from tests.pgbouncer import INSTALL_HINT, find_pgbouncer, start_pgbouncer
+from tests.pgbouncer import INSTALL_HINT, find_pgbouncer, pgbouncer_version, start_pgbouncer
 
 # Scenarios run on a variant of ours: the same database and tokens, other settings. A variant
 # server runs only during its scenario: three servers' pools at once would pass PostgreSQL's
@@ -28,6 +28,9 @@ VARIANTS = ("i", "j", "k")
 # (k): PgBouncer's server connections for the variant's database, half the clients' (two
 # workers with a pool of 20 each), so transactions of different clients share them.
 PGBOUNCER_POOL = 20
+# (k) on PgBouncer 1.21+: prepared statements it keeps per server connection, more than the
+# service has statements, and the service told so (DATABASE_POOLER_PREPARED_STATEMENTS).
+KEPT_STATEMENTS = 200
 
 
 def run_variant(
@@ -57,8 +60,10 @@ def run_variant(
         result = fresh(key, env, f"ours-{key}")
     after = fresh("a", servers.LIMITS_OFF, f"reference-{key}")
     log(f"({key}) reference, (a) on a fresh server: {before.rps:,.1f}, then {after.rps:,.1f}")
-    reference = {"reference_rps": (before.rps + after.rps) / 2}
-    return replace(result, extra={**result.extra, **reference})
+    extra = {"reference_rps": (before.rps + after.rps) / 2}
+    if "PGBOUNCER_VERSION" in env:
+        extra["pgbouncer"] = pgbouncer_label(env)
+    return replace(result, extra={**result.extra, **extra})
 
 
 @contextmanager
@@ -102,13 +107,31 @@ def through_pgbouncer(dsn: str) -> Iterator[dict[str, str]]:
     binary = find_pgbouncer()
     assert binary is not None, "can_run('k') checks for it first"
     direct = servers.asyncpg_url(dsn)
-    bouncer = start_pgbouncer(binary, direct, pool_size=PGBOUNCER_POOL)
+    keeps = pgbouncer_version(binary) >= (1, 21)
+    bouncer = start_pgbouncer(
+        binary,
+        direct,
+        pool_size=PGBOUNCER_POOL,
+        max_prepared_statements=KEPT_STATEMENTS if keeps else None,
+    )
     try:
-        yield {
+        env = {
             **servers.LIMITS_OFF,
             "DATABASE_URL": bouncer.url_for(make_url(direct).database or "postgres"),
             "DATABASE_POOL_MODE": "transaction",
+            "DATABASE_POOLER_PREPARED_STATEMENTS": str(keeps).lower(),
             "DATABASE_DIRECT_URL": direct,
+            # Not a setting of ours: what the report names the PgBouncer by.
+            "PGBOUNCER_VERSION": ".".join(map(str, bouncer.version)),
         }
+        log(f"(k) through {pgbouncer_label(env)}")
+        yield env
     finally:
         bouncer.stop()
+
+
+def pgbouncer_label(env: dict[str, str]) -> str:
+    """ "PgBouncer 1.18 (statements prepared again in each transaction)", or 1.21+'s keeping."""
+    kept = env["DATABASE_POOLER_PREPARED_STATEMENTS"] == "true"
+    how = "prepared statements kept" if kept else "statements prepared again in each transaction"
+    return f"PgBouncer {env['PGBOUNCER_VERSION']} ({how})"

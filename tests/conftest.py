@@ -179,8 +179,12 @@ def pgbouncer(postgres_server: PostgresServer | None) -> Iterator[PgBouncer]:
 
 
 def through_pgbouncer(bouncer: PgBouncer, direct_url: str, **overrides: Any) -> Settings:
-    """Settings of an app on `direct_url`'s database through PgBouncer, in transaction mode."""
+    """Settings of an app on `direct_url`'s database through PgBouncer, in transaction mode,
+    keeping asyncpg's statement cache where the PgBouncer keeps prepared statements."""
     database = make_url(direct_url).database or "postgres"
+    overrides.setdefault(
+        "database_pooler_prepared_statements", bool(bouncer.max_prepared_statements)
+    )
     return make_settings(
         bouncer.url_for(database),
         database_pool_mode="transaction",

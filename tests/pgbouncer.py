@@ -79,8 +79,11 @@ def config_text(
     *,
     pool_size: int,
     max_prepared_statements: int | None,
+    version: tuple[int, int],
 ) -> str:
-    """pgbouncer.ini: every database of `server` under its own name, transaction pooling."""
+    """pgbouncer.ini: every database of `server` under its own name, transaction pooling. No
+    prepared statements kept unless `max_prepared_statements` says so, as Debian's 1.18 (1.22
+    and later keep 200 by default)."""
     lines = [
         "[databases]",
         f"* = host={server.host or '127.0.0.1'} port={server.port or 5432}",
@@ -99,8 +102,8 @@ def config_text(
         "log_connections = 0",
         "log_disconnections = 0",
     ]
-    if max_prepared_statements is not None:
-        lines.append(f"max_prepared_statements = {max_prepared_statements}")
+    if max_prepared_statements is not None or version >= (1, 21):
+        lines.append(f"max_prepared_statements = {max_prepared_statements or 0}")
     return "\n".join(lines) + "\n"
 
 
@@ -114,6 +117,7 @@ class PgBouncer:
     process: subprocess.Popen[bytes]
     version: tuple[int, int]
     pool_size: int
+    max_prepared_statements: int | None = None
 
     def url_for(self, database: str) -> str:
         """The server's URL for `database`, through PgBouncer."""
@@ -151,6 +155,7 @@ def start_pgbouncer(
     account = run_as()
     directory = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
     port = free_port()
+    version = pgbouncer_version(binary)
     ini = directory / "pgbouncer.ini"
     ini.write_text(
         config_text(
@@ -159,6 +164,7 @@ def start_pgbouncer(
             port,
             pool_size=pool_size,
             max_prepared_statements=max_prepared_statements,
+            version=version,
         )
     )
     user = server.username or "postgres"
@@ -172,7 +178,9 @@ def start_pgbouncer(
         process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
         )
-    bouncer = PgBouncer(server, directory, port, process, pgbouncer_version(binary), pool_size)
+    bouncer = PgBouncer(
+        server, directory, port, process, version, pool_size, max_prepared_statements
+    )
     try:
         _wait_listening(bouncer)
     except BaseException:

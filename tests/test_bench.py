@@ -26,7 +26,7 @@ from bench.walk import parse_link_header, percentile, walk
 from bench.wrk import LoadResult, WrkError, build_script, parse_wrk_output
 from tests.conftest import require_postgres
 from tests.pg import PostgresServer, asyncpg_dsn
-from tests.pgbouncer import INSTALL_HINT, find_pgbouncer
+from tests.pgbouncer import INSTALL_HINT, find_pgbouncer, pgbouncer_version
 
 WRK_STDOUT = """Running 10s test @ http://127.0.0.1:8000
   2 threads and 64 connections
@@ -221,7 +221,8 @@ class TestSummary:
 
     def test_pgbouncer_is_judged_against_a_measured_around_it(self) -> None:
         def pooled(rps: float, reference: float) -> dict[str, Any]:
-            return {**run(rps, 6, 35), "extra": {"reference_rps": reference}}
+            label = "PgBouncer 1.25 (prepared statements kept)"
+            return {**run(rps, 6, 35), "extra": {"reference_rps": reference, "pgbouncer": label}}
 
         rounds = [
             {"ours": {"a": run(4000, 5, 30), "k": pooled(3400, 4000)}},
@@ -231,9 +232,10 @@ class TestSummary:
         assert summary["k"]["ours"]["rps_vs_alone"] == pytest.approx(0.84, abs=0.01)
         assert summary["k"]["met"] is True
         text = markdown(summary, SOLO_META)
-        assert "(k) ours: throughput through PgBouncer (transaction mode) / (a) direct: 0.84x" in (
-            text
-        )
+        assert (
+            "(k) ours: throughput through PgBouncer (transaction mode) / (a) direct: 0.84x, "
+            "PgBouncer 1.25 (prepared statements kept)"
+        ) in text
         rounds = [{"ours": {"a": run(4000, 5, 30), "k": pooled(2900, 3900)}}]
         assert summarise(rounds)["k"]["met"] is False  # 0.74x
 
@@ -466,6 +468,8 @@ class TestPgBouncerVariant:
                 "transaction",
                 servers.asyncpg_url(dsn),
             )
+            keeps = pgbouncer_version(find_pgbouncer() or "") >= (1, 21)
+            assert env["DATABASE_POOLER_PREPARED_STATEMENTS"] == str(keeps).lower()
             through = make_url(env["DATABASE_URL"])
             assert through.port != make_url(dsn).port
             assert asyncio.run(current_database(through)) == "postgres"

@@ -290,6 +290,26 @@ class TestManyRequestsOverTwoServerConnections:
         listed = await normal_user_client.get("/employees/?limit=100")
         assert len(listed.json()) == 70
 
+    async def test_statements_outlive_transactions_only_where_pgbouncer_keeps_them(
+        self,
+        pgbouncer: PgBouncer,
+        settings: Settings,
+        normal_user_client: AsyncClient,
+        make_employees: Any,
+    ) -> None:
+        # With max_prepared_statements (and DATABASE_POOLER_PREPARED_STATEMENTS=true), GET one's
+        # statement is prepared once per server connection and its plan serves later requests,
+        # each its own transaction; without, nothing named is left to serve them.
+        await make_employees(*(employee_payload(emp_id) for emp_id in range(1, 6)))
+        for n in range(40):
+            assert (await normal_user_client.get(f"/employees/{n % 5 + 1}")).status_code == 200
+        reused = """array_agg(statement) FILTER (WHERE generic_plans + custom_plans > 1)
+                    FROM pg_sleep(0.2) LEFT JOIN pg_prepared_statements ON true"""
+        dsn = asyncpg_dsn(make_url(settings.database_url))
+        statements = await names_on_every_server_connection(dsn, pgbouncer.pool_size, reused)
+        hot = [sql for sql in statements if "app_user" in sql and "employee" in sql]
+        assert bool(hot) is (pgbouncer.max_prepared_statements is not None), statements
+
 
 @pytest.mark.postgres_only  # a database of its own: no app fixture empties the shared one
 class TestCommandLine:

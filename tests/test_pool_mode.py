@@ -61,6 +61,17 @@ class TestSettings:
         message = refusal(database_url="sqlite:///x.db", database_direct_url=PG)
         assert "DATABASE_DIRECT_URL: is for PostgreSQL behind a pooler" in message
 
+    def test_pooler_prepared_statements_need_transaction_pooling(self) -> None:
+        assert database_settings(database_url=PG).database_pooler_prepared_statements is False
+        message = refusal(database_url=PG, database_pooler_prepared_statements=True)
+        assert "DATABASE_POOLER_PREPARED_STATEMENTS: only applies to DATABASE_POOL_MODE=" in message
+        settings = database_settings(
+            database_url=BOUNCER,
+            database_pool_mode="transaction",
+            database_pooler_prepared_statements="true",
+        )
+        assert settings.database_pooler_prepared_statements is True
+
     def test_the_environment_sets_both(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("DATABASE_URL", BOUNCER)
         monkeypatch.setenv("DATABASE_POOL_MODE", "transaction")
@@ -95,6 +106,12 @@ class TestDriverOptions:
     def test_transaction_mode_turns_asyncpg_statement_cache_off(self) -> None:
         settings = make_settings(BOUNCER, database_pool_mode="transaction")
         assert pooler_connect_args(settings) == {"statement_cache_size": 0}
+
+    def test_a_pooler_that_keeps_prepared_statements_keeps_the_cache_on(self) -> None:
+        settings = make_settings(
+            BOUNCER, database_pool_mode="transaction", database_pooler_prepared_statements=True
+        )
+        assert pooler_connect_args(settings) == {}
 
 
 def alembic_upgrade(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -57,6 +57,13 @@ class DatabaseSettings(BaseSettings):
         "PgBouncer in session mode) or transaction (PgBouncer in transaction pooling: no "
         "prepared statement is kept across transactions).",
     )
+    database_pooler_prepared_statements: bool = Field(
+        default=False,
+        description="In transaction pooling, the pooler keeps protocol-level prepared statements "
+        "across transactions (PgBouncer 1.21+ with max_prepared_statements > 0): asyncpg's "
+        "statement cache then stays on, and PostgreSQL plans each statement once per server "
+        "connection instead of on every execution.",
+    )
     database_direct_url: str | None = Field(
         default=None,
         description="PostgreSQL itself, past the pooler, for what needs a session of its own: "
@@ -79,6 +86,18 @@ class DatabaseSettings(BaseSettings):
     def _pooler_needs_postgresql(cls, value: str, info: ValidationInfo) -> str:
         if value == "transaction" and str(info.data.get("database_url", "")).startswith("sqlite"):
             raise ValueError("transaction pooling (PgBouncer) needs a PostgreSQL DATABASE_URL")
+        return value
+
+    @field_validator("database_pooler_prepared_statements")
+    @classmethod
+    def _prepared_statements_need_transaction_pooling(
+        cls, value: bool, info: ValidationInfo
+    ) -> bool:
+        if value and info.data.get("database_pool_mode") != "transaction":
+            raise ValueError(
+                "only applies to DATABASE_POOL_MODE=transaction (PgBouncer in transaction "
+                "pooling); in session mode asyncpg's statement cache is always on"
+            )
         return value
 
     @field_validator("database_direct_url")

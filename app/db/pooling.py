@@ -8,6 +8,11 @@ sends unnamed statements and parses them again in the same message batch as each
 nothing outlives its transaction. SQLAlchemy's own statement cache then holds those unnamed
 statements (their column types, not server state) and may stay on; no statement names are
 needed. tests/test_pgbouncer.py shows both against a real PgBouncer.
+
+A pooler that keeps prepared statements across transactions itself (PgBouncer 1.21+ with
+`max_prepared_statements`: it gives each client's statement names its own on the server and
+prepares them again wherever the transaction lands) is told by
+DATABASE_POOLER_PREPARED_STATEMENTS=true, and asyncpg's cache stays on.
 """
 
 from typing import Any
@@ -16,7 +21,8 @@ from app.core.config import DatabaseSettings
 
 
 def pooler_connect_args(settings: DatabaseSettings) -> dict[str, Any]:
-    """asyncpg's connect arguments for the configured pool mode: none in session mode."""
-    if settings.database_pool_mode != "transaction":
+    """asyncpg's connect arguments for the configured pool mode: none in session mode, nor when
+    the pooler keeps prepared statements."""
+    if settings.database_pool_mode != "transaction" or settings.database_pooler_prepared_statements:
         return {}
     return {"statement_cache_size": 0}
