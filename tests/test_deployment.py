@@ -229,12 +229,15 @@ class TestPgBouncerLayer:
     ) -> None:
         bouncer = layered["pgbouncer"]
         assert bouncer["environment"]["POOL_MODE"] == "transaction"
+        assert int(bouncer["environment"]["MAX_PREPARED_STATEMENTS"]) > 0
         assert bouncer["environment"]["DB_HOST"] == "db"
         assert bouncer["depends_on"] == {"db": {"condition": "service_healthy"}}
         port = bouncer["environment"]["LISTEN_PORT"]
         for name in API_SERVICES:
             environment = layered[name]["environment"]
             assert environment["DATABASE_POOL_MODE"] == "transaction", name
+            # It keeps prepared statements (above), so the servers keep their statement cache.
+            assert environment["DATABASE_POOLER_PREPARED_STATEMENTS"] == "true", name
             assert environment["DATABASE_URL"].endswith(f"@pgbouncer:{port}/employees"), name
             assert environment["DATABASE_DIRECT_URL"].endswith("@db:5432/employees"), name
             assert layered[name]["depends_on"]["pgbouncer"] == {"condition": "service_started"}

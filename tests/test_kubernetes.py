@@ -268,6 +268,7 @@ class TestPgBouncerManifests:
         (container,) = pod["spec"]["containers"]
         env = {item["name"]: item["value"] for item in container["env"]}
         assert env["POOL_MODE"] == "transaction"
+        assert int(env["MAX_PREPARED_STATEMENTS"]) > 0
         (port,) = container["ports"]
         assert int(env["LISTEN_PORT"]) == port["containerPort"]
         assert service["spec"]["ports"][0]["targetPort"] == port["name"]
@@ -291,6 +292,7 @@ class TestPgBouncerManifests:
     def test_the_api_settings_it_asks_for_exist(self) -> None:
         readme = (MANIFESTS / "README.md").read_text()
         settings = {name.upper() for name in Settings.model_fields}
-        for name in ("DATABASE_URL", "DATABASE_DIRECT_URL", "DATABASE_POOL_MODE"):
+        names = ("DATABASE_URL", "DATABASE_DIRECT_URL", "DATABASE_POOL_MODE")
+        for name in (*names, "DATABASE_POOLER_PREPARED_STATEMENTS"):
             assert name in readme
             assert name in settings, f"{name} is not a setting"
