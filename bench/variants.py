@@ -14,7 +14,13 @@ from bench import servers
 from bench.scenarios import Settings, run_scenario
 from bench.servers import log
 from bench.wrk import LoadResult
-from tests.pgbouncer import INSTALL_HINT, find_pgbouncer, pgbouncer_version, start_pgbouncer
+from tests.pgbouncer import (
+    INSTALL_HINT,
+    KEPT_STATEMENTS,
+    find_pgbouncer,
+    pgbouncer_version,
+    start_pgbouncer,
+)
 
 # Scenarios run on a variant of ours: the same database and tokens, other settings. A variant
 # server runs only during its scenario: three servers' pools at once would pass PostgreSQL's
@@ -28,9 +34,6 @@ VARIANTS = ("i", "j", "k")
 # (k): PgBouncer's server connections for the variant's database, half the clients' (two
 # workers with a pool of 20 each), so transactions of different clients share them.
 PGBOUNCER_POOL = 20
-# (k) on PgBouncer 1.21+: prepared statements it keeps per server connection, more than the
-# service has statements, and the service told so (DATABASE_POOLER_PREPARED_STATEMENTS).
-KEPT_STATEMENTS = 200
 
 
 def run_variant(

@@ -21,7 +21,14 @@ from app.models import metadata
 from app.security.passwords import password_context
 from app.security.tokens import create_access_token
 from tests.pg import PostgresServer
-from tests.pgbouncer import INSTALL_HINT, PgBouncer, find_pgbouncer, start_pgbouncer
+from tests.pgbouncer import (
+    INSTALL_HINT,
+    KEPT_STATEMENTS,
+    PgBouncer,
+    find_pgbouncer,
+    pgbouncer_version,
+    start_pgbouncer,
+)
 
 SECRET = "test-only-secret-key-that-is-long-enough-0123456789"
 USER_PASSWORD = "regular-user-password"
@@ -165,13 +172,16 @@ def require_postgres(server: PostgresServer | None) -> PostgresServer:
 @pytest.fixture(scope="session")
 def pgbouncer(postgres_server: PostgresServer | None) -> Iterator[PgBouncer]:
     """PgBouncer in transaction pooling in front of the suite's PostgreSQL, one per test
-    process, with fewer server connections than the app's pool has clients."""
+    process, with fewer server connections than the app's pool has clients; keeping prepared
+    statements where the build can (1.21+), as one would run it."""
     server = require_postgres(postgres_server)
     binary = find_pgbouncer()
     if binary is None:
         pytest.skip(f"PgBouncer not found (install it: {INSTALL_HINT}; or set PGBOUNCER)")
+    kept = KEPT_STATEMENTS if pgbouncer_version(binary) >= (1, 21) else None
     try:
-        bouncer = start_pgbouncer(binary, server.url.render_as_string(hide_password=False))
+        url = server.url.render_as_string(hide_password=False)
+        bouncer = start_pgbouncer(binary, url, max_prepared_statements=kept)
     except RuntimeError as error:
         pytest.skip(f"cannot start PgBouncer: {error}")
     yield bouncer

@@ -23,6 +23,8 @@ from sqlalchemy.engine import URL, make_url
 INSTALL_HINT = "apt-get install -y pgbouncer"
 # Another build (1.21+ for max_prepared_statements, say) can be named by PGBOUNCER.
 BINARY_ENV = "PGBOUNCER"
+# max_prepared_statements where the build has it (1.21+): more than the service has statements.
+KEPT_STATEMENTS = 200
 # Debian installs it in sbin, which is not on every account's PATH.
 SBIN = os.pathsep.join(("/usr/sbin", "/usr/local/sbin"))
 STARTUP_SECONDS = 10.0

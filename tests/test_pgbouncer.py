@@ -75,7 +75,25 @@ async def trial(database: Database, *, requests: int = 300) -> list[str]:
     return [problem for problem in problems if problem is not None]
 
 
+@pytest.fixture(scope="class")
+def plain_pgbouncer(postgres_server: PostgresServer | None) -> Iterator[PgBouncer]:
+    """A PgBouncer that keeps no prepared statement, as Debian's 1.18, whatever the build."""
+    binary = find_pgbouncer()
+    if postgres_server is None or binary is None:
+        pytest.skip(f"needs TEST_DATABASE_URL and PgBouncer ({INSTALL_HINT})")
+    bouncer = start_pgbouncer(binary, postgres_server.url.render_as_string(hide_password=False))
+    yield bouncer
+    bouncer.stop()
+
+
 class TestStatements:
+    """What a PgBouncer that keeps no prepared statement does to asyncpg's, and what the
+    service does about it."""
+
+    @pytest.fixture
+    def pgbouncer(self, plain_pgbouncer: PgBouncer) -> PgBouncer:
+        return plain_pgbouncer
+
     async def test_with_asyncpg_statement_cache_on_clients_clash(self, settings: Settings) -> None:
         # The control: session mode (the default) pointed at the same PgBouncer. Statements
         # named per client connection meet other clients' statements of the same name.
@@ -169,6 +187,13 @@ async def statements_on_every_server_connection(bouncer_dsn: str, pool: int) -> 
 
 
 class TestApi:
+    """Named statements and session settings are what a PgBouncer keeping no prepared
+    statement (Debian's 1.18) cannot carry: none may be left on its server connections."""
+
+    @pytest.fixture
+    def pgbouncer(self, plain_pgbouncer: PgBouncer) -> PgBouncer:
+        return plain_pgbouncer
+
     async def test_a_filtered_export_leaves_no_prepared_statement_behind(
         self, admin_user_client: AsyncClient, settings: Settings, pgbouncer: PgBouncer
     ) -> None:
