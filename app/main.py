@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from app.accounts.bootstrap import start_first_admin
+from app.accounts.keys.router import router as api_keys_router
 from app.accounts.router import auth_router, password_router
 from app.accounts.users_router import router as users_router
 from app.core.config import Settings, get_settings
@@ -51,13 +52,16 @@ from app.observability.metrics import (
 )
 from app.observability.router import router as metrics_router
 from app.observability.tracing import configure_tracing, requested_exporter, shutdown_tracing
+from app.security.api_keys import KeyMemory
 from app.security.passwords import configure_hash_concurrency
 
 DESCRIPTION = """
 Employee records over REST. Sign in with a username and password at `POST /v1/auth/token` (OAuth2
 password flow) and send the token as `Authorization: Bearer <token>`; on the Swagger UI page,
 `/docs`, the **Authorize** button does both. Any account can read; only administrators can
-create, change or delete records.
+create, change or delete records. Programs use an API key instead (`erk_...`, made at
+`POST /v1/users/me/api-keys`), sent the same way: it may do what its scopes name and its
+owner's role allows, on the employee operations only.
 
 This is version 1 of the API, under `/v1`. The same operations also answer at the root paths
 (`/employees/`, `/auth/token`, ...) for the clients written before versioning: the same version,
@@ -127,7 +131,9 @@ def freeze_startup_objects() -> None:
         gc.freeze()
 
 
-def middleware(settings: Settings, limiter: RequestLimiter | None) -> list[Middleware]:
+def middleware(
+    settings: Settings, limiter: RequestLimiter | None, keys: KeyMemory | None = None
+) -> list[Middleware]:
     """Outermost first. Every answer, a refused Host, an oversized body or a spent request
     limit included, carries the request id, the security headers and `Vary: Accept-Encoding`
     and is logged; a 429 gets the CORS headers too (preflights are not counted); the sessions
@@ -154,7 +160,7 @@ def middleware(settings: Settings, limiter: RequestLimiter | None) -> list[Middl
     if settings.cors_origins:
         stack.append(Middleware(CORSMiddleware, **cors_options(settings.cors_origins)))
     if limiter is not None:
-        stack.append(Middleware(RateLimitMiddleware, settings=settings, limiter=limiter))
+        stack.append(Middleware(RateLimitMiddleware, settings=settings, limiter=limiter, keys=keys))
     stack.append(Middleware(CutOffMiddleware))
     if settings.database_read_url is not None:
         stack.append(Middleware(ReplicaWriteMiddleware))
@@ -177,12 +183,13 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     in is used instead of one built from the settings, and left open at shutdown."""
     settings = settings or get_settings()
     limiter = request_limiter(settings)
+    keys = KeyMemory()
     app = FastAPI(
         title="Employee Records API",
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan(settings, database, limiter),
-        middleware=middleware(settings, limiter),
+        middleware=middleware(settings, limiter, keys),
         swagger_ui_parameters={"persistAuthorization": True},
         openapi_tags=OPENAPI_TAGS,
         # app.http.docs serves both pages with their assets from the service, not from a CDN.
@@ -192,6 +199,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         telemetry={"tracing": requested_exporter() is not None, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.api_keys = keys
     app.state.count_estimates = estimate_cache()
     app.state.replica = None  # the lifespan opens the read replica, if there is one
     install_error_handlers(app)
@@ -212,6 +220,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             auth_router,
             users_router,
             password_router,
+            api_keys_router,
         ),
     )
     app.include_router(health_router)

@@ -1,13 +1,32 @@
-"""Who may act: the account a token names, checked on every request (no FastAPI here)."""
+"""Who may act: the account a credential names, checked on every request, and what its role and,
+for an API key, the key's scopes allow (no FastAPI here).
+"""
 
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
+from app.accounts.keys.crud import KeyAccess
 from app.core.errors import ForbiddenError, UnauthorizedError
-from app.security.tokens import AccessClaims
+from app.core.types import utc_now
+from app.security.api_keys import Credential, KeyCredential, KeyUse
 
 CREDENTIALS_DETAIL = "Could not validate credentials"
+ROLE_REFUSED = "Administrator privileges are required"
+
+Role = Literal["admin", "auditor", "user"]
+# The names of what can be allowed; an API key's scopes are the first three.
+Permission = Literal[
+    "employees:read", "employees:write", "history:read", "accounts:read", "accounts:write"
+]
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    "admin": frozenset(
+        {"employees:read", "employees:write", "history:read", "accounts:read", "accounts:write"}
+    ),
+    # Reads, the history and the account list; no writes.
+    "auditor": frozenset({"employees:read", "history:read", "accounts:read"}),
+    "user": frozenset({"employees:read"}),
+}
 
 
 class AccountAccess(Protocol):
@@ -27,22 +46,56 @@ class AccountAccess(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The signed-in account, as the request's checks and the audit trail need it."""
+    """The signed-in account, as the request's checks and the audit trail need it; `scopes` are
+    an API key's (None: a signed-in person, whom only the role limits)."""
 
     id: uuid.UUID
     username: str
-    is_admin: bool
+    role: Role
+    scopes: frozenset[str] | None = None
 
 
-def admit(claims: AccessClaims, account: AccountAccess | None) -> Principal:
-    """The account the token names, if it may still act (401 otherwise): deleted, deactivated,
-    or a token version since bumped (sign-out everywhere, password change)."""
-    if account is None or not account.is_active or account.token_version != claims.version:
+def role_of(account: AccountAccess) -> Role:
+    """The account's role, derived in this one place."""
+    return "admin" if account.is_admin else "user"
+
+
+def allowed(role: Role, permission: Permission) -> bool:
+    """Every role decision of the service is this one."""
+    return permission in ROLE_PERMISSIONS[role]
+
+
+def admit(claims: Credential, account: AccountAccess | KeyAccess | None) -> Principal:
+    """The account the credential names, if it may still act (401 otherwise): deleted,
+    deactivated, or a token version since bumped (sign-out everywhere, password change); for
+    an API key, also a key revoked or expired."""
+    if isinstance(claims, KeyCredential):
+        return _admit_key(claims, account)
+    if (
+        account is None
+        or isinstance(account, KeyAccess)
+        or not account.is_active
+        or account.token_version != claims.version
+    ):
         raise UnauthorizedError(CREDENTIALS_DETAIL)
-    return Principal(id=account.id, username=account.username, is_admin=account.is_admin)
+    return Principal(id=account.id, username=account.username, role=role_of(account))
 
 
-def require_admin(principal: Principal) -> Principal:
-    if not principal.is_admin:
-        raise ForbiddenError("Administrator privileges are required")
+def _admit_key(credential: KeyCredential, found: AccountAccess | KeyAccess | None) -> Principal:
+    if not isinstance(found, KeyAccess):
+        raise UnauthorizedError(CREDENTIALS_DETAIL)
+    account, key = found
+    if not account.is_active or key.expires_at <= utc_now():
+        raise UnauthorizedError(CREDENTIALS_DETAIL)
+    credential.used = KeyUse(key_id=key.id, owner_id=account.id, last_used_at=key.last_used_at)
+    scopes = frozenset(key.scopes.split())
+    return Principal(account.id, account.username, role_of(account), scopes)
+
+
+def require(principal: Principal, permission: Permission) -> Principal:
+    """The principal, if its role (now) and, for an API key, the key's scopes allow it (403)."""
+    if not allowed(principal.role, permission):
+        raise ForbiddenError(ROLE_REFUSED)
+    if principal.scopes is not None and permission not in principal.scopes:
+        raise ForbiddenError(f"This API key does not have the {permission} scope")
     return principal

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import crud, token_crud
+from app.accounts.keys import crud as key_crud
 from app.accounts.models import RefreshToken, User, UserCreate
 from app.core.config import Settings
 from app.core.errors import ForbiddenError, UnauthorizedError
@@ -142,12 +143,14 @@ async def change_password(
 
 
 async def update_account(*, session: AsyncSession, user: User, changes: dict[str, Any]) -> User:
-    """An admin's change to an account; a deactivation also ends every session it had."""
+    """An admin's change to an account; a deactivation also ends every session it had and
+    deletes its API keys (a reactivated account starts without them)."""
     if not changes:
         return user
     updated = await crud.update_user(session=session, user=user, changes=changes)
     if changes.get("is_active") is False:
         await token_crud.revoke_account_tokens(session=session, user_id=user.id, now=utc_now())
+        await key_crud.delete_account_api_keys(session=session, user_id=user.id)
     await session.commit()
     return updated
 

@@ -6,7 +6,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from app.accounts import crud, service
-from app.accounts.dependencies import AdminUser, CurrentUser
+from app.accounts.dependencies import (
+    KEYS_REFUSED_RESPONSE,
+    AccountReader,
+    AdminUser,
+    CurrentUser,
+    refuse_api_keys,
+)
 from app.accounts.models import User, UserRead, UserUpdate, users_json
 from app.core.errors import NotFoundError
 from app.db.session import ReadSessionDep, SessionDep
@@ -15,7 +21,13 @@ from app.http.page_tags import PageIfNoneMatch, tagged_page
 from app.http.pagination import PageDep, set_page_headers
 from app.http.routing import segment_except
 
-router = APIRouter(prefix="/users", tags=["users"])
+# No API key may call these (refused before anything else is read).
+router = APIRouter(
+    prefix="/users",
+    tags=["users"],
+    dependencies=[Depends(refuse_api_keys)],
+    responses=KEYS_REFUSED_RESPONSE,
+)
 
 UserIdPath = Annotated[uuid.UUID, Path(description="The account's id (a UUID).")]
 # Any segment but `me`, whose other methods are then a 405 rather than an invalid id.
@@ -55,7 +67,7 @@ async def read_current_user(user: CurrentUser) -> User:
 )
 @router.get("", response_model=list[UserRead], include_in_schema=False)
 async def list_users(
-    _: AdminUser,
+    _: AccountReader,
     session: ReadSessionDep,
     page: PageDep,
     request: Request,
@@ -75,7 +87,7 @@ async def list_users(
     responses=error_responses(401, 403, 404, 422),
     operation_id="read_user",
 )
-async def read_user(_: AdminUser, user: UserDep) -> User:
+async def read_user(_: AccountReader, user: UserDep) -> User:
     """One account by id (admin only)."""
     return user
 

@@ -1,6 +1,7 @@
-"""Request limits for every caller: per account when the bearer token is valid, per client
-address otherwise, and writes per account as well. Every counted answer carries the IETF
-`RateLimit-Policy` and `RateLimit` fields; a spent quota answers 429 before any route runs.
+"""Request limits for every caller: per account when the bearer token is valid (or is an API key
+this worker admitted lately), per client address otherwise, and writes per account as well.
+Every counted answer carries the IETF `RateLimit-Policy` and `RateLimit` fields; a spent quota
+answers 429 before any route runs.
 """
 
 import json
@@ -9,9 +10,11 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.config import Settings
+from app.core.types import utc_now
 from app.http.rate_limits import LimitStoreUnavailable, Policy, RequestLimiter, Usage
 from app.http.versioning import route_path
 from app.observability.metrics import REQUESTS_LIMITED
+from app.security.api_keys import KeyMemory, api_key_credential, looks_like_api_key
 from app.security.tokens import InvalidTokenError, decode_access_token
 
 TOO_MANY = json.dumps({"detail": "Too many requests"}).encode()
@@ -28,8 +31,16 @@ def is_exempt(path: str) -> bool:
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, settings: Settings, limiter: RequestLimiter) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        limiter: RequestLimiter,
+        keys: KeyMemory | None = None,
+    ) -> None:
         self.app = app
+        self.keys = keys
         self.settings = settings
         self.limiter = limiter
         self.authenticated = Policy.parse("authenticated", settings.rate_limit_authenticated)
@@ -71,17 +82,26 @@ class RateLimitMiddleware:
 
     def _account(self, scope: Scope) -> uuid.UUID | None:
         """The account a valid bearer token names (verified, so nobody spends another's quota);
-        None for anonymous callers and bad tokens alike."""
+        None for anonymous callers and bad tokens alike. An API key is known only once this
+        worker has admitted it (app.accounts.keys.usage); until then it counts as anonymous,
+        so made-up keys cannot escape the address's limit."""
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() != "bearer":
                     return None
                 try:
+                    if looks_like_api_key(token.strip()):
+                        return self._key_owner(token.strip())
                     return decode_access_token(token.strip(), self.settings).user_id
                 except InvalidTokenError:
                     return None
         return None
+
+    def _key_owner(self, token: str) -> uuid.UUID | None:
+        if self.keys is None:
+            return None
+        return self.keys.owner(api_key_credential(token).key_hash, utc_now())
 
 
 def rate_limit_fields(usages: list[Usage]) -> tuple[tuple[bytes, bytes], ...]:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import Send
 
+from app.accounts.dependencies import EmployeeReader
 from app.core.config import SettingsDep
 from app.db.driver import session_driver
 from app.db.reads import Reads
@@ -60,7 +61,9 @@ class DryRunResult(BaseModel):
     },
     operation_id="export_employees_csv",
 )
-async def export_employees_csv(reads: ReadsDep, filters: ListFiltersDep) -> StreamingResponse:
+async def export_employees_csv(
+    _: EmployeeReader, reads: ReadsDep, filters: ListFiltersDep
+) -> StreamingResponse:
     """Download the employees as CSV, with the list's filters and sort; streamed in batches."""
     options: dict[str, Any] = {
         "media_type": "text/csv; charset=utf-8",

@@ -1,9 +1,9 @@
-"""An employee's change history, for administrators."""
+"""An employee's change history, for the roles that may read it (administrators)."""
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.dependencies import AdminUser
+from app.accounts.dependencies import HistoryReader
 from app.core.errors import NotFoundError
 from app.employees.dependencies import EMPLOYEE_PATH, EmpIdPath, ReadsDep
 from app.employees.history import crud
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/employees", tags=["employees"])
     operation_id="read_employee_history",
 )
 async def read_employee_history(
-    _: AdminUser,
+    _: HistoryReader,
     emp_id: EmpIdPath,
     reads: ReadsDep,
     page: PageDep,
