@@ -75,6 +75,7 @@ class TestCreateKey:
         assert body["prefix"] == key[:12]
         assert body["scopes"] == ["employees:read", "history:read"]
         assert body["last_used_at"] is None
+        assert response.headers["cache-control"] == "no-store"
         (row,) = await stored_keys(sessionmaker)
         assert row.key_hash == hashlib.sha256(key.encode()).hexdigest()
         assert row.user_id == normal_user.id
