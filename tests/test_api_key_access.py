@@ -25,6 +25,7 @@ from app.core.types import utc_now
 from app.employees.key_crud import _EMPLOYEE_AS_KEY, _LOCK_AS_KEY
 from tests.conftest import USER_PASSWORD, employee_payload
 from tests.test_api_keys import change_key, key_client, new_key, stored_keys
+from tests.test_read_route import both_ways
 
 ALL_SCOPES = ("employees:read", "employees:write", "history:read")
 CSV = (
@@ -484,3 +485,27 @@ class TestRequestLimits:
 def test_the_schema_tells_swagger_users_about_keys(app):
     (scheme,) = app.openapi()["components"]["securitySchemes"].values()
     assert "erk_" in scheme["description"] and "api-keys" in scheme["description"]
+
+
+class TestFastPathSameAnswers:
+    """GET /employees/{emp_id} with a key: the direct path answers as FastAPI's handler does."""
+
+    @pytest.mark.parametrize("path", ["/v1/employees/7", "/employees/8"])
+    @pytest.mark.parametrize("which", ["read", "write only", "revoked", "malformed"])
+    async def test_same_answers(
+        self, app, client_for, admin_user, normal_user, stored, sessionmaker, path, which
+    ):
+        if which == "malformed":
+            key = "erk_" + "A" * 10
+        else:
+            scope = "employees:write" if which == "write only" else "employees:read"
+            created = await new_key(client_for, normal_user, scope)
+            key = created["key"]
+            if which == "revoked":
+                async with client_for(normal_user) as person:
+                    await person.delete(f"/v1/users/me/api-keys/{created['id']}")
+        async with key_client(app, key) as program:
+            direct, standard = await both_ways(app, program, path)
+        assert direct == standard
+        expected = {"read": (200, 404), "write only": (403,), "revoked": (401,)}
+        assert direct[0] in expected.get(which, (401,))

@@ -1,6 +1,7 @@
 """API keys for programs: made, listed and revoked by their owner (or an admin), shown once and
 stored as a digest; refused alike whenever they cannot act; never a way into accounts."""
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -172,6 +173,18 @@ class TestCreateKey:
         await new_key(client_for, normal_user)
         ids = {str(row.id) for row in await stored_keys(sessionmaker)}
         assert len(ids) == MAX_LIVE_KEYS and made[0]["id"] not in ids
+
+    @pytest.mark.postgres_only
+    async def test_requests_at_once_cannot_pass_the_cap(
+        self, client_for, normal_user, sessionmaker
+    ):
+        for _ in range(MAX_LIVE_KEYS - 1):
+            await new_key(client_for, normal_user)
+        body = {"name": "racing", "scopes": ["employees:read"]}
+        async with client_for(normal_user) as person:
+            answers = await asyncio.gather(*(person.post(KEYS, json=body) for _ in range(4)))
+        assert sorted(answer.status_code for answer in answers) == [201, 409, 409, 409]
+        assert len(await stored_keys(sessionmaker)) == MAX_LIVE_KEYS
 
     async def test_the_cap_is_per_account(self, client_for, normal_user, admin_user):
         for _ in range(MAX_LIVE_KEYS):
