@@ -45,6 +45,7 @@ OPERATIONS = {
     ("get", "/v1/users/{user_id}"): {"401", "403", "404", "422"},
     ("patch", "/v1/users/{user_id}"): {"400", "401", "403", "404", "409", "413", "422"},
     ("delete", "/v1/users/{user_id}"): {"401", "403", "404", "409"},
+    ("get", "/v1/users/{user_id}/history"): {"304", "401", "403", "404", "422"},
 }
 PUBLIC = {("post", "/v1/auth/token"), ("post", "/v1/auth/register")} | {
     ("post", "/v1/auth/refresh"),

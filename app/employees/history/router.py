@@ -1,9 +1,9 @@
-"""An employee's change history, for administrators."""
+"""An employee's change history, for administrators and auditors."""
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.dependencies import AdminUser
+from app.accounts.dependencies import AuditorUser
 from app.core.errors import NotFoundError
 from app.employees.dependencies import EMPLOYEE_PATH, EmpIdPath, ReadsDep
 from app.employees.history import crud
@@ -22,14 +22,14 @@ router = APIRouter(prefix="/employees", tags=["employees"])
     operation_id="read_employee_history",
 )
 async def read_employee_history(
-    _: AdminUser,
+    _: AuditorUser,
     emp_id: EmpIdPath,
     reads: ReadsDep,
     page: PageDep,
     request: Request,
     if_none_match: PageIfNoneMatch = None,
 ) -> Response:
-    """Every create, change and deletion of an employee, newest first (admin only).
+    """Every create, change and deletion of an employee, newest first (admins and auditors).
 
     Answers for deleted employees too; for an `emp_id` that moved, it follows the record that
     holds it now, or else the last one that held it. `If-None-Match` with the page's weak
