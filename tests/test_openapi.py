@@ -15,7 +15,7 @@ OPERATIONS = {
     ("post", "/v1/auth/register"): {"400", "409", "413", "422"},
     ("get", "/v1/users/me"): {"401"},
     ("get", "/v1/users/"): {"304", "401", "403", "422"},
-    ("get", "/v1/employees/"): {"304", "401", "422"},
+    ("get", "/v1/employees/"): {"304", "401", "403", "422"},
     ("post", "/v1/employees/"): {"400", "401", "403", "409", "413", "422"},
     ("get", "/v1/employees/{emp_id}"): {"304", "401", "404", "422"},
     ("put", "/v1/employees/{emp_id}"): {
@@ -34,7 +34,7 @@ OPERATIONS = {
     },
     ("delete", "/v1/employees/{emp_id}"): {"401", "403", "404", "409", "412", "422", "428"},
     ("get", "/v1/employees/{emp_id}/history"): {"304", "401", "403", "404", "422"},
-    ("get", "/v1/employees/export.csv"): {"401", "422"},
+    ("get", "/v1/employees/export.csv"): {"401", "403", "422"},
     ("post", "/v1/employees/import"): {"400", "401", "403", "409", "413", "422"},
     ("get", "/health/live"): set(),
     ("get", "/health/ready"): set(),
@@ -45,6 +45,7 @@ OPERATIONS = {
     ("get", "/v1/users/{user_id}"): {"401", "403", "404", "422"},
     ("patch", "/v1/users/{user_id}"): {"400", "401", "403", "404", "409", "413", "422"},
     ("delete", "/v1/users/{user_id}"): {"401", "403", "404", "409"},
+    ("get", "/v1/users/{user_id}/history"): {"304", "401", "403", "404", "422"},
 }
 PUBLIC = {("post", "/v1/auth/token"), ("post", "/v1/auth/register")} | {
     ("post", "/v1/auth/refresh"),

@@ -2,12 +2,24 @@
 
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from app.core.errors import ForbiddenError, UnauthorizedError
 from app.security.tokens import AccessClaims
 
 CREDENTIALS_DETAIL = "Could not validate credentials"
+ADMIN_REQUIRED = "Administrator privileges are required"
+AUDITOR_REQUIRED = "Administrator or auditor privileges are required"
+
+
+class Role(StrEnum):
+    """What an account may do: admins everything; auditors what users read, plus the histories
+    and the accounts; users read employee records."""
+
+    admin = "admin"
+    auditor = "auditor"
+    user = "user"
 
 
 class AccountAccess(Protocol):
@@ -18,7 +30,7 @@ class AccountAccess(Protocol):
     @property
     def username(self) -> str: ...
     @property
-    def is_admin(self) -> bool: ...
+    def role(self) -> str: ...
     @property
     def is_active(self) -> bool: ...
     @property
@@ -31,7 +43,11 @@ class Principal:
 
     id: uuid.UUID
     username: str
-    is_admin: bool
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.admin
 
 
 def admit(claims: AccessClaims, account: AccountAccess | None) -> Principal:
@@ -39,10 +55,17 @@ def admit(claims: AccessClaims, account: AccountAccess | None) -> Principal:
     or a token version since bumped (sign-out everywhere, password change)."""
     if account is None or not account.is_active or account.token_version != claims.version:
         raise UnauthorizedError(CREDENTIALS_DETAIL)
-    return Principal(id=account.id, username=account.username, is_admin=account.is_admin)
+    return Principal(id=account.id, username=account.username, role=Role(account.role))
 
 
 def require_admin(principal: Principal) -> Principal:
-    if not principal.is_admin:
-        raise ForbiddenError("Administrator privileges are required")
+    if principal.role is not Role.admin:
+        raise ForbiddenError(ADMIN_REQUIRED)
+    return principal
+
+
+def require_auditor(principal: Principal) -> Principal:
+    """An administrator or an auditor: those who read histories and accounts."""
+    if principal.role not in (Role.admin, Role.auditor):
+        raise ForbiddenError(AUDITOR_REQUIRED)
     return principal

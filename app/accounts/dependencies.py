@@ -6,7 +6,13 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.accounts import crud
-from app.accounts.access import CREDENTIALS_DETAIL, Principal, admit, require_admin
+from app.accounts.access import (
+    CREDENTIALS_DETAIL,
+    Principal,
+    admit,
+    require_admin,
+    require_auditor,
+)
 from app.accounts.models import User
 from app.core.config import request_settings
 from app.core.errors import UnauthorizedError
@@ -71,3 +77,11 @@ async def get_admin(principal: CurrentPrincipal) -> Principal:
 
 
 AdminUser = Annotated[Principal, Depends(get_admin)]
+
+
+async def get_auditor(principal: CurrentPrincipal) -> Principal:
+    return require_auditor(principal)
+
+
+# An administrator or an auditor: the readers of histories and accounts.
+AuditorUser = Annotated[Principal, Depends(get_auditor)]

@@ -1,4 +1,5 @@
-"""Account endpoints: the caller's own account, and account management for admins."""
+"""Account endpoints: the caller's own account, account reads for administrators and auditors,
+and account management for administrators."""
 
 import uuid
 from typing import Annotated, Any
@@ -6,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from app.accounts import crud, service
-from app.accounts.dependencies import AdminUser, CurrentUser
+from app.accounts.dependencies import AdminUser, AuditorUser, CurrentUser
 from app.accounts.models import User, UserRead, UserUpdate, users_json
 from app.core.errors import NotFoundError
 from app.db.session import ReadSessionDep, SessionDep
@@ -55,14 +56,14 @@ async def read_current_user(user: CurrentUser) -> User:
 )
 @router.get("", response_model=list[UserRead], include_in_schema=False)
 async def list_users(
-    _: AdminUser,
+    _: AuditorUser,
     session: ReadSessionDep,
     page: PageDep,
     request: Request,
     if_none_match: PageIfNoneMatch = None,
 ) -> Response:
-    """All accounts, oldest first (admin only); paginated, and tagged for polling, like
-    `/employees/`."""
+    """All accounts, oldest first (admins and auditors); paginated, and tagged for polling,
+    like `/employees/`."""
     users, total = await crud.list_users(session=session, offset=page.offset, limit=page.limit)
     response = Response(users_json(users), media_type="application/json")
     set_page_headers(request, response, page, total)
@@ -75,8 +76,8 @@ async def list_users(
     responses=error_responses(401, 403, 404, 422),
     operation_id="read_user",
 )
-async def read_user(_: AdminUser, user: UserDep) -> User:
-    """One account by id (admin only)."""
+async def read_user(_: AuditorUser, user: UserDep) -> User:
+    """One account by id (admins and auditors)."""
     return user
 
 
@@ -86,10 +87,15 @@ async def read_user(_: AdminUser, user: UserDep) -> User:
     responses=last_admin_responses(401, 403, 404, 422),
     operation_id="update_user",
 )
-async def update_user(_: AdminUser, user: UserDep, data: UserUpdate, session: SessionDep) -> User:
-    """Grant or revoke admin rights or (de)activate an account (admin only), at once."""
+async def update_user(
+    admin: AdminUser, user: UserDep, data: UserUpdate, session: SessionDep
+) -> User:
+    """Change an account's role (`admin`, `auditor`, `user`) or (de)activate it (admin only),
+    at once; recorded in the account's history."""
     changes = data.model_dump(exclude_unset=True)
-    return await service.update_account(session=session, user=user, changes=changes)
+    return await service.update_account(
+        session=session, user=user, changes=changes, actor=service.acting(admin)
+    )
 
 
 @router.delete(
@@ -98,6 +104,6 @@ async def update_user(_: AdminUser, user: UserDep, data: UserUpdate, session: Se
     responses=last_admin_responses(401, 403, 404, 422),
     operation_id="delete_user",
 )
-async def delete_user(_: AdminUser, user: UserDep, session: SessionDep) -> None:
-    """Delete an account (admin only); its tokens stop working at once."""
-    await crud.delete_user(session=session, user=user)
+async def delete_user(admin: AdminUser, user: UserDep, session: SessionDep) -> None:
+    """Delete an account (admin only); its tokens stop working at once, its history stays."""
+    await service.delete_account(session=session, user=user, actor=service.acting(admin))

@@ -13,7 +13,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import crud as accounts
-from app.accounts.access import AccountAccess, admit, require_admin
+from app.accounts.access import AccountAccess, Principal, admit, require_admin
 from app.core.context import current_request_id
 from app.core.errors import ConflictError, NotFoundError, PreconditionFailedError
 from app.core.types import utc_now
@@ -50,9 +50,10 @@ def not_found(emp_id: int) -> NotFoundError:
 
 async def read_employee(
     *, reader: Reader, claims: AccessClaims, emp_id: int, replica: Replica | None = None
-) -> EmployeeRow:
-    """One record for any signed-in account: the account and the record in one round trip, and
-    nothing said about the record before the account is admitted. With a read replica the
+) -> tuple[Principal, EmployeeRow]:
+    """One record for any signed-in account, and the account (its role decides which fields it
+    sees): both in one round trip, and nothing said about the record before the account is
+    admitted. With a read replica the
     primary checks the account (a revoked token is refused at once) while the record is read,
     from the replica unless it lacks the account's last write."""
     if replica is not None and replica.available():
@@ -64,10 +65,10 @@ async def read_employee(
         account, employee = await crud.get_employee_as(
             reader=reader, emp_id=emp_id, user_id=claims.user_id
         )
-    admit(claims, account)
+    principal = admit(claims, account)
     if employee is None:
         raise not_found(emp_id)
-    return employee
+    return principal, employee
 
 
 async def _record(
