@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from app.accounts.bootstrap import start_first_admin
+from app.accounts.history.router import router as user_history_router
 from app.accounts.keys.router import router as api_keys_router
 from app.accounts.router import auth_router, password_router
 from app.accounts.users_router import router as users_router
@@ -219,6 +220,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             history_router,
             auth_router,
             users_router,
+            user_history_router,
             password_router,
             api_keys_router,
         ),

@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlmodel import SQLModel
 
+from app.accounts.history.models import AccountEvent
 from app.accounts.keys.models import ApiKey
 from app.accounts.models import RefreshToken, User
 from app.employees.history.models import EmployeeAudit
@@ -26,6 +27,7 @@ def include_for(dialect: str) -> Callable[..., bool]:
 
 
 __all__ = [
+    "AccountEvent",
     "ApiKey",
     "Employee",
     "EmployeeAudit",

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from app.accounts.access import Role
 from app.accounts.models import User
 from app.core.config import Settings
 from app.db.engine import Database, create_engine
@@ -349,12 +350,15 @@ def password_hashes() -> dict[str, str]:
 def make_user(
     sessionmaker: async_sessionmaker[AsyncSession], password_hashes: dict[str, str]
 ) -> Callable[..., Any]:
-    async def make(username: str, *, is_admin: bool = False, is_active: bool = True) -> User:
-        password = ADMIN_PASSWORD if is_admin else USER_PASSWORD
+    async def make(
+        username: str, *, is_admin: bool = False, is_active: bool = True, role: Role | None = None
+    ) -> User:
+        role = role or (Role.admin if is_admin else Role.user)
+        password = ADMIN_PASSWORD if role is Role.admin else USER_PASSWORD
         user = User(
             username=username,
             hashed_password=password_hashes[password],
-            is_admin=is_admin,
+            role=role.value,
             is_active=is_active,
         )
         async with sessionmaker() as session:
@@ -376,6 +380,11 @@ async def admin_user(make_user: Callable[..., Any]) -> User:
 
 
 @pytest.fixture
+async def auditor_user(make_user: Callable[..., Any]) -> User:
+    return await make_user("audit.or", role=Role.auditor)
+
+
+@pytest.fixture
 def token_for(settings: Settings) -> Callable[[User], str]:
     return lambda user: create_access_token(user.id, settings, version=user.token_version).token
 
@@ -393,6 +402,14 @@ async def admin_user_client(
     app: Any, admin_user: User, token_for: Callable[[User], str]
 ) -> AsyncIterator[AsyncClient]:
     async with _client(app, token_for(admin_user)) as client:
+        yield client
+
+
+@pytest.fixture
+async def auditor_user_client(
+    app: Any, auditor_user: User, token_for: Callable[[User], str]
+) -> AsyncIterator[AsyncClient]:
+    async with _client(app, token_for(auditor_user)) as client:
         yield client
 
 

@@ -400,6 +400,7 @@ ACCOUNT_CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/v1/users/{user_id}", {}),
     ("PATCH", "/v1/users/{user_id}", {"json": {"is_active": False}}),
     ("DELETE", "/v1/users/{user_id}", {}),
+    ("GET", "/v1/users/{user_id}/history", {}),
     ("GET", "/v1/users/{user_id}/api-keys", {}),
     ("DELETE", "/v1/users/{user_id}/api-keys/{key_id}", {}),
 ]
@@ -458,3 +459,51 @@ class TestKeysCannotManageAccounts:
 
     async def test_the_same_account_still_works_with_its_token(self, program, admin_user_client):
         assert (await admin_user_client.get(KEYS)).status_code == 200
+
+
+class TestAccountHistory:
+    async def test_made_and_revoked_keys_are_in_the_accounts_history(
+        self, normal_user_client, admin_user_client, client_for, normal_user, admin_user
+    ):
+        first = await new_key(client_for, normal_user, "employees:read", name="export")
+        second = await new_key(client_for, normal_user, "history:read", name="audit")
+        assert (await normal_user_client.delete(f"{KEYS}/{first['id']}")).status_code == 204
+        path = f"/v1/users/{normal_user.id}/api-keys/{second['id']}"
+        assert (await admin_user_client.delete(path)).status_code == 204
+
+        response = await admin_user_client.get(f"/v1/users/{normal_user.id}/history")
+
+        assert response.status_code == 200
+        events = [
+            (event["kind"], event["actor_username"], event["changes"]["api_key"])
+            for event in reversed(response.json())
+        ]
+        described = {
+            key["id"]: {"id": key["id"], "name": key["name"], "scopes": key["scopes"]}
+            for key in (first, second)
+        }
+        assert events == [
+            ("api_key_created", "jane.doe", {"before": None, "after": described[first["id"]]}),
+            ("api_key_created", "jane.doe", {"before": None, "after": described[second["id"]]}),
+            ("api_key_revoked", "jane.doe", {"before": described[first["id"]], "after": None}),
+            ("api_key_revoked", "root.admin", {"before": described[second["id"]], "after": None}),
+        ]
+        assert all(event["account_username"] == "jane.doe" for event in response.json())
+        for key in (first, second):
+            assert key["key"] not in response.text
+            assert hashlib.sha256(key["key"].encode()).hexdigest() not in response.text
+
+    async def test_a_refused_key_operation_records_nothing(
+        self, normal_user_client, admin_user_client, client_for, normal_user, admin_user
+    ):
+        theirs = await new_key(client_for, admin_user)
+        for _ in range(MAX_LIVE_KEYS):
+            await new_key(client_for, normal_user)
+        body = {"name": "one more", "scopes": ["employees:read"]}
+        assert (await normal_user_client.post(KEYS, json=body)).status_code == 409
+        assert (await normal_user_client.delete(f"{KEYS}/{theirs['id']}")).status_code == 404
+
+        history = (await admin_user_client.get(f"/v1/users/{normal_user.id}/history")).json()
+        assert [event["kind"] for event in history] == ["api_key_created"] * MAX_LIVE_KEYS
+        mine = (await admin_user_client.get(f"/v1/users/{admin_user.id}/history")).json()
+        assert [event["kind"] for event in mine] == ["api_key_created"]

@@ -17,7 +17,7 @@ from tests.conftest import USER_PASSWORD, make_settings
 
 LOGIN_FAILED = {"detail": "Incorrect username or password"}
 NEW_PASSWORD = "a-brand-new-password"
-USER_FIELDS = {"id", "username", "is_admin", "is_active", "created_at"}
+USER_FIELDS = {"id", "username", "role", "is_admin", "is_active", "created_at"}
 
 
 async def login(client: AsyncClient, username: str, password: str) -> Response:

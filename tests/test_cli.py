@@ -1,4 +1,5 @@
-"""`python -m app create-admin` and `purge-expired`: their effects, input checks, clean exits."""
+"""`python -m app create-admin`, `set-role` and `purge-expired`: their effects, input checks,
+clean exits."""
 
 import asyncio
 import subprocess
@@ -14,8 +15,11 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from app.accounts import crud, service
+from app.accounts.access import Role
+from app.accounts.history.models import AccountEvent
 from app.accounts.models import RefreshToken, User
 from app.cli import cli
+from app.cli.accounts import SET_ROLE
 from app.db.engine import create_engine, create_sessionmaker
 from app.idempotency.models import IdempotencyKey
 from app.main import create_app
@@ -49,11 +53,11 @@ def add_user(url: str, username: str, *, is_admin: bool = False, is_active: bool
                     session=session,
                     username=username,
                     hashed_password=password_context.hash(OTHER_PASSWORD),
-                    is_admin=is_admin,
+                    role=Role.admin if is_admin else Role.user,
                 )
                 if not is_active:
                     await service.update_account(
-                        session=session, user=user, changes={"is_active": False}
+                        session=session, user=user, changes={"is_active": False}, actor=SET_ROLE
                     )
                 return user
         finally:
@@ -169,6 +173,86 @@ class TestPromote:
 
         assert result.exit_code == 0, result.output
         assert result.stdout == "'root' is already an active admin; nothing changed.\n"
+
+
+def events_in(url: str) -> list[AccountEvent]:
+    async def load() -> list[AccountEvent]:
+        engine = create_engine(make_settings(url))
+        try:
+            async with create_sessionmaker(engine)() as session:
+                statement = select(AccountEvent).order_by(AccountEvent.id)  # type: ignore[arg-type]
+                return list((await session.execute(statement)).scalars())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(load())
+
+
+class TestPromotionHistory:
+    def test_a_promotion_is_recorded_as_the_command_line(self, database: str) -> None:
+        add_user(database, "jane.doe")
+
+        result = run("create-admin", "jane.doe")
+
+        assert result.exit_code == 0, result.output
+        (event,) = events_in(database)
+        assert (event.kind, event.actor_id, event.actor_username) == (
+            "role_changed",
+            None,
+            "cli:create-admin",
+        )
+        assert event.changes == {"role": {"before": "user", "after": "admin"}}
+
+    def test_a_new_admin_and_an_admin_already_are_no_role_change(self, database: str) -> None:
+        run("create-admin", "alice", "--password-stdin", stdin=PASSWORD)
+        run("create-admin", "alice")
+
+        assert events_in(database) == []
+
+
+class TestSetRole:
+    @pytest.mark.parametrize("role", ["auditor", "admin", "user"])
+    def test_sets_the_role_and_records_it(self, database: str, role: str) -> None:
+        add_user(database, "jane.doe")
+
+        result = run("set-role", "JANE.DOE", role)
+
+        assert result.exit_code == 0, result.output
+        jane = users_in(database)["jane.doe"]
+        assert jane.role == role
+        if role == "user":
+            assert result.stdout == "'jane.doe' is already user; nothing changed.\n"
+            assert events_in(database) == []
+        else:
+            assert result.stdout == f"'jane.doe' is now {role} (was user).\n"
+            (event,) = events_in(database)
+            assert (event.kind, event.actor_username) == ("role_changed", "cli:set-role")
+            assert event.changes == {"role": {"before": "user", "after": role}}
+
+    def test_the_last_active_admin_keeps_its_role(self, database: str) -> None:
+        add_user(database, "root", is_admin=True)
+
+        result = run("set-role", "root", "auditor")
+
+        assert result.exit_code == 2
+        assert "last active administrator" in result.stderr
+        assert users_in(database)["root"].role == "admin"
+        assert events_in(database) == []
+
+    @pytest.mark.parametrize("role", ["superuser", "Admin", "", "1"])
+    def test_an_unknown_role_is_refused(self, database: str, role: str) -> None:
+        add_user(database, "jane.doe")
+
+        result = run("set-role", "jane.doe", role)
+
+        assert result.exit_code == 2
+        assert users_in(database)["jane.doe"].role == "user"
+
+    def test_an_unknown_account_is_refused(self, database: str) -> None:
+        result = run("set-role", "nobody", "admin")
+
+        assert result.exit_code == 2
+        assert result.stderr == "Error: there is no account 'nobody'\n"
 
 
 class TestBadInput:
@@ -322,7 +406,10 @@ def test_python_m_app_is_the_entry_point(args: list[str]) -> None:
         assert "--password-stdin" in output and "--reset-password" in output
 
 
-COMMANDS = ["create-admin", "purge-expired", "seed-demo", "import-csv", "export-csv", "check"]
+COMMANDS = [
+    *("create-admin", "set-role", "purge-expired"),
+    *("seed-demo", "import-csv", "export-csv", "check"),
+]
 
 
 @pytest.mark.parametrize("command", ["", *COMMANDS, "serve"])

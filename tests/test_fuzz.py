@@ -1,4 +1,5 @@
-"""Property-based fuzzing of every documented operation (schemathesis), as a user and as an admin.
+"""Property-based fuzzing of every documented operation (schemathesis), as a user, an auditor
+and an admin.
 
 Whatever the generated request, the answer is never a 5xx and always matches the documentation:
 a documented status code, its content type and its body schema. The schema documents the /v1
@@ -44,16 +45,22 @@ schema = schemathesis.openapi.from_dict(create_app().openapi())
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     # Keeps the backend's database; the login limits would otherwise turn most sign-ins into 429.
+    # Birth dates hidden from users: their answers leave emp_dob out, as the schema allows.
     unlimited = "1000000/minute"
     return settings.model_copy(
-        update={"login_limit_per_client": unlimited, "login_limit_per_username": unlimited}
+        update={
+            "login_limit_per_client": unlimited,
+            "login_limit_per_username": unlimited,
+            "employee_dob_visible_to": "auditors",
+        }
     )
 
 
-@pytest.fixture(params=["user", "admin"])
+@pytest.fixture(params=["user", "auditor", "admin"])
 def caller(request: pytest.FixtureRequest, token_for: Callable[[User], str]) -> dict[str, str]:
-    """Every operation is fuzzed as a regular user and as an administrator."""
-    user = request.getfixturevalue("admin_user" if request.param == "admin" else "normal_user")
+    """Every operation is fuzzed as a regular user, an auditor and an administrator."""
+    fixture = {"admin": "admin_user", "auditor": "auditor_user", "user": "normal_user"}
+    user = request.getfixturevalue(fixture[request.param])
     return {"Authorization": f"Bearer {token_for(user)}"}
 
 

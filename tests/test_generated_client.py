@@ -152,3 +152,37 @@ def test_generated_partial_update_does_not_offer_null(generated):
     for name in ("emp_id", "emp_name", "city", "country", "emp_dob"):
         assert type(None) not in typing.get_args(hints[name]), (name, hints[name])
     assert api("models").EmployeeUpdate(city="Paris").to_dict() == {"city": "Paris"}
+
+
+def test_generated_client_reads_a_record_without_its_birth_date(generated):
+    """EMPLOYEE_DOB_VISIBLE_TO may leave `emp_dob` out: a generated client takes such a record,
+    and one carrying it, and gives the account's role."""
+    models = api("models")
+    record = {
+        "id": "7d0f4c1e-4b0a-4a53-9a55-1f1ad6f6f1b1",
+        "emp_id": 4242,
+        "emp_name": "Ada Lovelace",
+        "city": "London",
+        "country": "United Kingdom",
+        "created_at": "2026-01-05T09:30:00Z",
+        "updated_at": "2026-01-05T09:30:00Z",
+        "version": 1,
+    }
+
+    hidden = models.EmployeeRead.from_dict(record)
+    shown = models.EmployeeRead.from_dict(record | {"emp_dob": "1985-12-10"})
+
+    assert isinstance(hidden.emp_dob, api("types").Unset)
+    assert "emp_dob" not in hidden.to_dict() and hidden.emp_name == "Ada Lovelace"
+    assert shown.emp_dob == datetime.date(1985, 12, 10)
+    account = models.UserRead.from_dict(
+        {
+            "id": "3f2c8e4a-9b1d-4c6e-8f0a-2d5b7c9e1a34",
+            "username": "jane.doe",
+            "role": "auditor",
+            "is_admin": False,
+            "is_active": True,
+            "created_at": "2026-01-15T09:30:00Z",
+        }
+    )
+    assert account.role == models.Role.AUDITOR

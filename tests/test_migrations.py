@@ -4,12 +4,15 @@ import asyncio
 import hashlib
 import subprocess
 import sys
+import uuid
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -178,9 +181,7 @@ def test_one_linear_history():
         assert revision.doc, f"revision {revision.revision} needs a message"
 
 
-INSERT_USER = (
-    "INSERT INTO app_user (id, username, hashed_password, is_admin, is_active, created_at)"
-)
+INSERT_USER = "INSERT INTO app_user (id, username, hashed_password, role, is_active, created_at)"
 
 
 def test_username_uniqueness_is_case_insensitive_in_the_schema(tmp_path: Path):
@@ -192,11 +193,11 @@ def test_username_uniqueness_is_case_insensitive_in_the_schema(tmp_path: Path):
         try:
             async with engine.begin() as connection:
                 await connection.exec_driver_sql(
-                    f"{INSERT_USER} VALUES ('a', 'Alice', 'h', 0, 1, '2026-01-01')"
+                    f"{INSERT_USER} VALUES ('a', 'Alice', 'h', 'user', 1, '2026-01-01')"
                 )
             async with engine.begin() as connection:
                 await connection.exec_driver_sql(
-                    f"{INSERT_USER} VALUES ('b', 'ALICE', 'h', 0, 1, '2026-01-01')"
+                    f"{INSERT_USER} VALUES ('b', 'ALICE', 'h', 'user', 1, '2026-01-01')"
                 )
         finally:
             await engine.dispose()
@@ -308,3 +309,89 @@ class TestReplicasMigratingAtOnce:
                     process.kill()
                     await process.wait()
             await holder.close()
+
+
+ACCOUNTS = sa.table(
+    "app_user",
+    sa.column("id", sa.Uuid()),
+    sa.column("username", sa.String()),
+    sa.column("hashed_password", sa.String()),
+    sa.column("is_admin", sa.Boolean()),
+    sa.column("role", sa.String()),
+    sa.column("is_active", sa.Boolean()),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+)
+
+
+async def run_on(url: str, statement: Any) -> list[Any]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            result = await connection.execute(statement)
+            return list(result) if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+def check_roles_follow_the_admin_flag(url: str) -> None:
+    """Revision 0007 maps is_admin to a role, and its downgrade maps the role back."""
+    config = alembic_config(url)
+    command.upgrade(config, "0006")
+    flags = {"boss": (True, True), "dormant.boss": (True, False), "jane": (False, True)}
+    asyncio.run(
+        run_on(
+            url,
+            sa.insert(ACCOUNTS).values(
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "username": name,
+                        "hashed_password": "h",
+                        "is_admin": is_admin,
+                        "is_active": is_active,
+                        "created_at": datetime.now(UTC),
+                    }
+                    for name, (is_admin, is_active) in flags.items()
+                ]
+            ),
+        )
+    )
+
+    command.upgrade(config, "0007")
+    roles = asyncio.run(run_on(url, sa.select(ACCOUNTS.c.username, ACCOUNTS.c.role)))
+    assert dict(roles) == {"boss": "admin", "dormant.boss": "admin", "jane": "user"}
+    asyncio.run(run_on(url, sa.insert(ACCOUNTS).values(**auditor_row())))
+    with pytest.raises(IntegrityError):  # the CHECK constraint: no other role
+        asyncio.run(run_on(url, sa.update(ACCOUNTS).values(role="root")))
+
+    command.downgrade(config, "0006")
+    columns = (ACCOUNTS.c.username, ACCOUNTS.c.is_admin, ACCOUNTS.c.is_active)
+    rows = {
+        name: (is_admin, is_active)
+        for name, is_admin, is_active in asyncio.run(run_on(url, sa.select(*columns)))
+    }
+    assert rows == {**flags, "audit.or": (False, True)}
+
+
+def auditor_row() -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "username": "audit.or",
+        "hashed_password": "h",
+        "role": "auditor",
+        "is_active": True,
+        "created_at": datetime.now(UTC),
+    }
+
+
+def test_sqlite_roles_follow_the_admin_flag_up_and_down(tmp_path: Path):
+    check_roles_follow_the_admin_flag(f"sqlite+aiosqlite:///{tmp_path / 'roles.db'}")
+
+
+def test_postgres_roles_follow_the_admin_flag_up_and_down(postgres_server: PostgresServer | None):
+    server = require_postgres(postgres_server)
+    name = asyncio.run(server.create_database())
+    try:
+        check_roles_follow_the_admin_flag(server.url_for(name))
+    finally:
+        asyncio.run(server.drop_database(name))

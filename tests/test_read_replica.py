@@ -56,7 +56,7 @@ async def seed(settings: Settings) -> dict[str, str]:
                 name: User(
                     username=f"replica.{name}",
                     hashed_password=password_context.hash("x" * 12),
-                    is_admin=name in ("writer", "auditor"),
+                    role="admin" if name in ("writer", "auditor") else "user",
                 )
                 for name in ACCOUNTS
             }

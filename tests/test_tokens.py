@@ -378,7 +378,7 @@ class TestAccessFollowsTheUserRow:
 
         row = await session.get(User, admin_user.id)
         assert row is not None
-        row.is_admin = False
+        row.role = "user"
         await session.commit()
 
         response = await admin_user_client.post("/employees/", json=employee_payload(1002))

@@ -17,9 +17,10 @@ from app.employees.models import Employee
 from app.main import create_app
 from tests.conftest import USER_PASSWORD, employee_payload
 
-USER_FIELDS = {"id", "username", "is_admin", "is_active", "created_at"}
+USER_FIELDS = {"id", "username", "role", "is_admin", "is_active", "created_at"}
 NOT_FOUND = {"detail": "User not found"}
 FORBIDDEN = {"detail": "Administrator privileges are required"}
+NOT_AN_AUDITOR = {"detail": "Administrator or auditor privileges are required"}
 BAD_CREDENTIALS = {"detail": "Could not validate credentials"}
 Sessionmaker = async_sessionmaker[AsyncSession]
 MakeUser = Callable[..., Any]
@@ -33,7 +34,7 @@ async def stored(sessionmaker: Sessionmaker, user_id: uuid.UUID) -> User | None:
 
 async def active_admins(sessionmaker: Sessionmaker) -> list[str]:
     async with sessionmaker() as session:
-        statement = select(User.username).where(User.is_admin, User.is_active)  # type: ignore[arg-type]
+        statement = select(User.username).where(User.role == "admin", User.is_active)  # type: ignore[arg-type]
         return sorted((await session.execute(statement)).scalars())
 
 
@@ -75,7 +76,7 @@ class TestReadUser:
         response = await normal_user_client.get(f"/users/{normal_user.id}")
 
         assert response.status_code == 403
-        assert response.json() == FORBIDDEN
+        assert response.json() == NOT_AN_AUDITOR
 
     async def test_anonymous_gets_401(self, client: AsyncClient, normal_user: User) -> None:
         response = await client.get(f"/users/{normal_user.id}")
@@ -530,7 +531,7 @@ class TestConcurrentDemotions:
             async with sessionmaker() as session:
                 row = await session.get(User, survivor.id)
                 assert row is not None
-                row.is_admin = False
+                row.role = "user"
                 await session.commit()
 
     async def test_many_admins_stepping_down_at_once_leave_exactly_one(
@@ -572,5 +573,5 @@ def test_operations_are_documented() -> None:
     for method in ("patch", "delete"):
         assert "no active administrator" in item[method]["responses"]["409"]["description"]
     update = schema["components"]["schemas"]["UserUpdate"]
-    assert update["examples"] == [{"is_admin": True}, {"is_active": False}]
+    assert update["examples"] == [{"role": "auditor"}, {"is_active": False}]
     assert update["additionalProperties"] is False

@@ -9,7 +9,7 @@ from httpx import AsyncClient, Response
 
 from app.accounts.models import User
 
-USER_FIELDS = {"id", "username", "is_admin", "is_active", "created_at"}
+USER_FIELDS = {"id", "username", "role", "is_admin", "is_active", "created_at"}
 
 
 def link_offsets(response: Response) -> dict[str, tuple[int, int]]:
@@ -75,7 +75,7 @@ class TestListUsers:
         response = await normal_user_client.get(path)
 
         assert response.status_code == 403
-        assert response.json() == {"detail": "Administrator privileges are required"}
+        assert response.json() == {"detail": "Administrator or auditor privileges are required"}
         assert "x-total-count" not in response.headers
 
     @pytest.mark.parametrize("path", ["/users/", "/users"])

@@ -4,29 +4,16 @@ for an API key, the key's scopes allow (no FastAPI here).
 
 import uuid
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 from app.accounts.keys.crud import KeyAccess
+from app.accounts.roles import ADMIN_REQUIRED, AUDITOR_REQUIRED, Permission, Role, allowed, refusal
 from app.core.errors import ForbiddenError, UnauthorizedError
 from app.core.types import utc_now
 from app.security.api_keys import Credential, KeyCredential, KeyUse
 
 CREDENTIALS_DETAIL = "Could not validate credentials"
-ROLE_REFUSED = "Administrator privileges are required"
-
-Role = Literal["admin", "auditor", "user"]
-# The names of what can be allowed; an API key's scopes are the first three.
-Permission = Literal[
-    "employees:read", "employees:write", "history:read", "accounts:read", "accounts:write"
-]
-ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    "admin": frozenset(
-        {"employees:read", "employees:write", "history:read", "accounts:read", "accounts:write"}
-    ),
-    # Reads, the history and the account list; no writes.
-    "auditor": frozenset({"employees:read", "history:read", "accounts:read"}),
-    "user": frozenset({"employees:read"}),
-}
+__all__ = ["ADMIN_REQUIRED", "AUDITOR_REQUIRED", "Role"]  # here for the modules above
 
 
 class AccountAccess(Protocol):
@@ -37,7 +24,7 @@ class AccountAccess(Protocol):
     @property
     def username(self) -> str: ...
     @property
-    def is_admin(self) -> bool: ...
+    def role(self) -> str: ...
     @property
     def is_active(self) -> bool: ...
     @property
@@ -54,15 +41,9 @@ class Principal:
     role: Role
     scopes: frozenset[str] | None = None
 
-
-def role_of(account: AccountAccess) -> Role:
-    """The account's role, derived in this one place."""
-    return "admin" if account.is_admin else "user"
-
-
-def allowed(role: Role, permission: Permission) -> bool:
-    """Every role decision of the service is this one."""
-    return permission in ROLE_PERMISSIONS[role]
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.admin
 
 
 def admit(claims: Credential, account: AccountAccess | KeyAccess | None) -> Principal:
@@ -78,7 +59,7 @@ def admit(claims: Credential, account: AccountAccess | KeyAccess | None) -> Prin
         or account.token_version != claims.version
     ):
         raise UnauthorizedError(CREDENTIALS_DETAIL)
-    return Principal(id=account.id, username=account.username, role=role_of(account))
+    return Principal(id=account.id, username=account.username, role=Role(account.role))
 
 
 def _admit_key(credential: KeyCredential, found: AccountAccess | KeyAccess | None) -> Principal:
@@ -89,13 +70,13 @@ def _admit_key(credential: KeyCredential, found: AccountAccess | KeyAccess | Non
         raise UnauthorizedError(CREDENTIALS_DETAIL)
     credential.used = KeyUse(key_id=key.id, owner_id=account.id, last_used_at=key.last_used_at)
     scopes = frozenset(key.scopes.split())
-    return Principal(account.id, account.username, role_of(account), scopes)
+    return Principal(account.id, account.username, Role(account.role), scopes)
 
 
 def require(principal: Principal, permission: Permission) -> Principal:
     """The principal, if its role (now) and, for an API key, the key's scopes allow it (403)."""
     if not allowed(principal.role, permission):
-        raise ForbiddenError(ROLE_REFUSED)
+        raise ForbiddenError(refusal(permission))
     if principal.scopes is not None and permission not in principal.scopes:
         raise ForbiddenError(f"This API key does not have the {permission} scope")
     return principal

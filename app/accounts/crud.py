@@ -23,6 +23,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from app.accounts.models import User
+from app.accounts.roles import Role
 from app.core.errors import ConflictError, NotFoundError
 from app.db.reader import Reader
 from app.db.statements import Query, insert_or_skip
@@ -46,7 +47,7 @@ class Access(NamedTuple):
 
     id: uuid.UUID
     username: str
-    is_admin: bool
+    role: str
     is_active: bool
     token_version: int
 
@@ -80,9 +81,9 @@ async def list_users(*, session: AsyncSession, offset: int, limit: int) -> tuple
 
 
 async def create_user(
-    *, session: AsyncSession, username: str, hashed_password: str, is_admin: bool = False
+    *, session: AsyncSession, username: str, hashed_password: str, role: Role = Role.user
 ) -> User:
-    user = User(username=username, hashed_password=hashed_password, is_admin=is_admin)
+    user = User(username=username, hashed_password=hashed_password, role=role.value)
     session.add(user)
     try:
         await session.commit()
@@ -97,7 +98,7 @@ async def create_admin_if_missing(
     *, session: AsyncSession, username: str, hashed_password: str
 ) -> bool:
     """Insert an admin unless the username exists; safe when several workers race to do it."""
-    values = User(username=username, hashed_password=hashed_password, is_admin=True).model_dump()
+    values = User(username=username, hashed_password=hashed_password, role=Role.admin).model_dump()
     statement = insert_or_skip(session, user_table).values(**values)
     result = cast(CursorResult[Any], await session.execute(statement))
     await session.commit()
@@ -111,7 +112,7 @@ async def update_password_hash(*, session: AsyncSession, user: User, hashed_pass
 
 
 def _active_admin(user: Any = User) -> ColumnElement[bool]:
-    return and_(col(user.is_admin), col(user.is_active))
+    return and_(col(user.role) == Role.admin.value, col(user.is_active))
 
 
 def _leaves_an_active_admin(user_id: uuid.UUID) -> ColumnElement[bool]:
@@ -137,15 +138,50 @@ async def _refuse_after_no_match(session: AsyncSession, user_id: uuid.UUID) -> N
     raise ConflictError(LAST_ADMIN)
 
 
-async def update_user(*, session: AsyncSession, user: User, changes: dict[str, Any]) -> User:
-    """Apply an admin's change in the session's transaction (the caller commits); refuse (409)
-    one that would leave no active admin. A deactivation bumps the token version, so the
-    account's sessions do not come back when it is reactivated."""
-    values: dict[str, Any] = dict(changes)
+class AccountState(NamedTuple):
+    """What an admin's change or a deletion found: the account's history records it."""
+
+    username: str
+    role: str
+    is_active: bool
+
+
+def may_remove_an_admin(changes: dict[str, Any]) -> bool:
+    """Whether the change could leave no active admin (it then waits for the admins' locks)."""
+    demoted = changes.get("role", Role.admin) != Role.admin or changes.get("is_admin") is False
+    return demoted or changes.get("is_active") is False
+
+
+def _new_values(changes: dict[str, Any], role: str) -> dict[str, Any]:
+    """The columns to write: `is_admin` as the role it stands for, given the current role."""
+    values = {name: value for name, value in changes.items() if name != "is_admin"}
+    if changes.get("is_admin") is True:
+        values["role"] = Role.admin
+    elif changes.get("is_admin") is False and role == Role.admin:
+        values["role"] = Role.user  # false demotes an admin; other roles stay as they are
+    if "role" in values:
+        values["role"] = Role(values["role"]).value
+    return values
+
+
+async def update_user(
+    *, session: AsyncSession, user: User, changes: dict[str, Any]
+) -> tuple[AccountState, User]:
+    """Apply an admin's change (`role`, `is_admin`, `is_active`) in the session's transaction
+    (the caller commits); refuse (409) one that would leave no active admin. The account as it
+    was, read under its row lock, and as it is now. A deactivation bumps the token version, so
+    the account's sessions do not come back when it is reactivated."""
     statement = update(User).where(col(User.id) == user.id)
-    if changes.get("is_admin") is False or changes.get("is_active") is False:
+    if may_remove_an_admin(changes):
         await _lock_active_admins(session)
         statement = statement.where(_leaves_an_active_admin(user.id))
+    current = await lock_user(session=session, user_id=user.id)
+    if current is None:
+        await _refuse_after_no_match(session, user.id)
+    before = AccountState(current.username, current.role, current.is_active)
+    values = _new_values(changes, current.role)
+    if not values:
+        return before, current  # `is_admin: false` for an account that is no admin
     if changes.get("is_active") is False:
         values["token_version"] = col(User.token_version) + 1
     statement = statement.values(**values).returning(User)
@@ -153,26 +189,29 @@ async def update_user(*, session: AsyncSession, user: User, changes: dict[str, A
     updated: User | None = result.scalar_one_or_none()
     if updated is None:
         await _refuse_after_no_match(session, user.id)
-    return updated
+    return before, updated
 
 
-async def delete_user(*, session: AsyncSession, user: User) -> None:
-    """Delete an account (its refresh tokens go with it); never the last active admin (409)."""
+async def delete_user(*, session: AsyncSession, user: User) -> AccountState:
+    """Delete an account (its refresh tokens go with it) in the session's transaction (the
+    caller commits); never the last active admin (409). The account as it was deleted."""
     await _lock_active_admins(session)
-    statement = delete(User).where(col(User.id) == user.id, _leaves_an_active_admin(user.id))
-    result = cast(
-        CursorResult[Any],
-        await session.execute(statement.execution_options(synchronize_session=False)),
+    statement = (
+        delete(User)
+        .where(col(User.id) == user.id, _leaves_an_active_admin(user.id))
+        .returning(col(User.username), col(User.role), col(User.is_active))
     )
-    if result.rowcount != 1:
+    result = await session.execute(statement.execution_options(synchronize_session=False))
+    deleted = result.first()
+    if deleted is None:
         await _refuse_after_no_match(session, user.id)
-    await session.commit()
+    return AccountState._make(deleted)
 
 
 def make_active_admin(user: User, hashed_password: str | None) -> None:
     """Promote and reactivate the account in the session (the caller commits); a new password
     bumps the token version, ending every access token issued before."""
-    user.is_admin = True
+    user.role = Role.admin.value
     user.is_active = True
     if hashed_password is not None:
         user.hashed_password = hashed_password

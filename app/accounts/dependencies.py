@@ -5,23 +5,17 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.utils import get_authorization_scheme_param
 
 from app.accounts import crud
-from app.accounts.access import (
-    CREDENTIALS_DETAIL,
-    AccountAccess,
-    Permission,
-    Principal,
-    admit,
-    require,
-)
+from app.accounts.access import CREDENTIALS_DETAIL, AccountAccess, Principal, admit, require
 from app.accounts.keys import crud as key_crud
 from app.accounts.keys.crud import KeyAccess
 from app.accounts.keys.usage import record_key_use
 from app.accounts.models import User
+from app.accounts.roles import Permission
 from app.core.config import request_settings
 from app.core.errors import ForbiddenError, UnauthorizedError
 from app.db.reader import Reader
@@ -104,6 +98,16 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 KEYS_REFUSED_RESPONSE: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorMessage, "description": "An API key was sent: " + KEYS_REFUSED + "."}
 }
+
+
+def keyless_router(prefix: str, tag: str) -> APIRouter:
+    """A router of sign-in or account operations: no API key may call them."""
+    return APIRouter(
+        prefix=prefix,
+        tags=[tag],
+        dependencies=[Depends(refuse_api_keys)],
+        responses=KEYS_REFUSED_RESPONSE,
+    )
 
 
 async def refuse_api_keys(request: Request) -> None:

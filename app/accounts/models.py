@@ -15,9 +15,11 @@ from pydantic import (
     TypeAdapter,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     Column,
     ForeignKey,
     Index,
@@ -29,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from app.accounts.roles import Role
 from app.core.types import PartialUpdate, UTCDateTime, reject_control_characters, utc_now
 from app.security.passwords import password_problem
 
@@ -46,12 +49,19 @@ class User(SQLModel, table=True):
     # Login is case-insensitive, so uniqueness is too: "Alice" and "alice" are one account.
     __table_args__ = (
         Index("uq_app_user_username_lower", func.lower(Column("username")), unique=True),
+        CheckConstraint(
+            "role IN ({})".format(", ".join(f"'{role}'" for role in Role)), name="ck_app_user_role"
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid, primary_key=True))
     username: str = Field(sa_column=Column(String(50), nullable=False))
     hashed_password: str = Field(sa_column=Column(String(255), nullable=False))
-    is_admin: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    # One column, so that no two flags can disagree; a row inserted without one is a plain user.
+    role: str = Field(
+        default=Role.user.value,
+        sa_column=Column(String(10), nullable=False, server_default=Role.user.value),
+    )
     is_active: bool = Field(default=True, sa_column=Column(Boolean, nullable=False))
     # Carried as `ver` in access tokens; bumping it revokes every token issued before.
     token_version: int = Field(
@@ -60,6 +70,10 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
     )
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.admin
 
 
 class UserCreate(SQLModel):
@@ -88,12 +102,25 @@ class UserUpdate(PartialUpdate):
 
     model_config = ConfigDict(  # type: ignore[assignment]
         extra="forbid",
-        json_schema_extra={"examples": [{"is_admin": True}, {"is_active": False}]},
+        json_schema_extra={"examples": [{"role": "auditor"}, {"is_active": False}]},
     )
 
+    role: Role | None = Field(
+        default=None, description="`admin`, `auditor` or `user`; not together with `is_admin`."
+    )
     # Strict: "yes", 1 or "true" are refused rather than read as a grant of admin rights.
-    is_admin: StrictBool | None = None
+    is_admin: StrictBool | None = Field(
+        default=None,
+        description="The older form of `role`: true makes the account an admin; false makes an "
+        "admin a user and leaves other roles as they are. Not together with `role`.",
+    )
     is_active: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _role_said_once(self) -> "UserUpdate":
+        if {"role", "is_admin"} <= self.model_fields_set:
+            raise ValueError("send either role or is_admin, not both")
+        return self
 
 
 class UserRead(SQLModel):
@@ -103,6 +130,7 @@ class UserRead(SQLModel):
                 {
                     "id": "3f2c8e4a-9b1d-4c6e-8f0a-2d5b7c9e1a34",
                     "username": "jane.doe",
+                    "role": "user",
                     "is_admin": False,
                     "is_active": True,
                     "created_at": "2026-01-15T09:30:00Z",
@@ -113,7 +141,8 @@ class UserRead(SQLModel):
 
     id: uuid.UUID
     username: str
-    is_admin: bool
+    role: Role
+    is_admin: bool = Field(description="True for administrators (the same as `role` `admin`).")
     is_active: bool
     created_at: datetime
 

@@ -2,12 +2,12 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, status
+from fastapi import Form, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
 from app.accounts import service
-from app.accounts.dependencies import KEYS_REFUSED_RESPONSE, CurrentUser, refuse_api_keys
+from app.accounts.dependencies import CurrentUser, keyless_router
 from app.accounts.models import (
     PasswordChange,
     RefreshRequest,
@@ -25,22 +25,11 @@ from app.http.openapi import ErrorMessage, error_responses
 from app.observability.metrics import LOGIN_FAILURES
 from app.security.passwords import password_problem
 
-
-def _refusing_api_keys(prefix: str, tag: str) -> APIRouter:
-    """No API key may call these (refused before anything else is read): keys cannot sign in
-    or out, nor change passwords."""
-    return APIRouter(
-        prefix=prefix,
-        tags=[tag],
-        dependencies=[Depends(refuse_api_keys)],
-        responses=KEYS_REFUSED_RESPONSE,
-    )
-
-
 # Cache-Control: no-store on every /auth answer (RFC 6749 5.1) comes from the security headers
 # middleware, which also covers error answers.
-auth_router = _refusing_api_keys("/auth", "auth")
-password_router = _refusing_api_keys("/users", "users")
+# No API key may call these: keys cannot sign in or out, nor change passwords.
+auth_router = keyless_router("/auth", "auth")
+password_router = keyless_router("/users", "users")
 
 FormText = Annotated[str, AfterValidator(reject_control_characters)]
 WRONG_PASSWORD_RESPONSE: dict[int | str, dict[str, Any]] = {

@@ -7,9 +7,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import crud, token_crud
+from app.accounts.access import Principal
+from app.accounts.crud import AccountState
+from app.accounts.history import crud as history
+from app.accounts.history import kinds
+from app.accounts.history.models import EventActor
 from app.accounts.keys import crud as key_crud
 from app.accounts.models import RefreshToken, User, UserCreate
 from app.core.config import Settings
+from app.core.context import current_request_id
 from app.core.errors import ForbiddenError, UnauthorizedError
 from app.core.types import utc_now
 from app.security.passwords import hash_password, verify_dummy_password, verify_password
@@ -142,12 +148,49 @@ async def change_password(
     )
 
 
-async def update_account(*, session: AsyncSession, user: User, changes: dict[str, Any]) -> User:
-    """An admin's change to an account; a deactivation also ends every session it had and
-    deletes its API keys (a reactivated account starts without them)."""
+def acting(principal: Principal) -> EventActor:
+    """The signed-in account as the actor of the events its request records."""
+    return EventActor(principal.id, principal.username, current_request_id())
+
+
+async def _record_changes(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    before: AccountState,
+    after: AccountState,
+    actor: EventActor,
+) -> None:
+    """One event per kind of change the account went through (none when nothing changed)."""
+    changed = (
+        (kinds.ROLE_CHANGED, "role", before.role, after.role),
+        (kinds.ACTIVATION_CHANGED, "is_active", before.is_active, after.is_active),
+    )
+    for kind, field, old, new in changed:
+        if old != new:
+            await history.record_account_event(
+                session=session,
+                account_id=user_id,
+                account_username=after.username,
+                kind=kind,
+                actor=actor,
+                changes={field: {"before": old, "after": new}},
+            )
+
+
+def _state(user: User) -> AccountState:
+    return AccountState(user.username, user.role, user.is_active)
+
+
+async def update_account(
+    *, session: AsyncSession, user: User, changes: dict[str, Any], actor: EventActor
+) -> User:
+    """An admin's change to an account, with its history in the same transaction; a
+    deactivation also ends every session it had and deletes its API keys (a reactivated account
+    starts without them)."""
     if not changes:
         return user
-    updated = await crud.update_user(session=session, user=user, changes=changes)
+    before, updated = await crud.update_user(session=session, user=user, changes=changes)
+    await _record_changes(session, user.id, before, _state(updated), actor)
     if changes.get("is_active") is False:
         await token_crud.revoke_account_tokens(session=session, user_id=user.id, now=utc_now())
         await key_crud.delete_account_api_keys(session=session, user_id=user.id)
@@ -155,13 +198,31 @@ async def update_account(*, session: AsyncSession, user: User, changes: dict[str
     return updated
 
 
+async def delete_account(*, session: AsyncSession, user: User, actor: EventActor) -> None:
+    """Delete an account; its history records what it was and stays readable."""
+    deleted = await crud.delete_user(session=session, user=user)
+    gone = {"role": deleted.role, "is_active": deleted.is_active}
+    await history.record_account_event(
+        session=session,
+        account_id=user.id,
+        account_username=deleted.username,
+        kind=kinds.ACCOUNT_DELETED,
+        actor=actor,
+        changes={field: {"before": value, "after": None} for field, value in gone.items()},
+    )
+    await session.commit()
+
+
 async def promote_to_admin(
-    *, session: AsyncSession, user: User, hashed_password: str | None = None
+    *, session: AsyncSession, user: User, actor: EventActor, hashed_password: str | None = None
 ) -> User:
-    """Make an account an active admin; a new password also ends every session it had."""
+    """Make an account an active admin, recorded in its history; a new password also ends
+    every session it had."""
     await crud.lock_user(session=session, user_id=user.id)
+    before = _state(user)
     crud.make_active_admin(user, hashed_password)
     session.add(user)
+    await _record_changes(session, user.id, before, _state(user), actor)
     if hashed_password is not None:
         await token_crud.revoke_account_tokens(session=session, user_id=user.id, now=utc_now())
     await session.commit()

@@ -1,18 +1,13 @@
-"""Account endpoints: the caller's own account, and account management for admins."""
+"""Account endpoints: the caller's own account, account reads for administrators and auditors,
+and account management for administrators."""
 
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import Depends, Path, Request, Response, status
 
 from app.accounts import crud, service
-from app.accounts.dependencies import (
-    KEYS_REFUSED_RESPONSE,
-    AccountReader,
-    AdminUser,
-    CurrentUser,
-    refuse_api_keys,
-)
+from app.accounts.dependencies import AccountReader, AdminUser, CurrentUser, keyless_router
 from app.accounts.models import User, UserRead, UserUpdate, users_json
 from app.core.errors import NotFoundError
 from app.db.session import ReadSessionDep, SessionDep
@@ -22,12 +17,7 @@ from app.http.pagination import PageDep, set_page_headers
 from app.http.routing import segment_except
 
 # No API key may call these (refused before anything else is read).
-router = APIRouter(
-    prefix="/users",
-    tags=["users"],
-    dependencies=[Depends(refuse_api_keys)],
-    responses=KEYS_REFUSED_RESPONSE,
-)
+router = keyless_router("/users", "users")
 
 UserIdPath = Annotated[uuid.UUID, Path(description="The account's id (a UUID).")]
 # Any segment but `me`, whose other methods are then a 405 rather than an invalid id.
@@ -73,8 +63,8 @@ async def list_users(
     request: Request,
     if_none_match: PageIfNoneMatch = None,
 ) -> Response:
-    """All accounts, oldest first (admin only); paginated, and tagged for polling, like
-    `/employees/`."""
+    """All accounts, oldest first (admins and auditors); paginated, and tagged for polling,
+    like `/employees/`."""
     users, total = await crud.list_users(session=session, offset=page.offset, limit=page.limit)
     response = Response(users_json(users), media_type="application/json")
     set_page_headers(request, response, page, total)
@@ -88,7 +78,7 @@ async def list_users(
     operation_id="read_user",
 )
 async def read_user(_: AccountReader, user: UserDep) -> User:
-    """One account by id (admin only)."""
+    """One account by id (admins and auditors)."""
     return user
 
 
@@ -98,10 +88,15 @@ async def read_user(_: AccountReader, user: UserDep) -> User:
     responses=last_admin_responses(401, 403, 404, 422),
     operation_id="update_user",
 )
-async def update_user(_: AdminUser, user: UserDep, data: UserUpdate, session: SessionDep) -> User:
-    """Grant or revoke admin rights or (de)activate an account (admin only), at once."""
+async def update_user(
+    admin: AdminUser, user: UserDep, data: UserUpdate, session: SessionDep
+) -> User:
+    """Change an account's role (`admin`, `auditor`, `user`) or (de)activate it (admin only),
+    at once; recorded in the account's history."""
     changes = data.model_dump(exclude_unset=True)
-    return await service.update_account(session=session, user=user, changes=changes)
+    return await service.update_account(
+        session=session, user=user, changes=changes, actor=service.acting(admin)
+    )
 
 
 @router.delete(
@@ -110,6 +105,6 @@ async def update_user(_: AdminUser, user: UserDep, data: UserUpdate, session: Se
     responses=last_admin_responses(401, 403, 404, 422),
     operation_id="delete_user",
 )
-async def delete_user(_: AdminUser, user: UserDep, session: SessionDep) -> None:
-    """Delete an account (admin only); its tokens stop working at once."""
-    await crud.delete_user(session=session, user=user)
+async def delete_user(admin: AdminUser, user: UserDep, session: SessionDep) -> None:
+    """Delete an account (admin only); its tokens stop working at once, its history stays."""
+    await service.delete_account(session=session, user=user, actor=service.acting(admin))

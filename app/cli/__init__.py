@@ -42,6 +42,7 @@ def main() -> None:
 
 
 cli.command("create-admin", cls=Command)(accounts.create_admin)
+cli.command("set-role", cls=Command)(accounts.set_role)
 cli.command("purge-expired", cls=Command)(accounts.purge_expired)
 cli.command("seed-demo", cls=Command)(demo.seed_demo)
 cli.command("import-csv", cls=Command)(data.import_csv)

@@ -1,4 +1,4 @@
-"""Account commands: `create-admin USERNAME` and `purge-expired`."""
+"""Account commands: `create-admin USERNAME`, `set-role USERNAME ROLE` and `purge-expired`."""
 
 import asyncio
 import sys
@@ -8,9 +8,11 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 
 from app.accounts import crud, service, token_crud
+from app.accounts.access import Role
+from app.accounts.history.models import EventActor
 from app.accounts.models import User, UserCreate, Username
 from app.cli.common import BadInput, database, plural, run
-from app.core.errors import ConflictError, plain_message
+from app.core.errors import ConflictError, NotFoundError, plain_message
 from app.core.types import utc_now
 from app.idempotency import crud as idempotency_crud
 from app.security.passwords import hash_password
@@ -33,6 +35,11 @@ def check_password(username: str, password: str) -> str:
         raise BadInput(f"the password is refused: {plain_message(issue['msg'])}") from None
 
 
+# Who the account history names for changes made from the command line (no account acts).
+CREATE_ADMIN = EventActor(user_id=None, username="cli:create-admin", request_id=None)
+SET_ROLE = EventActor(user_id=None, username="cli:set-role", request_id=None)
+
+
 def read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
@@ -47,7 +54,7 @@ async def _create_admin(username: str, *, from_stdin: bool, reset_password: bool
             hashed = await hash_password(password)
             try:
                 await crud.create_user(
-                    session=session, username=username, hashed_password=hashed, is_admin=True
+                    session=session, username=username, hashed_password=hashed, role=Role.admin
                 )
             except ConflictError:
                 raise BadInput(f"{username!r} was created meanwhile; run again") from None
@@ -57,7 +64,9 @@ async def _create_admin(username: str, *, from_stdin: bool, reset_password: bool
             password = check_password(user.username, read_password(from_stdin))
             hashed_new = await hash_password(password)
         action = describe_promotion(user, reset=hashed_new is not None)
-        await service.promote_to_admin(session=session, user=user, hashed_password=hashed_new)
+        await service.promote_to_admin(
+            session=session, user=user, actor=CREATE_ADMIN, hashed_password=hashed_new
+        )
         return action
 
 
@@ -95,6 +104,35 @@ def create_admin(
         )
     )
     typer.echo(message)
+
+
+async def _set_role(username: str, role: Role) -> str:
+    async with database() as sessionmaker, sessionmaker() as session:
+        user = await crud.get_user_by_username(session=session, username=username)
+        if user is None:
+            raise BadInput(f"there is no account {username!r}")
+        before = user.role
+        try:
+            await service.update_account(
+                session=session, user=user, changes={"role": role}, actor=SET_ROLE
+            )
+        except (ConflictError, NotFoundError) as error:
+            raise BadInput(error.detail) from None
+        if before == role:
+            return f"{user.username!r} is already {role}; nothing changed."
+        return f"{user.username!r} is now {role} (was {before})."
+
+
+def set_role(
+    username: Annotated[str, typer.Argument(metavar="USERNAME", help="An existing account.")],
+    role: Annotated[Role, typer.Argument(metavar="ROLE", help="admin, auditor or user.")],
+) -> None:
+    """Give an existing account a role: admin, auditor or user (recorded in its history).
+
+    The last active admin keeps its role: promote another account first.
+    """
+    checked = run(lambda: check_username(username))
+    typer.echo(run(lambda: asyncio.run(_set_role(checked, role))))
 
 
 async def _purge_expired() -> tuple[int, int]:

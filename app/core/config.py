@@ -29,6 +29,8 @@ PLACEHOLDER_SECRETS = frozenset(
 
 
 MIN_SECRET_LENGTH = 32
+# Who sees employees' birth dates (app.employees.privacy).
+DobVisibleTo = Literal["all", "auditors", "admins"]
 
 
 class ConfigurationError(RuntimeError):
@@ -208,6 +210,14 @@ class Settings(ServerSettings, LimitSettings, ReplicaSettings, DatabaseSettings)
         default=24, ge=1, le=24 * 30, description="How long an Idempotency-Key's answer is kept."
     )
 
+    # Privacy
+    employee_dob_visible_to: DobVisibleTo = Field(
+        default="all",
+        description="Who sees employees' emp_dob: all (every signed-in account), auditors "
+        "(admins and auditors) or admins; for the others it is left out of records, lists, "
+        "CSV exports and histories, and sorting by it is refused (403).",
+    )
+
     @field_validator("jwt_secret_key")
     @classmethod
     def _refuse_weak_secret(cls, value: SecretStr) -> SecretStr:
@@ -219,6 +229,11 @@ class Settings(ServerSettings, LimitSettings, ReplicaSettings, DatabaseSettings)
         if secret.strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("is a published placeholder; generate a random key")
         return value
+
+    @field_validator("employee_dob_visible_to", mode="before")
+    @classmethod
+    def _lower_case_audience(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("first_admin_username", "first_admin_password", mode="before")
     @classmethod

@@ -1,5 +1,7 @@
-"""The employee path parameter, the conditional-request headers, and the writer of a change."""
+"""The employee path parameter, the list's filters and the fields its caller sees, the
+conditional-request headers, and the writer of a change."""
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Query, Request
@@ -9,7 +11,7 @@ from app.core.config import request_settings
 from app.core.types import INT32_MAX, SearchTerm
 from app.db.reads import Reads, reads_for
 from app.db.session import ReaderDep
-from app.employees import service
+from app.employees import privacy, service
 from app.employees.history.models import Actor
 from app.employees.models import ListFilters, SortField, SortOrder
 from app.http.pagination import MAX_CURSOR_LENGTH
@@ -39,6 +41,27 @@ async def list_filters(
 
 
 ListFiltersDep = Annotated[ListFilters, Depends(list_filters)]
+
+
+@dataclass(frozen=True, slots=True)
+class ListView:
+    """A list or an export as its caller may read it: the filters, and the fields left out."""
+
+    filters: ListFilters
+    hidden: tuple[str, ...]
+
+
+async def get_list_view(
+    filters: ListFiltersDep, principal: CurrentPrincipal, request: Request
+) -> ListView:
+    """The list's filters, once the caller may sort by the key it asked for (403 otherwise)."""
+    visible_to = request_settings(request).employee_dob_visible_to
+    hidden = privacy.hidden_fields(principal.role, visible_to)
+    privacy.refuse_hidden_sort(filters.sort_by.value, hidden)
+    return ListView(filters, hidden)
+
+
+ListViewDep = Annotated[ListView, Depends(get_list_view)]
 CursorQuery = Annotated[
     str | None,
     Query(

@@ -53,10 +53,10 @@ EXAMPLE: dict[str, Any] = {
 }
 
 
-def etag(record: Any) -> str:
+def etag(record: Any, suffix: str = "") -> str:
     """The `ETag` of a record: its row id and version (a record deleted and created again
-    under the same emp_id must not match the old one's tags)."""
-    return f'"{record.id.hex}-{record.version}"'
+    under the same emp_id must not match the old one's tags); `suffix` names a partial view."""
+    return f'"{record.id.hex}-{record.version}{suffix}"'
 
 
 class Employee(SQLModel, table=True):
@@ -136,6 +136,11 @@ class EmployeeUpdate(PartialUpdate):
     emp_dob: BirthDate | None = None
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    # An absent field, not a null one: the schema shows no default.
+    schema.pop("default", None)
+
+
 class EmployeeRead(SQLModel):
     model_config = ConfigDict(  # type: ignore[assignment]
         json_schema_extra={
@@ -156,7 +161,13 @@ class EmployeeRead(SQLModel):
     emp_name: str
     city: str
     country: str
-    emp_dob: date
+    # Not required: EMPLOYEE_DOB_VISIBLE_TO may leave it out for the caller (docs/access.md).
+    emp_dob: date = Field(
+        default=None,
+        description="Absent (the key itself) where `EMPLOYEE_DOB_VISIBLE_TO` hides birth dates "
+        "from the caller's role; always present for administrators.",
+        schema_extra={"json_schema_extra": _no_default},
+    )
     created_at: datetime
     updated_at: datetime
     version: int = Field(description="Incremented by every change; the `ETag` is built from it.")
@@ -180,14 +191,22 @@ class EmployeeRow(NamedTuple):
 READ_COLUMNS = EmployeeRow._fields
 
 
-def employee_json(row: Sequence[Any]) -> bytes:
-    """One record (an `EmployeeRow` or a row of `READ_COLUMNS`) as `EmployeeRead` JSON."""
-    return to_json(dict(zip(READ_COLUMNS, row, strict=False)))
+def employee_json(row: Sequence[Any], hidden: Sequence[str] = ()) -> bytes:
+    """One record (an `EmployeeRow` or a row of `READ_COLUMNS`) as `EmployeeRead` JSON, without
+    the `hidden` fields (app.employees.privacy)."""
+    return to_json(_shown(row, hidden))
 
 
-def employees_json(rows: Iterable[Sequence[Any]]) -> bytes:
-    """A page of records as a JSON array of `EmployeeRead`."""
-    return to_json([dict(zip(READ_COLUMNS, row, strict=False)) for row in rows])
+def employees_json(rows: Iterable[Sequence[Any]], hidden: Sequence[str] = ()) -> bytes:
+    """A page of records as a JSON array of `EmployeeRead`, without the `hidden` fields."""
+    return to_json([_shown(row, hidden) for row in rows])
+
+
+def _shown(row: Sequence[Any], hidden: Sequence[str]) -> dict[str, Any]:
+    record = dict(zip(READ_COLUMNS, row, strict=False))
+    for name in hidden:
+        del record[name]
+    return record
 
 
 class SortField(StrEnum):

@@ -14,11 +14,12 @@ from fastapi import Request, Response, status
 from fastapi.routing import APIRoute
 
 from app.accounts.dependencies import get_claims
+from app.core.config import DobVisibleTo, request_settings
 from app.core.types import INT32_MAX
 from app.db.reader import Reader
 from app.db.replica import Replica, replica_of
 from app.db.session import get_reader
-from app.employees import service
+from app.employees import privacy, service
 from app.employees.models import employee_json, etag
 from app.http.preconditions import IF_NONE_MATCH_MAX_LENGTH, none_match
 from app.security.api_keys import Credential
@@ -40,15 +41,18 @@ async def answer_read(
     claims: Credential,
     emp_id: int,
     if_none_match: str | None,
+    dob_visible_to: DobVisibleTo,
 ) -> Response:
-    """The record with its `ETag`, or 304 when `If-None-Match` names it."""
-    employee = await service.read_employee(
+    """The record with its `ETag`, or 304 when `If-None-Match` names it; without the fields
+    the caller's role may not see, under a tag of their own."""
+    principal, employee = await service.read_employee(
         reader=reader, claims=claims, emp_id=emp_id, replica=replica
     )
-    tag = etag(employee)
+    hidden = privacy.hidden_fields(principal.role, dob_visible_to)
+    tag = etag(employee, privacy.REDACTED_TAG_SUFFIX if hidden else "")
     if none_match(if_none_match, tag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
-    return Response(employee_json(employee), media_type=JSON, headers={"ETag": tag})
+    return Response(employee_json(employee, hidden), media_type=JSON, headers={"ETag": tag})
 
 
 def plain_emp_id(text: str) -> int | None:
@@ -83,6 +87,7 @@ class ReadEmployeeRoute(APIRoute):
                 claims=await get_claims(request),
                 emp_id=emp_id,
                 if_none_match=if_none_match,
+                dob_visible_to=request_settings(request).employee_dob_visible_to,
             )
 
         return handler

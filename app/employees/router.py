@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from app.accounts.dependencies import ClaimsDep, EmployeeReader
-from app.core.config import SettingsDep
+from app.core.config import SettingsDep, request_settings
 from app.db.replica import replica_of
 from app.db.session import ReaderDep, SessionDep
 from app.employees import service
@@ -22,7 +22,7 @@ from app.employees.dependencies import (
     IdempotencyKeyHeader,
     IfMatchDep,
     IfNoneMatchHeader,
-    ListFiltersDep,
+    ListViewDep,
     ReadsDep,
 )
 from app.employees.models import (
@@ -56,7 +56,7 @@ WRITE_ERRORS = error_responses(401, 403, 404, 409, 412, 422, 428)
 @router.get(
     "/",
     response_model=list[EmployeeRead],
-    responses={**page_responses("X-Total-Count-Estimated"), **error_responses(401, 422)},
+    responses={**page_responses("X-Total-Count-Estimated"), **error_responses(401, 403, 422)},
     operation_id="list_employees",
 )
 @router.get("", response_model=list[EmployeeRead], include_in_schema=False)
@@ -64,7 +64,7 @@ async def list_employees(
     _: EmployeeReader,
     reads: ReadsDep,
     settings: SettingsDep,
-    filters: ListFiltersDep,
+    view: ListViewDep,
     page: PageDep,
     request: Request,
     cursor: CursorQuery = None,
@@ -79,18 +79,23 @@ async def list_employees(
     planner's estimate, and the response adds `X-Total-Count-Estimated: true`.
 
     The page's weak `ETag`, sent back as `If-None-Match`, gets a 304 while the page is unchanged.
+
+    Where `EMPLOYEE_DOB_VISIBLE_TO` hides birth dates from the caller, `emp_dob` is left out
+    and `sort_by=emp_dob` is a 403.
     """
     listed = await reads.run(
         lambda session: service.list_employees(
             session=session,
-            filters=filters,
+            filters=view.filters,
             page=page,
             cursor=cursor,
             exact_up_to=settings.exact_count_limit,
             estimates=request.app.state.count_estimates,
         )
     )
-    response = Response(employees_json(listed.rows), media_type=JSON)
+    # The page's tag digests this body: one made from the whole rows would let a caller test
+    # guesses of a hidden birth date against it.
+    response = Response(employees_json(listed.rows, view.hidden), media_type=JSON)
     set_keyset_headers(
         request,
         response,
@@ -117,6 +122,7 @@ async def read_employee(
         claims=claims,
         emp_id=emp_id,
         if_none_match=if_none_match,
+        dob_visible_to=request_settings(request).employee_dob_visible_to,
     )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import crud as accounts
-from app.accounts.access import AccountAccess, admit, require
+from app.accounts.access import AccountAccess, Principal, admit, require
 from app.accounts.keys.crud import KeyAccess
 from app.core.context import current_request_id
 from app.core.errors import ConflictError, NotFoundError, PreconditionFailedError
@@ -51,12 +51,12 @@ def not_found(emp_id: int) -> NotFoundError:
 
 async def read_employee(
     *, reader: Reader, claims: Credential, emp_id: int, replica: Replica | None = None
-) -> EmployeeRow:
-    """One record for any signed-in account or key that may read: the account and the record in
-    one round trip, and nothing said about the record before the account is admitted. With a
-    read replica the primary checks the account (a revoked token is refused at once) while the
-    record is read, from the replica unless it lacks the account's last write; a key's account
-    is only known from the key, so its reads stay one statement on the primary."""
+) -> tuple[Principal, EmployeeRow]:
+    """One record for any account or key that may read, and the account (its role decides which
+    fields it sees): both in one round trip, and nothing said about the record before the
+    account is admitted. With a read replica the primary checks the account (a revoked token is
+    refused at once) while the record is read, from the replica unless it lacks the account's
+    last write; a key's account is only known from the key: one statement on the primary."""
     account: AccountAccess | KeyAccess | None
     if isinstance(claims, KeyCredential):
         account, employee = await key_crud.get_employee_as_key(
@@ -71,10 +71,10 @@ async def read_employee(
         account, employee = await crud.get_employee_as(
             reader=reader, emp_id=emp_id, user_id=claims.user_id
         )
-    require(admit(claims, account), "employees:read")
+    principal = require(admit(claims, account), "employees:read")
     if employee is None:
         raise not_found(emp_id)
-    return employee
+    return principal, employee
 
 
 async def _record(

@@ -105,12 +105,23 @@ async def add_api_key(*, session: AsyncSession, key: ApiKey, now: datetime, limi
     session.add(key)
 
 
-async def delete_api_key(*, session: AsyncSession, user_id: uuid.UUID, key_id: uuid.UUID) -> bool:
-    """Delete the account's key in the session's transaction (no commit); False when the
-    account has no key of that id."""
-    statement = delete(ApiKey).where(col(ApiKey.id) == key_id, col(ApiKey.user_id) == user_id)
-    result = cast(CursorResult[Any], await session.execute(statement))
-    return bool(result.rowcount)
+class DeletedKey(NamedTuple):
+    name: str
+    scopes: str
+
+
+async def delete_api_key(
+    *, session: AsyncSession, user_id: uuid.UUID, key_id: uuid.UUID
+) -> DeletedKey | None:
+    """Delete the account's key in the session's transaction (no commit): what it was, or None
+    when the account has no key of that id."""
+    statement = (
+        delete(ApiKey)
+        .where(col(ApiKey.id) == key_id, col(ApiKey.user_id) == user_id)
+        .returning(col(ApiKey.name), col(ApiKey.scopes))
+    )
+    deleted = (await session.execute(statement)).first()
+    return None if deleted is None else DeletedKey._make(deleted)
 
 
 async def delete_account_api_keys(*, session: AsyncSession, user_id: uuid.UUID) -> int:

@@ -4,26 +4,16 @@ key may call them (the router refuses one before anything else)."""
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import Path, status
 
-from app.accounts.dependencies import (
-    KEYS_REFUSED_RESPONSE,
-    AdminUser,
-    SignedIn,
-    refuse_api_keys,
-)
+from app.accounts.dependencies import AdminUser, SignedIn, keyless_router
 from app.accounts.keys import service
 from app.accounts.keys.models import MAX_LIVE_KEYS, ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from app.accounts.users_router import USER_PATH, UserDep
 from app.db.session import ReadSessionDep, SessionDep
 from app.http.openapi import error_responses
 
-router = APIRouter(
-    prefix="/users",
-    tags=["users"],
-    dependencies=[Depends(refuse_api_keys)],
-    responses=KEYS_REFUSED_RESPONSE,
-)
+router = keyless_router("/users", "users")
 
 KeyIdPath = Annotated[uuid.UUID, Path(description="The key's id (a UUID, from the list).")]
 CREATE_ERRORS = error_responses(401, 403, 409, 422)
@@ -67,7 +57,13 @@ async def list_api_keys(owner: SignedIn, session: ReadSessionDep) -> list[ApiKey
 )
 async def revoke_api_key(owner: SignedIn, key_id: KeyIdPath, session: SessionDep) -> None:
     """Revoke one of the caller's API keys, at once."""
-    await service.revoke_key(session=session, actor=owner, owner_id=owner.id, key_id=key_id)
+    await service.revoke_key(
+        session=session,
+        actor=owner,
+        owner_id=owner.id,
+        owner_username=owner.username,
+        key_id=key_id,
+    )
 
 
 @router.get(
@@ -91,4 +87,10 @@ async def revoke_user_api_key(
     admin: AdminUser, user: UserDep, key_id: KeyIdPath, session: SessionDep
 ) -> None:
     """Revoke one of an account's API keys (admin only), at once."""
-    await service.revoke_key(session=session, actor=admin, owner_id=user.id, key_id=key_id)
+    await service.revoke_key(
+        session=session,
+        actor=admin,
+        owner_id=user.id,
+        owner_username=user.username,
+        key_id=key_id,
+    )

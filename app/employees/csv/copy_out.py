@@ -10,7 +10,7 @@ with none of those characters, and a regular expression on every value would cos
 more than the COPY itself.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, literal, select
@@ -37,17 +37,26 @@ def _neutralised(column: ColumnElement[Any]) -> ColumnElement[Any]:
     return case((func.ascii(column).in_(FIRST_CODES), checked), else_=column)
 
 
-def export_query(filters: ListFilters, *, iso_dates: bool = False) -> tuple[str, list[Any]]:
-    """The SELECT the export copies, in list order, and its arguments. `iso_dates`: the
-    connection's DateStyle writes dates as YYYY-MM-DD already (to_char costs a little)."""
-    columns = employee_table.c
-    emp_dob = columns.emp_dob if iso_dates else func.to_char(columns.emp_dob, "YYYY-MM-DD")
+def _exported(name: str, iso_dates: bool) -> ColumnElement[Any]:
+    column = employee_table.c[name]
+    if name == "emp_id":
+        return column
+    if name == "emp_dob":
+        return column if iso_dates else func.to_char(column, "YYYY-MM-DD")
+    return _neutralised(column)
+
+
+def export_query(
+    filters: ListFilters,
+    *,
+    iso_dates: bool = False,
+    columns: Sequence[str] = csv_format.HEADER,
+) -> tuple[str, list[Any]]:
+    """The SELECT the export copies (`columns`, in the header's order), in list order, and its
+    arguments. `iso_dates`: the connection's DateStyle writes dates as YYYY-MM-DD already
+    (to_char costs a little)."""
     statement = (
-        select(
-            columns.emp_id,
-            *(_neutralised(columns[name]) for name in ("emp_name", "city", "country")),
-            emp_dob,
-        )
+        select(*(_exported(name, iso_dates) for name in columns))
         .where(*list_filters(filters.city, filters.country))
         .order_by(*sort_keys(filters.sort_by, filters.order))
     )
@@ -82,17 +91,22 @@ class CrlfRecords:
 
 
 async def copy_csv(
-    driver: Any, filters: ListFilters, write: Callable[[bytes], Awaitable[None]]
+    driver: Any,
+    filters: ListFilters,
+    write: Callable[[bytes], Awaitable[None]],
+    columns: Sequence[str] = csv_format.HEADER,
 ) -> int:
-    """Write the header and every matching record to `write` as COPY sends them (it waits for
-    each write: a slow reader slows the query down, nothing piles up). The records written."""
+    """Write the header and every matching record (`columns` of each) to `write` as COPY sends
+    them (it waits for each write: a slow reader slows the query down, nothing piles up). The
+    records written."""
     date_style = str(getattr(driver.get_settings(), "DateStyle", ""))
-    sql, arguments = export_query(filters, iso_dates=date_style.startswith("ISO"))
+    iso_dates = date_style.startswith("ISO")
+    sql, arguments = export_query(filters, iso_dates=iso_dates, columns=columns)
     records = CrlfRecords()
 
     async def sink(chunk: bytes) -> None:
         await write(records(bytes(chunk)))
 
-    await write(csv_format.format_header().encode())
+    await write(csv_format.format_header(columns).encode())
     await driver.copy_from_query(sql, *arguments, output=sink, format="csv", timeout=BULK_TIMEOUT)
     return records.records

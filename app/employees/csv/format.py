@@ -109,16 +109,21 @@ def _check(cells: Cells) -> Iterator[Row | RowError]:
             yield RowError(line, name, item["msg"].removeprefix("Value error, "), item["type"])
 
 
-def format_header() -> str:
+def columns_shown(hidden: Sequence[str] = ()) -> tuple[str, ...]:
+    """The export's columns without the `hidden` ones (app.employees.privacy)."""
+    return tuple(name for name in HEADER if name not in hidden)
+
+
+def format_header(columns: Sequence[str] = HEADER) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer).writerow(HEADER)
+    csv.writer(buffer).writerow(columns)
     return buffer.getvalue()
 
 
-def format_rows(employees: Sequence[Record[Any]]) -> str:
+def format_rows(employees: Sequence[Record[Any]], columns: Sequence[str] = HEADER) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for employee in employees:
-        values = (getattr(employee, name) for name in HEADER)
+        values = (getattr(employee, name) for name in columns)
         writer.writerow([neutralise(v) if isinstance(v, str) else v for v in values])
     return buffer.getvalue()

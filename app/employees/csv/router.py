@@ -1,9 +1,10 @@
-"""Employees as CSV: a streamed export for any signed-in user, a checked import for admins.
+"""Employees as CSV: a streamed export for any signed-in user (without the fields their role may
+not see), a checked import for admins.
 
 The CSV format is described in `app.employees.csv.format`.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
 import anyio
@@ -23,7 +24,7 @@ from app.employees.csv import copy_out, staging
 from app.employees.csv import format as csv_format
 from app.employees.csv import io as csv_io
 from app.employees.csv.format import Cells, Row, RowError
-from app.employees.dependencies import AdminActor, ListFiltersDep, ReadsDep
+from app.employees.dependencies import AdminActor, ListViewDep, ReadsDep
 from app.employees.models import ListFilters
 from app.http.openapi import error_responses
 
@@ -57,23 +58,29 @@ class DryRunResult(BaseModel):
                 "Content-Disposition": {"description": 'attachment; filename="employees.csv"'}
             },
         },
-        **error_responses(401, 422),
+        **error_responses(401, 403, 422),
     },
     operation_id="export_employees_csv",
 )
 async def export_employees_csv(
-    _: EmployeeReader, reads: ReadsDep, filters: ListFiltersDep
+    _: EmployeeReader, reads: ReadsDep, view: ListViewDep
 ) -> StreamingResponse:
-    """Download the employees as CSV, with the list's filters and sort; streamed in batches."""
+    """Download the employees as CSV, with the list's filters and sort; streamed in batches.
+
+    Where `EMPLOYEE_DOB_VISIBLE_TO` hides birth dates from the caller, the `emp_dob` column is
+    left out and `sort_by=emp_dob` is a 403.
+    """
     options: dict[str, Any] = {
         "media_type": "text/csv; charset=utf-8",
         "headers": {"Content-Disposition": 'attachment; filename="employees.csv"'},
     }
+    columns = csv_format.columns_shown(view.hidden)
     if database(reads.request).engine.dialect.driver == "asyncpg" and not reads.on_replica():
-        return CopyResponse(database(reads.request).read_sessions, filters, **options)
+        sessions = database(reads.request).read_sessions
+        return CopyResponse(sessions, view.filters, columns, **options)
     # SQLite, or a read replica: page by page, each page on the replica or, if it fails, the
     # primary (a COPY cut short by a failing replica could not go on elsewhere).
-    return StreamingResponse(_csv_stream(reads, filters), **options)
+    return StreamingResponse(_csv_stream(reads, view.filters, columns), **options)
 
 
 class CopyResponse(StreamingResponse):
@@ -83,11 +90,13 @@ class CopyResponse(StreamingResponse):
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         filters: ListFilters,
+        columns: Sequence[str],
         **options: Any,
     ) -> None:
         super().__init__(iter(()), **options)
         self.sessionmaker = sessionmaker
         self.filters = filters
+        self.columns = columns
 
     async def stream_response(self, send: Send) -> None:
         start = {"type": "http.response.start", "status": self.status_code}
@@ -99,7 +108,7 @@ class CopyResponse(StreamingResponse):
         async with self.sessionmaker() as session:
             driver, _ = await session_driver(session)
             try:
-                await copy_out.copy_csv(driver, self.filters, write)
+                await copy_out.copy_csv(driver, self.filters, write, self.columns)
             except BaseException:
                 # A COPY cut short (the client left) leaves nothing to reuse on its connection.
                 with anyio.CancelScope(shield=True):
@@ -108,11 +117,13 @@ class CopyResponse(StreamingResponse):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _csv_stream(reads: Reads, filters: ListFilters) -> AsyncIterator[bytes]:
-    yield csv_format.format_header().encode()
+async def _csv_stream(
+    reads: Reads, filters: ListFilters, columns: Sequence[str]
+) -> AsyncIterator[bytes]:
+    yield csv_format.format_header(columns).encode()
     # A session per page, none in between: a slow download holds no connection all along.
     async for employees in csv_io.read_batches(reads.each, filters):
-        yield csv_format.format_rows(employees).encode()
+        yield csv_format.format_rows(employees, columns).encode()
 
 
 @router.post(

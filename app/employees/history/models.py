@@ -106,6 +106,11 @@ class AuditEntryRead(BaseModel):
 _ENTRIES = TypeAdapter(list[AuditEntryRead])
 
 
-def audit_entries_json(entries: Sequence[EmployeeAudit]) -> bytes:
-    """A page of the history as the JSON array of `AuditEntryRead` its `response_model` names."""
-    return _ENTRIES.dump_json(_ENTRIES.validate_python(entries, from_attributes=True))
+def audit_entries_json(entries: Sequence[EmployeeAudit], hidden: Sequence[str] = ()) -> bytes:
+    """A page of the history as the JSON array of `AuditEntryRead` its `response_model` names,
+    without the changes of the `hidden` fields (app.employees.privacy)."""
+    shown = _ENTRIES.validate_python(entries, from_attributes=True)
+    for entry in shown:
+        for name in hidden:
+            entry.changes.pop(name, None)
+    return _ENTRIES.dump_json(shown)
