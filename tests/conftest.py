@@ -195,7 +195,7 @@ def backend(request: pytest.FixtureRequest) -> str:
         require_postgres(request.getfixturevalue("postgres_server"))
     if request.param == "pgbouncer":
         request.getfixturevalue("pgbouncer")
-    elif request.node.get_closest_marker("postgres_only"):
+    elif request.param == "sqlite" and request.node.get_closest_marker("postgres_only"):
         pytest.skip("needs real PostgreSQL")
     return str(request.param)
 
