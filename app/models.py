@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlmodel import SQLModel
 
-from app.accounts.models import RefreshToken, User
+from app.accounts.models import RefreshToken, SignIn, User
 from app.employees.history.models import EmployeeAudit
 from app.employees.models import Employee
 from app.idempotency.models import IdempotencyKey
@@ -29,6 +29,7 @@ __all__ = [
     "EmployeeAudit",
     "IdempotencyKey",
     "RefreshToken",
+    "SignIn",
     "User",
     "include_for",
     "metadata",

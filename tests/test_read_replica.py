@@ -28,8 +28,7 @@ from app.db.replica_writes import MemoryWriteLog, RedisWriteLog, WriteLogUnavail
 from app.main import create_app
 from app.middleware.replica_writes import ReplicaWriteMiddleware
 from app.security.passwords import password_context
-from app.security.tokens import create_access_token
-from tests.conftest import employee_payload, make_settings, running
+from tests.conftest import employee_payload, make_settings, mint_token, running, standing_sign_in
 from tests.pg import alembic_config
 from tests.pgcluster import PgCluster, throwaway_cluster, throwaway_replica
 from tests.test_login_limits import CLOSED_PORT_REDIS, REDIS_TEST_URL
@@ -61,11 +60,10 @@ async def seed(settings: Settings) -> dict[str, str]:
                 for name in ACCOUNTS
             }
             session.add_all(users.values())
+            await session.flush()
+            session.add_all(standing_sign_in(user) for user in users.values())
             await session.commit()
-        return {
-            name: create_access_token(user.id, settings, version=user.token_version).token
-            for name, user in users.items()
-        }
+        return {name: mint_token(user, settings) for name, user in users.items()}
     finally:
         await engine.dispose()
 
