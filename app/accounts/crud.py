@@ -51,10 +51,11 @@ class Access(NamedTuple):
     is_admin: bool
     is_active: bool
     token_version: int
-    signed_in: bool  # from sign_in (SIGNED_IN), not app_user: the token's sign-in is live
+    # Last, and from sign_in (SIGNED_IN), not app_user: the token's sign-in is live.
+    signed_in: bool
 
 
-ACCESS_COLUMNS = Access._fields[:-1]  # app_user's
+ACCESS_COLUMNS = Access._fields[:-1]  # app_user's: every field but signed_in
 sign_in_table = cast(Table, SignIn.__table__)  # type: ignore[attr-defined]
 SIGNED_IN = sign_in_table.c.id.is_not(None).label("signed_in")
 

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, case, delete, literal, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, case, delete, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -20,7 +20,7 @@ async def get_refresh_token_by_hash(
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-def _ended(now: datetime) -> Any:
+def _ended(now: datetime) -> ColumnElement[bool]:
     """Sign-ins no token can use any more: revoked (the account check refuses a revoked one
     and a missing one alike), or past the last moment any of their tokens is accepted."""
     return or_(col(SignIn.revoked_at).is_not(None), col(SignIn.expires_at) <= now)
