@@ -23,7 +23,7 @@ class Role(StrEnum):
 
 
 class AccountAccess(Protocol):
-    """What authorizing needs of an account: an `Access` row or a `User`."""
+    """What authorizing needs of an account and of the token's sign-in (an `Access` row)."""
 
     @property
     def id(self) -> uuid.UUID: ...
@@ -35,6 +35,8 @@ class AccountAccess(Protocol):
     def is_active(self) -> bool: ...
     @property
     def token_version(self) -> int: ...
+    @property
+    def signed_in(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +54,11 @@ class Principal:
 
 def admit(claims: AccessClaims, account: AccountAccess | None) -> Principal:
     """The account the token names, if it may still act (401 otherwise): deleted, deactivated,
-    or a token version since bumped (sign-out everywhere, password change)."""
+    a token version since bumped (sign-out everywhere, password change), or the token's sign-in
+    ended (sign-out)."""
     if account is None or not account.is_active or account.token_version != claims.version:
+        raise UnauthorizedError(CREDENTIALS_DETAIL)
+    if not account.signed_in:
         raise UnauthorizedError(CREDENTIALS_DETAIL)
     return Principal(id=account.id, username=account.username, role=Role(account.role))
 

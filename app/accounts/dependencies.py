@@ -54,7 +54,10 @@ ClaimsDep = Annotated[AccessClaims, Depends(get_claims)]
 
 
 async def get_principal(claims: ClaimsDep, reader: ReaderDep) -> Principal:
-    return admit(claims, await crud.get_user_access(reader=reader, user_id=claims.user_id))
+    account = await crud.get_user_access(
+        reader=reader, user_id=claims.user_id, sign_in_id=claims.sign_in_id
+    )
+    return admit(claims, account)
 
 
 # Any signed-in account, as a request sees it (no ORM instance: cheap on every request).
@@ -63,10 +66,12 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 async def get_current_user(claims: ClaimsDep, session: SessionDep) -> User:
     """The signed-in account as an ORM instance, for the routes that change it."""
-    user = await crud.get_user(session=session, user_id=claims.user_id)
-    admit(claims, user)
-    assert user is not None  # admit refused a missing account
-    return user
+    found = await crud.get_user_as(
+        session=session, user_id=claims.user_id, sign_in_id=claims.sign_in_id
+    )
+    admit(claims, None if found is None else found[1])
+    assert found is not None  # admit refused a missing account
+    return found[0]
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

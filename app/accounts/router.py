@@ -107,7 +107,8 @@ async def refresh_token(
     operation_id="logout",
 )
 async def logout(data: RefreshRequest, session: SessionDep) -> None:
-    """Revoke the sign-in this refresh token belongs to; an unknown token is ignored (204)."""
+    """End the sign-in this refresh token belongs to: its refresh and access tokens stop working
+    at once; an unknown token is ignored (204)."""
     await service.end_session(session=session, refresh_token=data.refresh_token)
 
 

@@ -2,6 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,7 +13,7 @@ from app.accounts.crud import AccountState
 from app.accounts.history import crud as history
 from app.accounts.history import kinds
 from app.accounts.history.models import EventActor
-from app.accounts.models import RefreshToken, User, UserCreate
+from app.accounts.models import RefreshToken, SignIn, User, UserCreate
 from app.core.config import Settings
 from app.core.context import current_request_id
 from app.core.errors import ForbiddenError, UnauthorizedError
@@ -71,16 +72,25 @@ def _new_refresh_row(
     return row, issued.token, issued.expires_in
 
 
-def _pair(user: User, refresh_token: str, refresh_expires_in: int, settings: Settings) -> TokenPair:
-    access = create_access_token(user.id, settings, version=user.token_version)
-    return TokenPair(access.token, access.expires_in, refresh_token, refresh_expires_in)
+def _pair(
+    user: User, refresh: RefreshToken, raw: str, expires_in: int, settings: Settings
+) -> tuple[TokenPair, datetime]:
+    """The tokens to hand out, and the last moment one of them is accepted."""
+    access = create_access_token(
+        user.id, settings, version=user.token_version, sign_in_id=refresh.family_id
+    )
+    pair = TokenPair(access.token, access.expires_in, raw, expires_in)
+    return pair, max(refresh.expires_at, access.accepted_until)
 
 
 async def start_session(*, session: AsyncSession, user: User, settings: Settings) -> TokenPair:
-    """Issue an access token and the first refresh token of a new family (one per sign-in)."""
-    row, raw, expires_in = _new_refresh_row(user, uuid.uuid4(), settings)
-    await token_crud.create_refresh_token(session=session, token=row, now=utc_now())
-    return _pair(user, raw, expires_in, settings)
+    """Start a sign-in: its access token and the first refresh token of its family."""
+    sign_in_id = uuid.uuid4()
+    row, raw, expires_in = _new_refresh_row(user, sign_in_id, settings)
+    pair, accepted_until = _pair(user, row, raw, expires_in, settings)
+    sign_in = SignIn(id=sign_in_id, user_id=user.id, expires_at=accepted_until)
+    await token_crud.create_sign_in(session=session, sign_in=sign_in, token=row, now=utc_now())
+    return pair
 
 
 async def refresh_session(
@@ -107,11 +117,16 @@ async def refresh_session(
         await session.rollback()
         raise UnauthorizedError(REFRESH_FAILED)
     successor, raw, expires_in = _new_refresh_row(user, family_id, settings)
-    pair = _pair(user, raw, expires_in, settings)
+    pair, accepted_until = _pair(user, successor, raw, expires_in, settings)
     if not await token_crud.rotate_refresh_token(
-        session=session, used=presented, successor=successor, now=now
+        session=session,
+        used=presented,
+        successor=successor,
+        accepted_until=accepted_until,
+        now=now,
     ):
-        # Another request spent this token between our read and our update: a reuse too.
+        # Another request spent this token between our read and our update (a reuse too), or
+        # the sign-in was ended meanwhile.
         await token_crud.revoke_family(
             session=session, user_id=user_id, family_id=family_id, now=now
         )
@@ -120,7 +135,8 @@ async def refresh_session(
 
 
 async def end_session(*, session: AsyncSession, refresh_token: str) -> None:
-    """Revoke the family of this refresh token; an unknown token is silently ignored."""
+    """End the sign-in of this refresh token, its access tokens included; an unknown token is
+    silently ignored."""
     presented = await token_crud.get_refresh_token_by_hash(
         session=session, token_hash=hash_refresh_token(refresh_token)
     )

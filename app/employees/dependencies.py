@@ -109,7 +109,9 @@ IfMatchDep = Annotated[IfMatch, Depends(get_if_match)]
 async def get_admin_actor(claims: ClaimsDep, reader: ReaderDep) -> Actor:
     """An administrator, described for the audit trail: for writes that do not read the record
     first (create, import); the others admit the account with the record they lock."""
-    account = await accounts_crud.get_user_access(reader=reader, user_id=claims.user_id)
+    account = await accounts_crud.get_user_access(
+        reader=reader, user_id=claims.user_id, sign_in_id=claims.sign_in_id
+    )
     return service.writer(claims, account)
 
 

@@ -58,12 +58,14 @@ async def read_employee(
     from the replica unless it lacks the account's last write."""
     if replica is not None and replica.available():
         account, employee = await alongside(
-            accounts.get_user_access(reader=reader, user_id=claims.user_id),
+            accounts.get_user_access(
+                reader=reader, user_id=claims.user_id, sign_in_id=claims.sign_in_id
+            ),
             _record(replica, reader, user_id=claims.user_id, emp_id=emp_id),
         )
     else:
         account, employee = await crud.get_employee_as(
-            reader=reader, emp_id=emp_id, user_id=claims.user_id
+            reader=reader, emp_id=emp_id, user_id=claims.user_id, sign_in_id=claims.sign_in_id
         )
     principal = admit(claims, account)
     if employee is None:
@@ -226,7 +228,7 @@ async def _lock(
 ) -> tuple[Actor, EmployeeRow]:
     """The writer, once admitted (401/403), and the record, locked until the commit."""
     account, employee = await crud.lock_employee_as(
-        session=session, emp_id=emp_id, user_id=claims.user_id
+        session=session, emp_id=emp_id, user_id=claims.user_id, sign_in_id=claims.sign_in_id
     )
     actor = writer(claims, account)  # before anything is said about the record
     if employee is None:
