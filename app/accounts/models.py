@@ -46,11 +46,14 @@ class User(SQLModel, table=True):
     # Login is case-insensitive, so uniqueness is too: "Alice" and "alice" are one account.
     __table_args__ = (
         Index("uq_app_user_username_lower", func.lower(Column("username")), unique=True),
+        # Single sign-on: one account per identity at the provider, whoever asks first.
+        UniqueConstraint("sso_issuer", "sso_subject", name="uq_app_user_sso_identity"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid, primary_key=True))
     username: str = Field(sa_column=Column(String(50), nullable=False))
-    hashed_password: str = Field(sa_column=Column(String(255), nullable=False))
+    # None for an account that signs in through the identity provider only.
+    hashed_password: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
     is_admin: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
     is_active: bool = Field(default=True, sa_column=Column(Boolean, nullable=False))
     # Carried as `ver` in access tokens; bumping it revokes every token issued before.
@@ -60,6 +63,9 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
     )
+    # The provider's `iss` and `sub` of an account made by single sign-on; both None otherwise.
+    sso_issuer: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    sso_subject: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
 
 
 class UserCreate(SQLModel):
