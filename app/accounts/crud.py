@@ -52,6 +52,19 @@ class Access(NamedTuple):
 
 
 ACCESS_COLUMNS = Access._fields
+
+
+def role_columns(role: str) -> dict[str, Any]:
+    """The columns that store a role ("admin", "auditor" or "user"): the one place that knows
+    how. Until accounts have a role column, an auditor is stored as a plain user."""
+    return {"is_admin": role == "admin"}
+
+
+def has_role(account: Access, role: str) -> bool:
+    """Whether the account's row already stores this role."""
+    return all(getattr(account, name) == value for name, value in role_columns(role).items())
+
+
 _ACCESS = Query(
     select(*[user_table.c[name] for name in ACCESS_COLUMNS]).where(
         user_table.c.id == bindparam("user_id")
