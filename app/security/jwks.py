@@ -172,9 +172,19 @@ class JwksCache:
         self._task: asyncio.Task[None] | None = None
 
     @property
+    def busy(self) -> bool:
+        """A fetch is under way."""
+        return self._task is not None and not self._task.done()
+
+    @property
     def healthy(self) -> bool:
         """Keys are cached and the last fetch succeeded."""
         return bool(self.keys) and not self.failed
+
+    async def settled(self) -> None:
+        """Return once the fetch under way, if any, has ended."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
 
     def cached(self, kid: str) -> SigningKey | None:
         return self.keys.get(kid)
@@ -196,7 +206,7 @@ class JwksCache:
 
     def refresh(self) -> "asyncio.Task[None] | None":
         """The fetch under way, or a new one if none ran in the last minute; else None."""
-        if self._task is not None and not self._task.done():
+        if self._task is not None and self.busy:
             return self._task
         now = self.clock()
         if self.attempted_at is not None and now - self.attempted_at < REFETCH_INTERVAL:
