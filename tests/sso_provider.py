@@ -224,8 +224,8 @@ def with_sso(settings: Settings, provider: Provider, **overrides: Any) -> Settin
 class FakeClock:
     """The key cache's clock, moved by hand (the once-a-minute rule without waiting)."""
 
-    def __init__(self) -> None:
-        self.now = time.monotonic()
+    def __init__(self, now: float) -> None:
+        self.now = now
 
     def __call__(self) -> float:
         return self.now
