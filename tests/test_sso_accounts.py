@@ -301,7 +301,7 @@ class TestConcurrentFirstUse:
         assert [r.status_code for r in responses] == [200] * 10
         assert len({r.json()["id"] for r in responses}) == 1
         assert len(await sso_users(sessionmaker)) == 1
-        created = [r for r in caplog.records if "sso_account_created" in r.getMessage()]
+        created = [r for r in caplog.records if "account_created" in r.getMessage()]
         assert len(created) == 1  # one account event, by the request whose insert won
 
     async def test_racing_identities_of_one_name_get_distinct_usernames(

@@ -9,7 +9,6 @@ import logging
 import re
 import secrets
 import unicodedata
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,6 +30,9 @@ _NOT_IN_USERNAMES = re.compile(r"[^A-Za-z0-9._-]+")
 NUMBERED_TRIES = range(2, 10)
 RANDOM_TRIES = 5
 NO_FREE_USERNAME = "No free username for this account; ask an administrator"
+# Kinds of account event (the account history's names).
+ACCOUNT_CREATED = "account_created"
+ROLE_CHANGED = "role_changed"
 
 
 def mapped_role(values: Iterable[str], role_map: Mapping[str, str]) -> str:
@@ -94,7 +96,7 @@ async def _first_use(
                 continue  # the username is another account's
             if created:
                 await record_account_event(
-                    session, user_id=account.id, action="sso_account_created", role=role
+                    session, account=account, kind=ACCOUNT_CREATED, role=role
                 )
             await session.commit()
             return account
@@ -106,17 +108,22 @@ async def _change_role(
 ) -> None:
     async with sessionmaker() as session:
         if await sso_crud.set_role(session=session, user_id=account.id, role=role):
-            await record_account_event(
-                session, user_id=account.id, action="sso_role_changed", role=role
-            )
+            await record_account_event(session, account=account, kind=ROLE_CHANGED, role=role)
         await session.commit()
 
 
 async def record_account_event(
-    session: AsyncSession, *, user_id: uuid.UUID, action: str, role: str
+    session: AsyncSession, *, account: Access, kind: str, role: str
 ) -> None:
-    """An account event caused by the identity provider, in the caller's transaction.
+    """An account event caused by the identity provider, in the caller's transaction: the
+    account as it was before (for a creation, as made) and the role the provider gives it.
 
-    Merge with the account audit (branch `roles`): record it here with that branch's crud
+    Merge with the account history (branch `roles`): record it here with that branch's crud
     function, in `session`; until then it is only logged."""
-    logger.info("account %s: %s (role %s, from the identity provider)", user_id, action, role)
+    logger.info(
+        "account %s (%s): %s, role %s, by the identity provider",
+        account.id,
+        account.username,
+        kind,
+        role,
+    )
