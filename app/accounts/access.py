@@ -55,10 +55,10 @@ class Principal:
 def admit(claims: AccessClaims, account: AccountAccess | None) -> Principal:
     """The account the token names, if it may still act (401 otherwise): deleted, deactivated,
     a token version since bumped (sign-out everywhere, password change), or the token's sign-in
-    ended (sign-out)."""
+    ended (sign-out; the identity provider's tokens have none here)."""
     if account is None or not account.is_active or account.token_version != claims.version:
         raise UnauthorizedError(CREDENTIALS_DETAIL)
-    if not account.signed_in:
+    if claims.sign_in_id is not None and not account.signed_in:
         raise UnauthorizedError(CREDENTIALS_DETAIL)
     return Principal(id=account.id, username=account.username, role=Role(account.role))
 

@@ -74,6 +74,17 @@ def with_sign_in(accounts: FromClause) -> Join:
     )
 
 
+def role_columns(role: str) -> dict[str, Any]:
+    """The columns that store a role ("admin", "auditor" or "user"): the one place that knows
+    how."""
+    return {"role": role}
+
+
+def has_role(account: Access, role: str) -> bool:
+    """Whether the account's row already stores this role."""
+    return account.role == role
+
+
 _ACCESS = Query(
     select(*[user_table.c[name] for name in ACCESS_COLUMNS], SIGNED_IN)
     .select_from(with_sign_in(user_table))
@@ -83,7 +94,7 @@ _ACCESS = Query(
 
 
 async def get_user_access(
-    *, reader: Reader, user_id: uuid.UUID, sign_in_id: uuid.UUID
+    *, reader: Reader, user_id: uuid.UUID, sign_in_id: uuid.UUID | None
 ) -> Access | None:
     """The account's access columns: every request reads them, so no ORM instance is loaded
     and the statement runs on the driver directly (app.db.statements)."""
@@ -91,7 +102,7 @@ async def get_user_access(
 
 
 async def get_user_as(
-    *, session: AsyncSession, user_id: uuid.UUID, sign_in_id: uuid.UUID
+    *, session: AsyncSession, user_id: uuid.UUID, sign_in_id: uuid.UUID | None
 ) -> tuple[User, Access] | None:
     """The account as an ORM instance, and its access columns, in the same one statement."""
     statement = (

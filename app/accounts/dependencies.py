@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from app.accounts import crud
+from app.accounts import crud, sso
 from app.accounts.access import (
     CREDENTIALS_DETAIL,
     Principal,
@@ -16,15 +16,17 @@ from app.accounts.access import (
 from app.accounts.models import User
 from app.core.config import request_settings
 from app.core.errors import UnauthorizedError
-from app.db.session import ReaderDep, SessionDep
+from app.db.session import ReaderDep, SessionDep, database
 from app.http.versioning import API_PREFIX
+from app.security.oidc import OidcVerifier
 from app.security.tokens import AccessClaims, InvalidTokenError, decode_access_token
 
 
 class BearerClaims(OAuth2PasswordBearer):
     """The bearer token's claims as one dependency, shown in OpenAPI as the password flow (a
     subclass: one dependency less to solve on every request). A missing token gets the same 401
-    body as a bad one."""
+    body as a bad one. With single sign-on, the identity provider's tokens are accepted too:
+    their claims are those of the account they name (app.accounts.sso)."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -38,8 +40,18 @@ class BearerClaims(OAuth2PasswordBearer):
         token = await super().__call__(request)
         if token is None:
             raise UnauthorizedError("Not authenticated")
+        settings = request_settings(request)
+        oidc: OidcVerifier | None = request.app.state.oidc
         try:
-            claims = decode_access_token(token, request_settings(request))
+            # The one place a token's kind is decided: the identity provider's (RS256/ES256,
+            # with single sign-on on) or the service's own; each is then verified in full.
+            if oidc is not None and oidc.issued(token):
+                identity = await oidc.verify(token)
+                claims = await sso.sso_claims(
+                    database=database(request), identity=identity, role_map=settings.oidc_role_map
+                )
+            else:
+                claims = decode_access_token(token, settings)
         except InvalidTokenError:
             raise UnauthorizedError(CREDENTIALS_DETAIL) from None
         request.state.user_id = claims.user_id  # for the access log line

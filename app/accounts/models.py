@@ -52,11 +52,14 @@ class User(SQLModel, table=True):
         CheckConstraint(
             "role IN ({})".format(", ".join(f"'{role}'" for role in Role)), name="ck_app_user_role"
         ),
+        # Single sign-on: one account per identity at the provider, whoever asks first.
+        UniqueConstraint("sso_issuer", "sso_subject", name="uq_app_user_sso_identity"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid, primary_key=True))
     username: str = Field(sa_column=Column(String(50), nullable=False))
-    hashed_password: str = Field(sa_column=Column(String(255), nullable=False))
+    # None for an account that signs in through the identity provider only.
+    hashed_password: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
     # One column, so that no two flags can disagree; a row inserted without one is a plain user.
     role: str = Field(
         default=Role.user.value,
@@ -70,6 +73,9 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
     )
+    # The provider's `iss` and `sub` of an account made by single sign-on; both None otherwise.
+    sso_issuer: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    sso_subject: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
 
     @property
     def is_admin(self) -> bool:

@@ -32,7 +32,11 @@ password_router = APIRouter(prefix="/users", tags=["users"])
 
 FormText = Annotated[str, AfterValidator(reject_control_characters)]
 WRONG_PASSWORD_RESPONSE: dict[int | str, dict[str, Any]] = {
-    403: {"model": ErrorMessage, "description": "The current password is incorrect."}
+    403: {
+        "model": ErrorMessage,
+        "description": "The current password is incorrect, or the account signs in through "
+        "single sign-on and has no password.",
+    }
 }
 
 

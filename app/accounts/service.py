@@ -25,6 +25,7 @@ MAX_PASSWORD_LENGTH = 128
 LOGIN_FAILED = "Incorrect username or password"
 REFRESH_FAILED = "Invalid or expired refresh token"
 WRONG_PASSWORD = "Current password is incorrect"  # noqa: S105 (a message, not a secret)
+NO_PASSWORD = "This account signs in through single sign-on and has no password"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,9 @@ async def authenticate(*, session: AsyncSession, username: str, password: str) -
         # Nothing that long was ever accepted at sign-up; refuse before spending a hash on it.
         raise UnauthorizedError(LOGIN_FAILED)
     user = await crud.get_user_by_username(session=session, username=username)
-    if user is None:
+    if user is None or user.hashed_password is None:
+        # Unknown, or an account of single sign-on (no password): a wrong password's work and
+        # answer, so neither can be told apart from it.
         await verify_dummy_password(password)
         raise UnauthorizedError(LOGIN_FAILED)
     matches, new_hash = await verify_password(password, user.hashed_password)
@@ -154,6 +157,8 @@ async def change_password(
     *, session: AsyncSession, user: User, current_password: str, new_password: str
 ) -> None:
     """Replace the password after checking the current one; every token issued before dies."""
+    if user.hashed_password is None:
+        raise ForbiddenError(NO_PASSWORD)
     matches, _ = await verify_password(current_password, user.hashed_password)
     if not matches:
         raise ForbiddenError(WRONG_PASSWORD)

@@ -94,7 +94,7 @@ def taken(emp_id: int) -> ConflictError:
 
 
 async def get_employee_as(
-    *, reader: Reader, emp_id: int, user_id: uuid.UUID, sign_in_id: uuid.UUID
+    *, reader: Reader, emp_id: int, user_id: uuid.UUID, sign_in_id: uuid.UUID | None
 ) -> tuple[Access | None, EmployeeRow | None]:
     """The caller's account (and sign-in) and one record, in one round trip."""
     found = await reader.first(_EMPLOYEE_AS, emp_id=emp_id, user_id=user_id, sign_in_id=sign_in_id)
@@ -107,7 +107,7 @@ async def get_employee(*, reader: Reader, emp_id: int) -> EmployeeRow | None:
 
 
 async def lock_employee_as(
-    *, session: AsyncSession, emp_id: int, user_id: uuid.UUID, sign_in_id: uuid.UUID
+    *, session: AsyncSession, emp_id: int, user_id: uuid.UUID, sign_in_id: uuid.UUID | None
 ) -> tuple[Access | None, EmployeeRow | None]:
     """The caller's account (and sign-in) and the record, locked until the session's
     transaction ends."""

@@ -12,6 +12,7 @@ from app.core.config import Settings
 from app.http.rate_limits import LimitStoreUnavailable, Policy, RequestLimiter, Usage
 from app.http.versioning import route_path
 from app.observability.metrics import REQUESTS_LIMITED
+from app.security.oidc import OidcVerifier
 from app.security.tokens import InvalidTokenError, decode_access_token
 
 TOO_MANY = json.dumps({"detail": "Too many requests"}).encode()
@@ -28,10 +29,18 @@ def is_exempt(path: str) -> bool:
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, settings: Settings, limiter: RequestLimiter) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        limiter: RequestLimiter,
+        oidc: OidcVerifier | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
         self.limiter = limiter
+        self.oidc = oidc
         self.authenticated = Policy.parse("authenticated", settings.rate_limit_authenticated)
         self.anonymous = Policy.parse("anonymous", settings.rate_limit_anonymous)
         self.writes = Policy.parse("writes", settings.rate_limit_writes)
@@ -71,14 +80,19 @@ class RateLimitMiddleware:
 
     def _account(self, scope: Scope) -> uuid.UUID | None:
         """The account a valid bearer token names (verified, so nobody spends another's quota);
-        None for anonymous callers and bad tokens alike."""
+        None for anonymous callers and bad tokens alike. An identity provider's token counts
+        for its identity when its key is in hand (never fetched here), else as anonymous."""
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() != "bearer":
                     return None
+                token = token.strip()
+                if self.oidc is not None and self.oidc.issued(token):
+                    identity = self.oidc.verify_cached(token)
+                    return None if identity is None else identity.key
                 try:
-                    return decode_access_token(token.strip(), self.settings).user_id
+                    return decode_access_token(token, self.settings).user_id
                 except InvalidTokenError:
                     return None
         return None

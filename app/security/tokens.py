@@ -38,7 +38,9 @@ class AccessToken:
 class AccessClaims:
     user_id: uuid.UUID
     version: int
-    sign_in_id: uuid.UUID  # `sid`: the sign-in the token belongs to
+    # `sid`: the sign-in the token belongs to; None for the identity provider's tokens (single
+    # sign-on), which have no sign-in here. The service's own tokens always carry one.
+    sign_in_id: uuid.UUID | None
 
 
 @dataclass(frozen=True)

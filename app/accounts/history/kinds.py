@@ -4,3 +4,4 @@
 ROLE_CHANGED = "role_changed"
 ACTIVATION_CHANGED = "activation_changed"
 ACCOUNT_DELETED = "account_deleted"
+SSO_FIRST_SIGN_IN = "sso_first_sign_in"  # an account made by its first single sign-on
