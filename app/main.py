@@ -54,6 +54,7 @@ from app.observability.metrics import (
 from app.observability.router import router as metrics_router
 from app.observability.tracing import configure_tracing, requested_exporter, shutdown_tracing
 from app.security.api_keys import KeyMemory
+from app.security.oidc import OidcVerifier
 from app.security.passwords import configure_hash_concurrency
 
 DESCRIPTION = """
@@ -71,7 +72,10 @@ with the same answers. The health probes are not versioned: they live at `/healt
 
 
 def lifespan(
-    settings: Settings, database: Database | None, limiter: RequestLimiter | None
+    settings: Settings,
+    database: Database | None,
+    limiter: RequestLimiter | None,
+    oidc: OidcVerifier | None,
 ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
@@ -90,6 +94,8 @@ def lifespan(
         # The service starts while the database is down: /health/ready says 503 until it answers.
         admin_task = await start_first_admin(settings, db.sessions)
         replica_task = replica.start() if replica is not None else None
+        if oidc is not None:
+            oidc.start()  # the identity provider's keys, fetched in the background
         tasks = [
             task for task in (admin_task, start_live_gauges(), replica_task) if task is not None
         ]
@@ -103,6 +109,8 @@ def lifespan(
                     await task
             if replica is not None:
                 await replica.aclose()
+            if oidc is not None:
+                await oidc.aclose()
             if database is None:  # a database handed in belongs to whoever made it
                 await db.engine.dispose()
             if limiter is not None:
@@ -133,7 +141,10 @@ def freeze_startup_objects() -> None:
 
 
 def middleware(
-    settings: Settings, limiter: RequestLimiter | None, keys: KeyMemory | None = None
+    settings: Settings,
+    limiter: RequestLimiter | None,
+    oidc: OidcVerifier | None = None,
+    keys: KeyMemory | None = None,
 ) -> list[Middleware]:
     """Outermost first. Every answer, a refused Host, an oversized body or a spent request
     limit included, carries the request id, the security headers and `Vary: Accept-Encoding`
@@ -161,7 +172,11 @@ def middleware(
     if settings.cors_origins:
         stack.append(Middleware(CORSMiddleware, **cors_options(settings.cors_origins)))
     if limiter is not None:
-        stack.append(Middleware(RateLimitMiddleware, settings=settings, limiter=limiter, keys=keys))
+        stack.append(
+            Middleware(
+                RateLimitMiddleware, settings=settings, limiter=limiter, oidc=oidc, keys=keys
+            )
+        )
     stack.append(Middleware(CutOffMiddleware))
     if settings.database_read_url is not None:
         stack.append(Middleware(ReplicaWriteMiddleware))
@@ -184,13 +199,14 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     in is used instead of one built from the settings, and left open at shutdown."""
     settings = settings or get_settings()
     limiter = request_limiter(settings)
+    oidc = OidcVerifier.from_settings(settings)  # single sign-on, when OIDC_ISSUER is set
     keys = KeyMemory()
     app = FastAPI(
         title="Employee Records API",
         version="1.0.0",
         description=DESCRIPTION,
-        lifespan=lifespan(settings, database, limiter),
-        middleware=middleware(settings, limiter, keys),
+        lifespan=lifespan(settings, database, limiter, oidc),
+        middleware=middleware(settings, limiter, oidc, keys),
         swagger_ui_parameters={"persistAuthorization": True},
         openapi_tags=OPENAPI_TAGS,
         # app.http.docs serves both pages with their assets from the service, not from a CDN.
@@ -203,6 +219,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.api_keys = keys
     app.state.count_estimates = estimate_cache()
     app.state.replica = None  # the lifespan opens the read replica, if there is one
+    app.state.oidc = oidc
     install_error_handlers(app)
     install_method_handler(app)
     document_body_errors(app)

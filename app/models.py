@@ -7,7 +7,7 @@ from sqlmodel import SQLModel
 
 from app.accounts.history.models import AccountEvent
 from app.accounts.keys.models import ApiKey
-from app.accounts.models import RefreshToken, User
+from app.accounts.models import RefreshToken, SignIn, User
 from app.employees.history.models import EmployeeAudit
 from app.employees.models import Employee
 from app.idempotency.models import IdempotencyKey
@@ -33,6 +33,7 @@ __all__ = [
     "EmployeeAudit",
     "IdempotencyKey",
     "RefreshToken",
+    "SignIn",
     "User",
     "include_for",
     "metadata",

@@ -55,6 +55,8 @@ def show(value: Any) -> str:
         return code(str(int(value)))
     if isinstance(value, list):
         return code(",".join(str(item) for item in value)) if value else "empty"
+    if isinstance(value, dict):
+        return code(",".join(f"{key}={item}" for key, item in value.items())) if value else "empty"
     text = str(value).replace(str(PROJECT_DIR), PROJECT_PLACEHOLDER)
     return code(text) if text else "empty"
 
@@ -77,6 +79,7 @@ def allowed_values(field: FieldInfo) -> str:
             return "one of " + ", ".join(code(str(choice)) for choice in get_args(arg))
     low = high = ""
     length: list[str] = []
+    longest = ""
     for item in field.metadata:
         if isinstance(item, Ge):
             low = show(item.ge)
@@ -89,9 +92,11 @@ def allowed_values(field: FieldInfo) -> str:
         elif isinstance(item, MinLen):
             length.append(str(item.min_length))
         elif isinstance(item, MaxLen):
-            length.append(str(item.max_length))
-    if length:
-        return f"{'..'.join(length)} characters"
+            longest = str(item.max_length)
+    if length and longest:
+        return f"{length[0]}..{longest} characters"
+    if longest:
+        return f"up to {longest} characters"
     if low and high:
         return f"{low}..{high}" if not low.startswith("above") else f"{low}, up to {high}"
     if low:

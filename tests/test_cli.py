@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from app.accounts import crud, service
 from app.accounts.access import Role
 from app.accounts.history.models import AccountEvent
-from app.accounts.models import RefreshToken, User
+from app.accounts.models import RefreshToken, SignIn, User
 from app.cli import cli
 from app.cli.accounts import SET_ROLE
 from app.db.engine import create_engine, create_sessionmaker
@@ -422,17 +422,20 @@ def test_help_shows_flags_without_a_value(command: str) -> None:
 
 
 def add_token_and_key(url: str, *rows: tuple[User, datetime]) -> None:
-    """A refresh token and an idempotency key per (user, expires_at)."""
+    """A sign-in with one refresh token, and an idempotency key, per (user, expires_at)."""
 
     async def add() -> None:
         engine = create_engine(make_settings(url))
         try:
             async with create_sessionmaker(engine)() as session:
                 for user, expires_at in rows:
+                    sign_in = SignIn(user_id=user.id, expires_at=expires_at)
+                    session.add(sign_in)
+                    await session.flush()
                     session.add(
                         RefreshToken(
                             user_id=user.id,
-                            family_id=uuid.uuid4(),
+                            family_id=sign_in.id,
                             token_version=0,
                             token_hash=uuid.uuid4().hex * 2,
                             expires_at=expires_at,
@@ -478,7 +481,10 @@ class TestPurgeExpired:
         result = run("purge-expired")
 
         assert result.exit_code == 0, result.output
-        assert "Deleted 2 expired refresh tokens and 2 expired idempotency keys." in result.output
+        assert (
+            "Deleted 2 expired refresh tokens, 2 ended sign-ins and 2 expired idempotency keys."
+            in result.output
+        )
         tokens, keys = asyncio.run(left())
         assert len(tokens) == len(keys) == 1
         assert tokens[0] > datetime.now(UTC) and keys[0] > datetime.now(UTC)
@@ -488,7 +494,9 @@ class TestPurgeExpired:
         quiet = add_user(database, "quiet.user")
         add_token_and_key(database, (quiet, datetime.now(UTC) - timedelta(seconds=1)))
         result = run("purge-expired")
-        expected = "Deleted 1 expired refresh token and 1 expired idempotency key.\n"
+        expected = (
+            "Deleted 1 expired refresh token, 1 ended sign-in and 1 expired idempotency key.\n"
+        )
         assert result.stdout == expected
 
     def test_unreachable_server_exits_1(

@@ -9,15 +9,14 @@ from sqlalchemy.exc import DBAPIError
 
 from app.db.session import SessionDep
 from app.main import create_app
-from app.security.tokens import create_access_token
-from tests.conftest import make_settings, running
+from tests.conftest import make_settings, mint_token, running
 
 
 async def test_unreachable_database_gets_503_with_retry_after(normal_user):
     # Port 1 on loopback refuses at once, as a stopped PostgreSQL does.
     settings = make_settings("postgresql+asyncpg://postgres@127.0.0.1:1/gone", db_connect_timeout=2)
     app = create_app(settings)
-    token = create_access_token(normal_user.id, settings).token
+    token = mint_token(normal_user, settings)
     headers = {"Authorization": f"Bearer {token}"}
     transport = ASGITransport(app)
     async with running(app), AsyncClient(transport=transport, base_url="http://t") as client:

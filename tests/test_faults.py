@@ -22,8 +22,7 @@ from app.core.config import Settings
 from app.db.engine import create_engine, create_sessionmaker
 from app.employees.models import Employee
 from app.security.passwords import password_context
-from app.security.tokens import create_access_token
-from tests.conftest import SECRET, employee_payload, make_settings
+from tests.conftest import SECRET, employee_payload, make_settings, mint_token, standing_sign_in
 from tests.pg import alembic_config
 from tests.pgcluster import PgCluster, throwaway_cluster
 from tests.test_startup import free_port, server_env, users_in, wait_until_up
@@ -48,8 +47,10 @@ async def seed(settings: Settings) -> str:
             user = User(username="fault.reader", hashed_password=password_context.hash("x" * 12))
             data = employee_payload() | {"emp_dob": date(1985, 12, 10)}
             session.add_all([user, Employee(**data)])
+            await session.flush()
+            session.add(standing_sign_in(user))
             await session.commit()
-            return create_access_token(user.id, settings, version=user.token_version).token
+            return mint_token(user, settings)
     finally:
         await engine.dispose()
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import uuid
 import warnings
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,17 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import inspect, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.accounts.models import SignIn
+from app.core.types import UTCDateTime
+from app.main import create_app
 from app.models import include_for, metadata
-from tests.conftest import require_postgres
+from app.security.tokens import hash_refresh_token
+from tests.conftest import make_settings, require_postgres, running
 from tests.pg import ROOT, PostgresServer, alembic_config, asyncpg_dsn
 
 
@@ -393,5 +398,121 @@ def test_postgres_roles_follow_the_admin_flag_up_and_down(postgres_server: Postg
     name = asyncio.run(server.create_database())
     try:
         check_roles_follow_the_admin_flag(server.url_for(name))
+    finally:
+        asyncio.run(server.drop_database(name))
+
+
+# Revision 0009 (sign-ins): the refresh-token families of before become sign-ins.
+_user = sa.table(
+    "app_user",
+    sa.column("id", sa.Uuid()),
+    sa.column("username", sa.String()),
+    sa.column("hashed_password", sa.String()),
+    sa.column("is_admin", sa.Boolean()),
+    sa.column("is_active", sa.Boolean()),
+    sa.column("token_version", sa.Integer()),
+    sa.column("created_at", UTCDateTime()),
+)
+_refresh_token = sa.table(
+    "refresh_token",
+    *(sa.column(name, sa.Uuid()) for name in ("id", "user_id", "family_id")),
+    sa.column("token_version", sa.Integer()),
+    sa.column("token_hash", sa.String()),
+    *(sa.column(name, UTCDateTime()) for name in ("created_at", "expires_at", "used_at")),
+    sa.column("revoked_at", UTCDateTime()),
+)
+
+
+async def add_families_before_sign_ins(url: str) -> tuple[uuid.UUID, dict[str, str]]:
+    """An account with two sign-ins made before revision 0009 (a live family of two tokens, one
+    spent, and a signed-out one); its id and the raw refresh tokens by name."""
+    now = datetime.now(UTC)
+    user_id, live, ended = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    raw = {name: f"{name}-{uuid.uuid4().hex}" for name in ("spent", "newest", "signed_out")}
+    rows = [
+        (live, "spent", now - timedelta(days=1), now, None),
+        (live, "newest", now, None, None),
+        (ended, "signed_out", now - timedelta(days=2), None, now),
+    ]
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                _user.insert().values(
+                    id=user_id,
+                    username="jane.doe",
+                    hashed_password="-",  # never signs in with a password here
+                    is_admin=False,
+                    is_active=True,
+                    token_version=0,
+                    created_at=now,
+                )
+            )
+            for family, name, created_at, used_at, revoked_at in rows:
+                await connection.execute(
+                    _refresh_token.insert().values(
+                        id=uuid.uuid4(),
+                        user_id=user_id,
+                        family_id=family,
+                        token_version=0,
+                        token_hash=hash_refresh_token(raw[name]),
+                        created_at=created_at,
+                        expires_at=created_at + timedelta(days=7),
+                        used_at=used_at,
+                        revoked_at=revoked_at,
+                    )
+                )
+    finally:
+        await engine.dispose()
+    return user_id, raw
+
+
+async def check_families_became_sign_ins(url: str, user_id: uuid.UUID, raw: dict[str, str]) -> None:
+    settings = make_settings(url)
+    async with running(create_app(settings)) as app:
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://t") as client:
+            async with app.state.database.sessions() as session:
+                rows = (await session.execute(sa.select(SignIn))).scalars().all()
+            assert {row.user_id for row in rows} == {user_id} and len(rows) == 2
+            # The signed-out family is a revoked sign-in, the other a live one.
+            (live,) = [row for row in rows if row.revoked_at is None]
+            week = datetime.now(UTC) + timedelta(days=7)
+            assert abs((live.expires_at - week).total_seconds()) < 60  # its newest token's
+
+            # The live sign-in's newest refresh token gives an access token that works.
+            renewed = await client.post("/auth/refresh", json={"refresh_token": raw["newest"]})
+            assert renewed.status_code == 200, renewed.text
+            headers = {"Authorization": f"Bearer {renewed.json()['access_token']}"}
+            me = await client.get("/users/me", headers=headers)
+            assert me.status_code == 200 and me.json()["id"] == str(user_id)
+            for signed_out in ("signed_out", "spent"):  # a revoked one, and a reused one
+                response = await client.post(
+                    "/auth/refresh", json={"refresh_token": raw[signed_out]}
+                )
+                assert response.status_code == 401
+            # Replaying the spent token ended the live sign-in too (reuse detection).
+            assert (await client.get("/users/me", headers=headers)).status_code == 401
+
+
+def check_refresh_tokens_of_before_keep_working(url: str) -> None:
+    config = alembic_config(url)
+    command.upgrade(config, "0006")
+    user_id, raw = asyncio.run(add_families_before_sign_ins(url))
+    command.upgrade(config, "head")
+    asyncio.run(check_families_became_sign_ins(url, user_id, raw))
+
+
+def test_sqlite_refresh_tokens_of_before_sign_ins_keep_working(tmp_path: Path):
+    check_refresh_tokens_of_before_keep_working(f"sqlite+aiosqlite:///{tmp_path / 's.db'}")
+
+
+def test_postgres_refresh_tokens_of_before_sign_ins_keep_working(
+    postgres_server: PostgresServer | None,
+):
+    server = require_postgres(postgres_server)
+    name = asyncio.run(server.create_database())
+    try:
+        check_refresh_tokens_of_before_keep_working(server.url_for(name))
     finally:
         asyncio.run(server.drop_database(name))

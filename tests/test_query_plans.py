@@ -8,14 +8,17 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import event, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import event, insert, make_url, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlmodel import col
 
+from app.accounts import crud as accounts_crud
+from app.accounts.models import SignIn, User
 from app.db.engine import create_engine
 from app.employees import counting, crud, listing
 from app.employees.models import SortField, SortOrder
@@ -33,6 +36,17 @@ FROM generate_series(1, :rows) AS g
 """
 
 
+ACCOUNTS = 1_000
+SIGN_INS_PER_ACCOUNT = 20
+# Every account's sign-ins, every other one revoked: what the account check joins by `sid`.
+FILL_SIGN_INS = """
+INSERT INTO sign_in (id, user_id, created_at, expires_at, revoked_at)
+SELECT gen_random_uuid(), app_user.id, now(), now() + interval '7 days',
+       CASE WHEN g % 2 = 0 THEN now() END
+FROM app_user, generate_series(1, :per_account) AS g
+"""
+
+
 async def _fill(url: str) -> None:
     # Filling takes longer than the service's statement timeout allows a request.
     connection = await asyncpg.connect(asyncpg_dsn(make_url(url)), command_timeout=120)
@@ -42,6 +56,38 @@ async def _fill(url: str) -> None:
         await connection.execute("VACUUM ANALYZE employee")
     finally:
         await connection.close()
+    # The accounts as the model makes them (every column's default), then their sign-ins.
+    engine = create_engine(make_settings(url))
+    try:
+        async with engine.begin() as transaction:
+            users = [User(username=f"user.{n}", hashed_password="-") for n in range(ACCOUNTS)]
+            await transaction.execute(insert(User), [user.model_dump() for user in users])
+            per_account = str(SIGN_INS_PER_ACCOUNT)
+            await transaction.exec_driver_sql(FILL_SIGN_INS.replace(":per_account", per_account))
+        async with engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.exec_driver_sql("VACUUM ANALYZE app_user, sign_in")
+    finally:
+        await engine.dispose()
+
+
+async def a_live_sign_in(engine: AsyncEngine) -> tuple[uuid.UUID, uuid.UUID]:
+    """(account id, id of one of its live sign-ins) from the filled database."""
+    async with engine.connect() as connection:
+        result = await connection.execute(
+            select(SignIn.user_id, SignIn.id).where(col(SignIn.revoked_at).is_(None)).limit(1)
+        )
+        user_id, sign_in_id = result.one()
+    return user_id, sign_in_id
+
+
+def assert_key_lookups(plan: dict[str, Any]) -> None:
+    """The account and its sign-in are each read through their primary key, one row each."""
+    for relation, index in (("app_user", "pk_app_user"), ("sign_in", "pk_sign_in")):
+        (node,) = [n for n in nodes(plan) if n.get("Relation Name") == relation]
+        assert node["Node Type"] == "Index Scan", node
+        assert node["Index Name"] == index
+        assert node["Actual Rows"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +122,14 @@ def captured(engine: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
-async def explain(engine: AsyncEngine, statement: str, parameters: Any) -> dict[str, Any]:
-    async with engine.connect() as connection:
+async def explain(
+    engine: AsyncEngine | AsyncConnection, statement: str, parameters: Any
+) -> dict[str, Any]:
+    async with AsyncExitStack() as stack:
+        connection = engine
+        if isinstance(engine, AsyncEngine):
+            connection = await stack.enter_async_context(engine.connect())
+        assert isinstance(connection, AsyncConnection)
         result = await connection.exec_driver_sql(
             f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters
         )
@@ -194,32 +246,51 @@ async def test_a_filter_with_few_matches_is_counted_exactly(filled):
     assert [s.split()[0] for s, _ in statements] == ["EXPLAIN", "SELECT"]
 
 
-async def test_one_employee_by_emp_id_is_a_unique_index_lookup(filled):
-    # The statement GET /employees/{emp_id} sends: the caller's account, the record joined to it.
-    # It runs on the driver (app.db.statements), past SQLAlchemy's execution events: its SQL is the
-    # statement compiled for this dialect, as app.db.statements sends it.
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+async def test_one_employee_by_emp_id_is_a_unique_index_lookup(filled, plan_cache_mode):
+    # The statement GET /employees/{emp_id} sends: the caller's account and the token's sign-in,
+    # the record joined to them. It runs on the driver (app.db.statements), past SQLAlchemy's
+    # execution events: its SQL is the statement compiled for this dialect, as app.db.statements
+    # sends it, prepared (after five runs PostgreSQL may reuse a plan made without the values).
     compiled = crud._EMPLOYEE_AS.compiled(filled.dialect)
-    assert compiled.names == ("emp_id", "user_id")
-    plan = await explain(filled, compiled.sql, (12_345, uuid.uuid4()))
+    assert compiled.names == ("emp_id", "sign_in_id", "user_id")
+    user_id, sign_in_id = await a_live_sign_in(filled)
+    async with filled.connect() as connection:
+        await connection.exec_driver_sql(f"SET plan_cache_mode = {plan_cache_mode}")
+        await connection.exec_driver_sql(f"PREPARE one AS {compiled.sql}")
+        # Our own integer and UUIDs, written out: EXECUTE plans the statement as prepared.
+        values = f"12345, '{sign_in_id}', '{user_id}'"
+        plan = await explain(connection, f"EXECUTE one({values})", ())
+        await connection.rollback()
     (employee,) = [n for n in nodes(plan) if n.get("Relation Name") == "employee"]
     assert employee["Node Type"] == "Index Scan"
     assert employee["Index Name"] == "uq_employee_emp_id"
+    assert_key_lookups(plan)
+
+
+async def test_the_account_check_reads_the_sign_in_by_its_primary_key(filled):
+    # The statement behind CurrentPrincipal and AdminUser (every other route's caller).
+    compiled = accounts_crud._ACCESS.compiled(filled.dialect)
+    assert compiled.names == ("sign_in_id", "user_id")
+    user_id, sign_in_id = await a_live_sign_in(filled)
+    async with filled.connect() as connection:
+        plan = await explain(connection, compiled.sql, (sign_in_id, user_id))
+    assert_key_lookups(plan)
 
 
 async def test_a_write_locks_its_record_through_the_unique_index(filled):
     # The statement PUT, PATCH and DELETE send: the account, and the record locked (LATERAL).
     compiled = crud._LOCK_AS.compiled(filled.dialect)
-    assert "FOR UPDATE" in compiled.sql and compiled.names == ("emp_id", "user_id")
+    assert "FOR UPDATE" in compiled.sql
+    assert compiled.names == ("emp_id", "sign_in_id", "user_id")
+    user_id, sign_in_id = await a_live_sign_in(filled)
     async with filled.connect() as connection:  # EXPLAIN ANALYZE locks too: in a transaction
-        result = await connection.exec_driver_sql(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled.sql}", (12_345, uuid.uuid4())
-        )
-        plan = result.scalar_one()
+        plan = await explain(connection, compiled.sql, (12_345, sign_in_id, user_id))
         await connection.rollback()
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-    (employee,) = [n for n in nodes(plan[0]["Plan"]) if n.get("Relation Name") == "employee"]
+    (employee,) = [n for n in nodes(plan) if n.get("Relation Name") == "employee"]
     assert employee["Node Type"] == "Index Scan"
     assert employee["Index Name"] == "uq_employee_emp_id"
+    assert_key_lookups(plan)
 
 
 async def test_a_deep_offset_page_skips_rows_in_the_index_only(filled):

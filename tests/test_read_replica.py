@@ -28,14 +28,14 @@ from app.db.replica_writes import MemoryWriteLog, RedisWriteLog, WriteLogUnavail
 from app.main import create_app
 from app.middleware.replica_writes import ReplicaWriteMiddleware
 from app.security.passwords import password_context
-from app.security.tokens import create_access_token
-from tests.conftest import employee_payload, make_settings, running
+from tests.conftest import employee_payload, make_settings, mint_token, running, standing_sign_in
 from tests.pg import alembic_config
 from tests.pgcluster import PgCluster, throwaway_cluster, throwaway_replica
 from tests.test_login_limits import CLOSED_PORT_REDIS, REDIS_TEST_URL
 
 FALLBACKS = "db_replica_fallbacks_total"
-ACCOUNTS = ("writer", "auditor", "reader", "revoked")  # writer and auditor are admins
+# writer and auditor are admins
+ACCOUNTS = ("writer", "auditor", "reader", "revoked", "signed_out")
 
 
 @dataclass
@@ -61,11 +61,10 @@ async def seed(settings: Settings) -> dict[str, str]:
                 for name in ACCOUNTS
             }
             session.add_all(users.values())
+            await session.flush()
+            session.add_all(standing_sign_in(user) for user in users.values())
             await session.commit()
-        return {
-            name: create_access_token(user.id, settings, version=user.token_version).token
-            for name, user in users.items()
-        }
+        return {name: mint_token(user, settings) for name, user in users.items()}
     finally:
         await engine.dispose()
 
@@ -226,6 +225,21 @@ class TestStreamingReplica:
                 )
                 for path in ("/employees/1", "/employees/", "/employees/export.csv"):
                     assert (await revoked.get(path)).status_code == 401
+
+    async def test_a_signed_out_token_is_refused_although_the_replica_still_admits_it(
+        self, pair: Pair
+    ) -> None:
+        settings = pair.settings(replica_max_lag_seconds=60)
+        async with serving(settings) as app, client(app, pair.tokens["signed_out"]) as signed_out:
+            assert (await signed_out.get("/employees/1")).status_code == 404
+            async with replay_paused(pair.replica):
+                await sql(
+                    pair.primary,
+                    "UPDATE sign_in SET revoked_at = now() FROM app_user "
+                    "WHERE sign_in.user_id = app_user.id AND username = 'replica.signed_out'",
+                )
+                for path in ("/employees/1", "/employees/", "/employees/export.csv"):
+                    assert (await signed_out.get(path)).status_code == 401
 
     async def test_a_replica_lagging_past_the_limit_serves_no_read(self, pair: Pair) -> None:
         emp_id = 2003

@@ -3,7 +3,7 @@
 Session A refreshes in a loop with its newest refresh token while session B ends every session
 (sign-out everywhere, a password change, an admin deactivating the account) or A's own sign-in
 (sign-out). Once the revocation has answered, nothing A holds may work: not its newest refresh
-token, and not any access token it was given.
+token, and not any access token it was given. A sign-out of A's alone leaves B working.
 """
 
 import asyncio
@@ -130,16 +130,57 @@ class TestRevocationRacingARefreshLoop:
         assert survivors == [[]] * TRIALS
 
     async def test_sign_out_of_that_session(self, client: AsyncClient, normal_user: User) -> None:
+        b_sessions = []
+
         async def revoke(session_b: dict[str, Any]) -> None:
             # B signs session A out with a refresh token of A's it has seen (a stolen laptop's).
+            b_sessions.append(session_b)
             body = {"refresh_token": session_b["a_refresh_token"]}
             response = await client.post("/auth/logout", json=body)
             assert response.status_code == 204
 
-        survivors = []
-        for _ in range(TRIALS):
-            found = await race(client, USER_PASSWORD, revoke)
-            # Sign-out ends A's refresh tokens; its access tokens live until they expire.
-            survivors.append([line for line in found if line.startswith("refresh")])
+        survivors = [await race(client, USER_PASSWORD, revoke) for _ in range(TRIALS)]
 
         assert survivors == [[]] * TRIALS
+        for session_b in b_sessions:  # only A's sign-in ended
+            me = await client.get("/users/me", headers=bearer(session_b))
+            assert me.status_code == 200
+
+
+async def refresh_and_logout_at_once(client: AsyncClient) -> tuple[int, list[str]]:
+    """Sign in, then refresh and sign out with the one refresh token at the same moment: the
+    refresh's status, and what still works afterwards of the sign-in's tokens (want none)."""
+    tokens = await sign_in(client, USER_PASSWORD)
+    refreshed, logged_out = await asyncio.gather(
+        client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}),
+        client.post("/auth/logout", json={"refresh_token": tokens["refresh_token"]}),
+    )
+    assert logged_out.status_code == 204
+    assert refreshed.status_code in (200, 401), refreshed.text
+    survivors = []
+    access_tokens = [tokens["access_token"]]
+    if refreshed.status_code == 200:
+        successor = refreshed.json()
+        access_tokens.append(successor["access_token"])
+        again = await client.post(
+            "/auth/refresh", json={"refresh_token": successor["refresh_token"]}
+        )
+        if again.status_code != 401:
+            survivors.append(f"successor refresh token: {again.status_code}")
+    for access in access_tokens:
+        me = await client.get("/users/me", headers={"Authorization": f"Bearer {access}"})
+        if me.status_code != 401:
+            survivors.append(f"access token: {me.status_code}")
+    return refreshed.status_code, survivors
+
+
+class TestSignOutRacingARefreshOfTheSameToken:
+    async def test_no_live_successor_is_left(self, client: AsyncClient, normal_user: User) -> None:
+        """Whichever of the two the database serves first, the sign-in ends: a successor the
+        refresh wrote is revoked with it, and the access tokens of both die."""
+        other = await sign_in(client, USER_PASSWORD)
+        outcomes = [await refresh_and_logout_at_once(client) for _ in range(TRIALS * 2)]
+
+        assert [survivors for _, survivors in outcomes] == [[]] * (TRIALS * 2)
+        me = await client.get("/users/me", headers=bearer(other))
+        assert me.status_code == 200  # the account's other sign-in carries on

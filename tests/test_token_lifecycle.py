@@ -12,7 +12,7 @@ from httpx import AsyncClient, Response
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.accounts.models import RefreshToken, User
+from app.accounts.models import RefreshToken, SignIn, User
 from app.core.config import Settings
 from tests.conftest import USER_PASSWORD
 
@@ -128,6 +128,10 @@ class TestLoginIssuesRefreshToken:
                 (normal_user.id, live, datetime.now(UTC) + timedelta(days=1)),
                 (other.id, others, expired),  # another account's: its own sign-in removes it
             ):
+                # Sign-ins that outlive their tokens: only the tokens are expired.
+                later = datetime.now(UTC) + timedelta(days=1)
+                session.add(SignIn(id=family, user_id=user_id, expires_at=later))
+                await session.flush()
                 session.add(
                     RefreshToken(
                         user_id=user_id,

@@ -35,6 +35,7 @@ DROP = object()
 HS256_HEADER = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=").decode()
 
 TokenBuilder = Callable[[uuid.UUID], str]
+SIGN_IN = uuid.UUID("5f0c3a52-8d1e-4b7a-9c2f-1e6d4b8a0f37")
 
 
 def b64url(data: bytes) -> str:
@@ -53,6 +54,7 @@ def claims(user_id: uuid.UUID, **changes: Any) -> dict[str, Any]:
         "jti": uuid.uuid4().hex,
         "type": "access",
         "ver": 0,
+        "sid": str(user_id),  # the account's standing sign-in (tests.conftest.standing_sign_in)
     }
     for name, value in changes.items():
         if value is DROP:
@@ -110,6 +112,11 @@ FORGED: dict[str, TokenBuilder] = {
     "ver-negative": lambda uid: sign(uid, ver=-1),
     "ver-a-string": lambda uid: sign(uid, ver="0"),
     "ver-a-boolean": lambda uid: sign(uid, ver=False),
+    # Before sign-ins had ids, tokens had no `sid`: refused (docs/security.md, "Tokens").
+    "sid-missing": lambda uid: sign(uid, sid=DROP),
+    "sid-not-a-uuid": lambda uid: sign(uid, sid="not-a-uuid"),
+    "sid-an-integer": lambda uid: sign(uid, sid=12345),
+    "sid-null": lambda uid: sign(uid, sid=None),
     "crit-header": lambda uid: jwt.encode(
         claims(uid), SECRET, algorithm="HS256", headers={"crit": ["exp"]}
     ),
@@ -160,15 +167,15 @@ class TestCreateAccessToken:
     def test_round_trip_returns_the_user_id(self, unit_settings: Settings) -> None:
         user_id = uuid.uuid4()
 
-        token = create_access_token(user_id, unit_settings)
+        token = create_access_token(user_id, unit_settings, sign_in_id=SIGN_IN)
 
-        assert decode_access_token(token.token, unit_settings) == AccessClaims(user_id, 0)
+        assert decode_access_token(token.token, unit_settings) == AccessClaims(user_id, 0, SIGN_IN)
 
     def test_claims_and_lifetime(self) -> None:
         settings = make_settings("sqlite+aiosqlite://", access_token_expire_minutes=7)
         user_id = uuid.uuid4()
 
-        token = create_access_token(user_id, settings)
+        token = create_access_token(user_id, settings, sign_in_id=SIGN_IN)
 
         assert token.expires_in == 420
         assert jwt.get_unverified_header(token.token)["alg"] == "HS256"
@@ -179,29 +186,30 @@ class TestCreateAccessToken:
         assert decoded["type"] == "access"
         assert decoded["iss"] == decoded["aud"] == "employee-records-api"
         assert decoded["ver"] == 0
+        assert decoded["sid"] == str(SIGN_IN)
         assert decoded["exp"] - decoded["iat"] == 420
         assert abs(decoded["iat"] - time.time()) < 5
 
     def test_each_token_is_unique(self, unit_settings: Settings) -> None:
         user_id = uuid.uuid4()
 
-        first = create_access_token(user_id, unit_settings).token
-        second = create_access_token(user_id, unit_settings).token
+        first = create_access_token(user_id, unit_settings, sign_in_id=SIGN_IN).token
+        second = create_access_token(user_id, unit_settings, sign_in_id=SIGN_IN).token
 
         assert first != second
 
     def test_version_is_carried(self, unit_settings: Settings) -> None:
         user_id = uuid.uuid4()
 
-        token = create_access_token(user_id, unit_settings, version=7).token
+        token = create_access_token(user_id, unit_settings, sign_in_id=SIGN_IN, version=7).token
 
-        assert decode_access_token(token, unit_settings) == AccessClaims(user_id, 7)
+        assert decode_access_token(token, unit_settings) == AccessClaims(user_id, 7, SIGN_IN)
 
     @pytest.mark.parametrize("setting", ["jwt_issuer", "jwt_audience"])
     def test_token_for_another_issuer_or_audience_setting_is_refused(self, setting: str) -> None:
         other = make_settings("sqlite+aiosqlite://", **{setting: "some-other-service"})
         ours = make_settings("sqlite+aiosqlite://")
-        token = create_access_token(uuid.uuid4(), other).token
+        token = create_access_token(uuid.uuid4(), other, sign_in_id=SIGN_IN).token
 
         with pytest.raises(InvalidTokenError):
             decode_access_token(token, ours)
@@ -210,7 +218,7 @@ class TestCreateAccessToken:
     def test_token_signed_for_another_algorithm_setting_is_refused(self) -> None:
         hs512 = make_settings("sqlite+aiosqlite://", jwt_algorithm="HS512")
         hs256 = make_settings("sqlite+aiosqlite://")
-        token = create_access_token(uuid.uuid4(), hs512).token
+        token = create_access_token(uuid.uuid4(), hs512, sign_in_id=SIGN_IN).token
 
         with pytest.raises(InvalidTokenError):
             decode_access_token(token, hs256)
@@ -220,7 +228,8 @@ class TestDecodeAccessToken:
     def test_service_style_claims_are_accepted(self, unit_settings: Settings) -> None:
         user_id = uuid.uuid4()
 
-        assert decode_access_token(sign(user_id), unit_settings) == AccessClaims(user_id, 0)
+        expected = AccessClaims(user_id, 0, sign_in_id=user_id)
+        assert decode_access_token(sign(user_id), unit_settings) == expected
 
     def test_small_clock_skew_is_tolerated(self, unit_settings: Settings) -> None:
         user_id = uuid.uuid4()
@@ -346,6 +355,17 @@ class TestForgedTokens:
     ) -> None:
         await assert_rejected(client, bearer(sign(uuid.uuid4())))
 
+    async def test_token_of_an_unknown_sign_in_gets_401(
+        self, client: AsyncClient, normal_user: User
+    ) -> None:
+        await assert_rejected(client, bearer(sign(normal_user.id, sid=str(uuid.uuid4()))))
+
+    async def test_token_naming_another_accounts_sign_in_gets_401(
+        self, client: AsyncClient, normal_user: User, admin_user: User
+    ) -> None:
+        # Signed with the real key: only the account check can tell the sign-in is not theirs.
+        await assert_rejected(client, bearer(sign(normal_user.id, sid=str(admin_user.id))))
+
 
 class TestAccessFollowsTheUserRow:
     async def test_deactivated_user_gets_401_at_once(
@@ -437,7 +457,7 @@ class TestTokenFuzz:
             # correctly signed, but every claim drawn from odd values and no real subject
             payload = {
                 name: rng.choice(odd_values)
-                for name in ("sub", "iat", "exp", "nbf", "type")
+                for name in ("sub", "iat", "exp", "nbf", "type", "sid")
                 if rng.random() < 0.8
             }
             return sign_raw(json.dumps(payload).encode()).encode()

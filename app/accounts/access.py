@@ -17,7 +17,7 @@ __all__ = ["ADMIN_REQUIRED", "AUDITOR_REQUIRED", "Role"]  # here for the modules
 
 
 class AccountAccess(Protocol):
-    """What authorizing needs of an account: an `Access` row or a `User`."""
+    """What authorizing needs of an account and of the token's sign-in (an `Access` row)."""
 
     @property
     def id(self) -> uuid.UUID: ...
@@ -29,6 +29,8 @@ class AccountAccess(Protocol):
     def is_active(self) -> bool: ...
     @property
     def token_version(self) -> int: ...
+    @property
+    def signed_in(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +50,9 @@ class Principal:
 
 def admit(claims: Credential, account: AccountAccess | KeyAccess | None) -> Principal:
     """The account the credential names, if it may still act (401 otherwise): deleted,
-    deactivated, or a token version since bumped (sign-out everywhere, password change); for
-    an API key, also a key revoked or expired."""
+    deactivated, a token version since bumped (sign-out everywhere, password change), or the
+    token's sign-in ended (sign-out; the identity provider's tokens have none here); for an API
+    key, also a key revoked or expired."""
     if isinstance(claims, KeyCredential):
         return _admit_key(claims, account)
     if (
@@ -58,6 +61,8 @@ def admit(claims: Credential, account: AccountAccess | KeyAccess | None) -> Prin
         or not account.is_active
         or account.token_version != claims.version
     ):
+        raise UnauthorizedError(CREDENTIALS_DETAIL)
+    if claims.sign_in_id is not None and not account.signed_in:
         raise UnauthorizedError(CREDENTIALS_DETAIL)
     return Principal(id=account.id, username=account.username, role=Role(account.role))
 

@@ -6,6 +6,8 @@ from typing import Any, NamedTuple, NoReturn, cast
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
+    FromClause,
+    Join,
     Table,
     and_,
     bindparam,
@@ -22,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
-from app.accounts.models import User
+from app.accounts.models import SignIn, User
 from app.accounts.roles import Role
 from app.core.errors import ConflictError, NotFoundError
 from app.db.reader import Reader
@@ -43,28 +45,78 @@ async def lock_user(*, session: AsyncSession, user_id: uuid.UUID) -> User | None
 
 
 class Access(NamedTuple):
-    """What authorizing a request needs of an account."""
+    """What authorizing a request needs of an account, and of the token's sign-in."""
 
     id: uuid.UUID
     username: str
     role: str
     is_active: bool
     token_version: int
+    # Last, and from sign_in (SIGNED_IN), not app_user: the token's sign-in is live.
+    signed_in: bool
 
 
-ACCESS_COLUMNS = Access._fields
+ACCESS_COLUMNS = Access._fields[:-1]  # app_user's: every field but signed_in
+sign_in_table = cast(Table, SignIn.__table__)  # type: ignore[attr-defined]
+SIGNED_IN = sign_in_table.c.id.is_not(None).label("signed_in")
+
+
+def with_sign_in(accounts: FromClause) -> Join:
+    """`accounts` (app_user first) and the token's sign-in, joined by its primary key if it is
+    the account's and not revoked: otherwise SIGNED_IN is false, never a missing account row."""
+    return accounts.outerjoin(
+        sign_in_table,
+        and_(
+            sign_in_table.c.id == bindparam("sign_in_id"),
+            sign_in_table.c.user_id == user_table.c.id,
+            sign_in_table.c.revoked_at.is_(None),
+        ),
+    )
+
+
+def role_columns(role: str) -> dict[str, Any]:
+    """The columns that store a role ("admin", "auditor" or "user"): the one place that knows
+    how."""
+    return {"role": role}
+
+
+def has_role(account: Access, role: str) -> bool:
+    """Whether the account's row already stores this role."""
+    return account.role == role
+
+
 _ACCESS = Query(
-    select(*[user_table.c[name] for name in ACCESS_COLUMNS]).where(
-        user_table.c.id == bindparam("user_id")
-    ),
+    select(*[user_table.c[name] for name in ACCESS_COLUMNS], SIGNED_IN)
+    .select_from(with_sign_in(user_table))
+    .where(user_table.c.id == bindparam("user_id")),
     Access._make,
 )
 
 
-async def get_user_access(*, reader: Reader, user_id: uuid.UUID) -> Access | None:
+async def get_user_access(
+    *, reader: Reader, user_id: uuid.UUID, sign_in_id: uuid.UUID | None
+) -> Access | None:
     """The account's access columns: every request reads them, so no ORM instance is loaded
     and the statement runs on the driver directly (app.db.statements)."""
-    return await reader.first(_ACCESS, user_id=user_id)
+    return await reader.first(_ACCESS, user_id=user_id, sign_in_id=sign_in_id)
+
+
+async def get_user_as(
+    *, session: AsyncSession, user_id: uuid.UUID, sign_in_id: uuid.UUID | None
+) -> tuple[User, Access] | None:
+    """The account as an ORM instance, and its access columns, in the same one statement."""
+    statement = (
+        select(User, SIGNED_IN)
+        .select_from(with_sign_in(user_table))
+        .where(col(User.id) == bindparam("user_id"))
+        .execution_options(populate_existing=True)
+    )
+    values = {"user_id": user_id, "sign_in_id": sign_in_id}
+    row = (await session.execute(statement, values)).first()
+    if row is None:
+        return None
+    user, signed_in = row
+    return user, Access._make([*(getattr(user, name) for name in ACCESS_COLUMNS), signed_in])
 
 
 async def get_user_by_username(*, session: AsyncSession, username: str) -> User | None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.utils import get_authorization_scheme_param
 
-from app.accounts import crud
+from app.accounts import crud, sso
 from app.accounts.access import CREDENTIALS_DETAIL, AccountAccess, Principal, admit, require
 from app.accounts.keys import crud as key_crud
 from app.accounts.keys.crud import KeyAccess
@@ -19,7 +19,7 @@ from app.accounts.roles import Permission
 from app.core.config import request_settings
 from app.core.errors import ForbiddenError, UnauthorizedError
 from app.db.reader import Reader
-from app.db.session import ReaderDep, SessionDep
+from app.db.session import ReaderDep, SessionDep, database
 from app.http.deferred import defer
 from app.http.openapi import ErrorMessage
 from app.http.versioning import API_PREFIX
@@ -29,6 +29,7 @@ from app.security.api_keys import (
     api_key_credential,
     looks_like_api_key,
 )
+from app.security.oidc import OidcVerifier
 from app.security.tokens import InvalidTokenError, decode_access_token
 
 KEYS_REFUSED = (
@@ -45,7 +46,9 @@ SCHEME_DESCRIPTION = (
 class BearerClaims(OAuth2PasswordBearer):
     """The bearer credential as one dependency, shown in OpenAPI as the password flow (a
     subclass: one dependency less to solve on every request). A missing token gets the same 401
-    body as a bad one; so does a malformed API key."""
+    body as a bad one; so does a malformed API key. With single sign-on, the identity
+    provider's tokens are accepted too: their claims are those of the account they name
+    (app.accounts.sso)."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -59,13 +62,24 @@ class BearerClaims(OAuth2PasswordBearer):
         token = await super().__call__(request)
         if token is None:
             raise UnauthorizedError("Not authenticated")
+        settings = request_settings(request)
+        oidc: OidcVerifier | None = request.app.state.oidc
         try:
+            # The one place a credential's kind is decided: an API key (by its prefix), the
+            # identity provider's token (RS256/ES256, with single sign-on on) or the service's
+            # own; each is then verified in full.
             if looks_like_api_key(token):
                 key = api_key_credential(token)
                 # Once the answer is out: the key's last use, at most once a minute.
                 defer(request.scope, partial(record_key_use, request, key))
                 return key
-            claims = decode_access_token(token, request_settings(request))
+            if oidc is not None and oidc.issued(token):
+                identity = await oidc.verify(token)
+                claims = await sso.sso_claims(
+                    database=database(request), identity=identity, role_map=settings.oidc_role_map
+                )
+            else:
+                claims = decode_access_token(token, settings)
         except InvalidTokenError:
             raise UnauthorizedError(CREDENTIALS_DETAIL) from None
         request.state.user_id = claims.user_id  # for the access log line
@@ -80,10 +94,13 @@ ClaimsDep = Annotated[Credential, Depends(get_claims)]
 
 
 async def get_access(*, reader: Reader, claims: Credential) -> AccountAccess | KeyAccess | None:
-    """The account the credential names (and, for a key, the key), in one statement."""
+    """The account the credential names (and its sign-in, or for a key the key), in one
+    statement."""
     if isinstance(claims, KeyCredential):
         return await key_crud.get_key_access(reader=reader, key_hash=claims.key_hash)
-    return await crud.get_user_access(reader=reader, user_id=claims.user_id)
+    return await crud.get_user_access(
+        reader=reader, user_id=claims.user_id, sign_in_id=claims.sign_in_id
+    )
 
 
 async def get_principal(claims: ClaimsDep, reader: ReaderDep) -> Principal:
@@ -119,7 +136,7 @@ async def refuse_api_keys(request: Request) -> None:
 
 
 async def get_signed_in(principal: CurrentPrincipal) -> Principal:
-    """A person signed in with a password's token; never an API key."""
+    """A person signed in with a token; never an API key."""
     if principal.scopes is not None:
         raise ForbiddenError(KEYS_REFUSED)
     return principal
@@ -132,10 +149,12 @@ async def get_current_user(claims: ClaimsDep, session: SessionDep) -> User:
     """The signed-in account as an ORM instance, for the routes that change it (no API key)."""
     if isinstance(claims, KeyCredential):
         raise ForbiddenError(KEYS_REFUSED)
-    user = await crud.get_user(session=session, user_id=claims.user_id)
-    admit(claims, user)
-    assert user is not None  # admit refused a missing account
-    return user
+    found = await crud.get_user_as(
+        session=session, user_id=claims.user_id, sign_in_id=claims.sign_in_id
+    )
+    admit(claims, None if found is None else found[1])
+    assert found is not None  # admit refused a missing account
+    return found[0]
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

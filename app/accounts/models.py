@@ -1,5 +1,5 @@
-"""Accounts and their sign-ins: the tables (accounts, refresh tokens) and the shapes that cross
-the API."""
+"""Accounts and their sign-ins: the tables (accounts, sign-ins, refresh tokens) and the shapes
+that cross the API."""
 
 import uuid
 from collections.abc import Sequence
@@ -52,11 +52,14 @@ class User(SQLModel, table=True):
         CheckConstraint(
             "role IN ({})".format(", ".join(f"'{role}'" for role in Role)), name="ck_app_user_role"
         ),
+        # Single sign-on: one account per identity at the provider, whoever asks first.
+        UniqueConstraint("sso_issuer", "sso_subject", name="uq_app_user_sso_identity"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid, primary_key=True))
     username: str = Field(sa_column=Column(String(50), nullable=False))
-    hashed_password: str = Field(sa_column=Column(String(255), nullable=False))
+    # None for an account that signs in through the identity provider only.
+    hashed_password: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
     # One column, so that no two flags can disagree; a row inserted without one is a plain user.
     role: str = Field(
         default=Role.user.value,
@@ -70,6 +73,9 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
     )
+    # The provider's `iss` and `sub` of an account made by single sign-on; both None otherwise.
+    sso_issuer: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    sso_subject: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
 
     @property
     def is_admin(self) -> bool:
@@ -171,6 +177,30 @@ CurrentPassword = Annotated[
 REFRESH_EXAMPLE = "q3v9xN2dYV1o0QwJmRk0z7sT5uBcE8hLfPaG4iWjK6M"
 
 
+class SignIn(SQLModel, table=True):
+    """One password sign-in: its access tokens carry its id (`sid`), its refresh tokens are the
+    family of that id. Signing out revokes it, which ends all of them at once."""
+
+    __tablename__ = "sign_in"
+    __table_args__ = (Index("ix_sign_in_user_id", "user_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid, primary_key=True))
+    user_id: uuid.UUID = Field(
+        sa_column=Column(
+            Uuid,
+            ForeignKey("app_user.id", ondelete="CASCADE", name="fk_sign_in_user_id_app_user"),
+            nullable=False,
+        )
+    )
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
+    )
+    # The last moment a token of it is accepted (its newest refresh token's expiry, or its newest
+    # access token's, whichever is later): after that, or once revoked, it can be deleted.
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+
+
 class RefreshToken(SQLModel, table=True):
     """One issued refresh token; a sign-in starts a family, each refresh adds one member."""
 
@@ -189,7 +219,14 @@ class RefreshToken(SQLModel, table=True):
             nullable=False,
         )
     )
-    family_id: uuid.UUID = Field(sa_column=Column(Uuid, nullable=False))
+    # The sign-in: its deletion takes the family with it.
+    family_id: uuid.UUID = Field(
+        sa_column=Column(
+            Uuid,
+            ForeignKey("sign_in.id", ondelete="CASCADE", name="fk_refresh_token_family_id_sign_in"),
+            nullable=False,
+        )
+    )
     # The account's token version when this token was issued: a sign-out everywhere, a password
     # change or a deactivation bumps the account's, and every older token stops refreshing.
     token_version: int = Field(sa_column=Column(Integer, nullable=False))

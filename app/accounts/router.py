@@ -35,8 +35,9 @@ FormText = Annotated[str, AfterValidator(reject_control_characters)]
 WRONG_PASSWORD_RESPONSE: dict[int | str, dict[str, Any]] = {
     403: {
         "model": ErrorMessage,
-        "description": "The current password is incorrect; or an API key was sent (keys "
-        "cannot change passwords).",
+        "description": "The current password is incorrect, or the account signs in through "
+        "single sign-on and has no password; or an API key was sent (keys cannot change "
+        "passwords).",
     }
 }
 
@@ -112,7 +113,8 @@ async def refresh_token(
     operation_id="logout",
 )
 async def logout(data: RefreshRequest, session: SessionDep) -> None:
-    """Revoke the sign-in this refresh token belongs to; an unknown token is ignored (204)."""
+    """End the sign-in this refresh token belongs to: its refresh and access tokens stop working
+    at once; an unknown token is ignored (204)."""
     await service.end_session(session=session, refresh_token=data.refresh_token)
 
 

@@ -2,6 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +14,7 @@ from app.accounts.history import crud as history
 from app.accounts.history import kinds
 from app.accounts.history.models import EventActor
 from app.accounts.keys import crud as key_crud
-from app.accounts.models import RefreshToken, User, UserCreate
+from app.accounts.models import RefreshToken, SignIn, User, UserCreate
 from app.core.config import Settings
 from app.core.context import current_request_id
 from app.core.errors import ForbiddenError, UnauthorizedError
@@ -25,6 +26,7 @@ MAX_PASSWORD_LENGTH = 128
 LOGIN_FAILED = "Incorrect username or password"
 REFRESH_FAILED = "Invalid or expired refresh token"
 WRONG_PASSWORD = "Current password is incorrect"  # noqa: S105 (a message, not a secret)
+NO_PASSWORD = "This account signs in through single sign-on and has no password"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,9 @@ async def authenticate(*, session: AsyncSession, username: str, password: str) -
         # Nothing that long was ever accepted at sign-up; refuse before spending a hash on it.
         raise UnauthorizedError(LOGIN_FAILED)
     user = await crud.get_user_by_username(session=session, username=username)
-    if user is None:
+    if user is None or user.hashed_password is None:
+        # Unknown, or an account of single sign-on (no password): a wrong password's work and
+        # answer, so neither can be told apart from it.
         await verify_dummy_password(password)
         raise UnauthorizedError(LOGIN_FAILED)
     matches, new_hash = await verify_password(password, user.hashed_password)
@@ -72,16 +76,25 @@ def _new_refresh_row(
     return row, issued.token, issued.expires_in
 
 
-def _pair(user: User, refresh_token: str, refresh_expires_in: int, settings: Settings) -> TokenPair:
-    access = create_access_token(user.id, settings, version=user.token_version)
-    return TokenPair(access.token, access.expires_in, refresh_token, refresh_expires_in)
+def _pair(
+    user: User, refresh: RefreshToken, raw: str, expires_in: int, settings: Settings
+) -> tuple[TokenPair, datetime]:
+    """The tokens to hand out, and the last moment one of them is accepted."""
+    access = create_access_token(
+        user.id, settings, version=user.token_version, sign_in_id=refresh.family_id
+    )
+    pair = TokenPair(access.token, access.expires_in, raw, expires_in)
+    return pair, max(refresh.expires_at, access.accepted_until)
 
 
 async def start_session(*, session: AsyncSession, user: User, settings: Settings) -> TokenPair:
-    """Issue an access token and the first refresh token of a new family (one per sign-in)."""
-    row, raw, expires_in = _new_refresh_row(user, uuid.uuid4(), settings)
-    await token_crud.create_refresh_token(session=session, token=row, now=utc_now())
-    return _pair(user, raw, expires_in, settings)
+    """Start a sign-in: its access token and the first refresh token of its family."""
+    sign_in_id = uuid.uuid4()
+    row, raw, expires_in = _new_refresh_row(user, sign_in_id, settings)
+    pair, accepted_until = _pair(user, row, raw, expires_in, settings)
+    sign_in = SignIn(id=sign_in_id, user_id=user.id, expires_at=accepted_until)
+    await token_crud.create_sign_in(session=session, sign_in=sign_in, token=row, now=utc_now())
+    return pair
 
 
 async def refresh_session(
@@ -108,11 +121,16 @@ async def refresh_session(
         await session.rollback()
         raise UnauthorizedError(REFRESH_FAILED)
     successor, raw, expires_in = _new_refresh_row(user, family_id, settings)
-    pair = _pair(user, raw, expires_in, settings)
+    pair, accepted_until = _pair(user, successor, raw, expires_in, settings)
     if not await token_crud.rotate_refresh_token(
-        session=session, used=presented, successor=successor, now=now
+        session=session,
+        used=presented,
+        successor=successor,
+        accepted_until=accepted_until,
+        now=now,
     ):
-        # Another request spent this token between our read and our update: a reuse too.
+        # Another request spent this token between our read and our update (a reuse too), or
+        # the sign-in was ended meanwhile.
         await token_crud.revoke_family(
             session=session, user_id=user_id, family_id=family_id, now=now
         )
@@ -121,7 +139,8 @@ async def refresh_session(
 
 
 async def end_session(*, session: AsyncSession, refresh_token: str) -> None:
-    """Revoke the family of this refresh token; an unknown token is silently ignored."""
+    """End the sign-in of this refresh token, its access tokens included; an unknown token is
+    silently ignored."""
     presented = await token_crud.get_refresh_token_by_hash(
         session=session, token_hash=hash_refresh_token(refresh_token)
     )
@@ -139,6 +158,8 @@ async def change_password(
     *, session: AsyncSession, user: User, current_password: str, new_password: str
 ) -> None:
     """Replace the password after checking the current one; every token issued before dies."""
+    if user.hashed_password is None:
+        raise ForbiddenError(NO_PASSWORD)
     matches, _ = await verify_password(current_password, user.hashed_password)
     if not matches:
         raise ForbiddenError(WRONG_PASSWORD)

@@ -135,20 +135,23 @@ def set_role(
     typer.echo(run(lambda: asyncio.run(_set_role(checked, role))))
 
 
-async def _purge_expired() -> tuple[int, int]:
+async def _purge_expired() -> tuple[int, int, int]:
     async with database() as sessionmaker, sessionmaker() as session:
         now = utc_now()
         tokens = await token_crud.delete_expired_refresh_tokens(session=session, now=now)
+        sign_ins = await token_crud.delete_ended_sign_ins(session=session, now=now)
         keys = await idempotency_crud.delete_expired_keys(session=session, now=now)
-        return tokens, keys
+        return tokens, sign_ins, keys
 
 
 def purge_expired() -> None:
-    """Delete every account's expired refresh tokens and idempotency keys (run it daily).
+    """Delete every account's expired refresh tokens, ended sign-ins and expired idempotency
+    keys (run it daily).
 
     Sign-ins and writes delete their own account's; this catches accounts that went quiet.
     """
-    tokens, keys = run(lambda: asyncio.run(_purge_expired()))
+    tokens, sign_ins, keys = run(lambda: asyncio.run(_purge_expired()))
     tokens_deleted = plural(tokens, "expired refresh token")
+    sign_ins_deleted = plural(sign_ins, "ended sign-in")
     keys_deleted = plural(keys, "expired idempotency key")
-    typer.echo(f"Deleted {tokens_deleted} and {keys_deleted}.")
+    typer.echo(f"Deleted {tokens_deleted}, {sign_ins_deleted} and {keys_deleted}.")

@@ -10,7 +10,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, text, tru
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.crud import ACCESS_COLUMNS, Access, user_table
+from app.accounts.crud import ACCESS_COLUMNS, SIGNED_IN, Access, user_table, with_sign_in
 from app.core.errors import ConflictError
 from app.core.types import utc_now
 from app.db.driver import transaction
@@ -36,10 +36,15 @@ def account_and_record(values: Any) -> tuple[Access, EmployeeRow | None]:
 
 # The caller's account drives the statement and the record is outer-joined to it: no account
 # means no row at all, so nothing is said about the record before the account is admitted.
-_account_columns = [user_table.c[name].label(f"account_{name}") for name in ACCESS_COLUMNS]
+_account_columns = [
+    *[user_table.c[name].label(f"account_{name}") for name in ACCESS_COLUMNS],
+    SIGNED_IN,
+]
 _EMPLOYEE_AS = Query(
     select(*read_columns, *_account_columns)
-    .select_from(user_table.outerjoin(employee_table, columns.emp_id == bindparam("emp_id")))
+    .select_from(
+        with_sign_in(user_table.outerjoin(employee_table, columns.emp_id == bindparam("emp_id")))
+    )
     .where(user_table.c.id == bindparam("user_id")),
     account_and_record,
 )
@@ -51,7 +56,7 @@ _LOCK_AS = Query(
     _EMPLOYEE_AS.statement,
     account_and_record,
     postgresql=select(*[_locked_record.c[name] for name in READ_COLUMNS], *_account_columns)
-    .select_from(user_table.outerjoin(_locked_record, true()))
+    .select_from(with_sign_in(user_table.outerjoin(_locked_record, true())))
     .where(user_table.c.id == bindparam("user_id")),
 )
 _INSERT = history.LoggedWrite(
@@ -89,10 +94,10 @@ def taken(emp_id: int) -> ConflictError:
 
 
 async def get_employee_as(
-    *, reader: Reader, emp_id: int, user_id: uuid.UUID
+    *, reader: Reader, emp_id: int, user_id: uuid.UUID, sign_in_id: uuid.UUID | None
 ) -> tuple[Access | None, EmployeeRow | None]:
-    """The caller's account and one record, in one round trip."""
-    found = await reader.first(_EMPLOYEE_AS, emp_id=emp_id, user_id=user_id)
+    """The caller's account (and sign-in) and one record, in one round trip."""
+    found = await reader.first(_EMPLOYEE_AS, emp_id=emp_id, user_id=user_id, sign_in_id=sign_in_id)
     return (None, None) if found is None else found
 
 
@@ -102,10 +107,11 @@ async def get_employee(*, reader: Reader, emp_id: int) -> EmployeeRow | None:
 
 
 async def lock_employee_as(
-    *, session: AsyncSession, emp_id: int, user_id: uuid.UUID
+    *, session: AsyncSession, emp_id: int, user_id: uuid.UUID, sign_in_id: uuid.UUID | None
 ) -> tuple[Access | None, EmployeeRow | None]:
-    """The caller's account and the record, locked until the session's transaction ends."""
-    found = await _LOCK_AS.first(session, emp_id=emp_id, user_id=user_id)
+    """The caller's account (and sign-in) and the record, locked until the session's
+    transaction ends."""
+    found = await _LOCK_AS.first(session, emp_id=emp_id, user_id=user_id, sign_in_id=sign_in_id)
     return (None, None) if found is None else found
 
 

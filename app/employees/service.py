@@ -64,12 +64,14 @@ async def read_employee(
         )
     elif replica is not None and replica.available():
         account, employee = await alongside(
-            accounts.get_user_access(reader=reader, user_id=claims.user_id),
+            accounts.get_user_access(
+                reader=reader, user_id=claims.user_id, sign_in_id=claims.sign_in_id
+            ),
             _record(replica, reader, user_id=claims.user_id, emp_id=emp_id),
         )
     else:
         account, employee = await crud.get_employee_as(
-            reader=reader, emp_id=emp_id, user_id=claims.user_id
+            reader=reader, emp_id=emp_id, user_id=claims.user_id, sign_in_id=claims.sign_in_id
         )
     principal = require(admit(claims, account), "employees:read")
     if employee is None:
@@ -238,7 +240,7 @@ async def _lock(
         )
     else:
         account, employee = await crud.lock_employee_as(
-            session=session, emp_id=emp_id, user_id=claims.user_id
+            session=session, emp_id=emp_id, user_id=claims.user_id, sign_in_id=claims.sign_in_id
         )
     actor = writer(claims, account)  # before anything is said about the record
     if employee is None:

@@ -10,6 +10,7 @@ from app.core.config import SettingsDep
 from app.db.replica import replica_of
 from app.db.session import database
 from app.health.checks import NOT_AT_HEAD, Readiness, check_readiness
+from app.security.oidc import OidcVerifier
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -29,6 +30,12 @@ class ReadinessChecks(BaseModel):
         default=None,
         description="Only with a read replica (DATABASE_READ_URL). `degraded`: it is down or "
         "lags, and the primary answers its reads; the service stays ready.",
+    )
+    sso: Literal["ok", "degraded"] | None = Field(
+        default=None,
+        description="Only with single sign-on (OIDC_ISSUER). `degraded`: the identity "
+        "provider's signing keys could not be fetched (lately, or yet); its tokens signed with "
+        "a key in hand still work, and the service stays ready.",
     )
 
 
@@ -86,7 +93,8 @@ async def read_readiness(request: Request, settings: SettingsDep) -> Any:
     """Ready when the database answers and its migrations are at this code's head revision.
 
     A read replica that is down or lags is reported (`degraded`) but does not make the
-    service unready: the primary answers its reads meanwhile."""
+    service unready: the primary answers its reads meanwhile; nor does an identity provider
+    whose keys cannot be fetched (`sso`)."""
     result = await check_readiness(
         database(request).read_sessions, within=settings.health_check_timeout
     )
@@ -94,6 +102,9 @@ async def read_readiness(request: Request, settings: SettingsDep) -> Any:
     replica = replica_report(request)
     if replica is not None:
         checks.replica = "ok" if replica.state == "ok" else "degraded"
+    oidc: OidcVerifier | None = request.app.state.oidc
+    if oidc is not None:
+        checks.sso = oidc.state  # what the last fetch of the keys said: no request is made here
     if result.ready:
         return ReadinessReport(checks=checks, replica=replica)
     report = NotReadyReport(detail=describe(result), checks=checks, replica=replica)

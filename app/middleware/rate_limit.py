@@ -15,6 +15,7 @@ from app.http.rate_limits import LimitStoreUnavailable, Policy, RequestLimiter, 
 from app.http.versioning import route_path
 from app.observability.metrics import REQUESTS_LIMITED
 from app.security.api_keys import KeyMemory, api_key_credential, looks_like_api_key
+from app.security.oidc import OidcVerifier
 from app.security.tokens import InvalidTokenError, decode_access_token
 
 TOO_MANY = json.dumps({"detail": "Too many requests"}).encode()
@@ -37,12 +38,14 @@ class RateLimitMiddleware:
         *,
         settings: Settings,
         limiter: RequestLimiter,
+        oidc: OidcVerifier | None = None,
         keys: KeyMemory | None = None,
     ) -> None:
         self.app = app
         self.keys = keys
         self.settings = settings
         self.limiter = limiter
+        self.oidc = oidc
         self.authenticated = Policy.parse("authenticated", settings.rate_limit_authenticated)
         self.anonymous = Policy.parse("anonymous", settings.rate_limit_anonymous)
         self.writes = Policy.parse("writes", settings.rate_limit_writes)
@@ -82,18 +85,23 @@ class RateLimitMiddleware:
 
     def _account(self, scope: Scope) -> uuid.UUID | None:
         """The account a valid bearer token names (verified, so nobody spends another's quota);
-        None for anonymous callers and bad tokens alike. An API key is known only once this
-        worker has admitted it (app.accounts.keys.usage); until then it counts as anonymous,
-        so made-up keys cannot escape the address's limit."""
+        None for anonymous callers and bad tokens alike. An identity provider's token counts
+        for its identity when its key is in hand (never fetched here), else as anonymous. An
+        API key is known only once this worker has admitted it (app.accounts.keys.usage); until
+        then it counts as anonymous, so made-up keys cannot escape the address's limit."""
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() != "bearer":
                     return None
+                token = token.strip()
+                if looks_like_api_key(token):
+                    return self._key_owner(token)
+                if self.oidc is not None and self.oidc.issued(token):
+                    identity = self.oidc.verify_cached(token)
+                    return None if identity is None else identity.key
                 try:
-                    if looks_like_api_key(token.strip()):
-                        return self._key_owner(token.strip())
-                    return decode_access_token(token.strip(), self.settings).user_id
+                    return decode_access_token(token, self.settings).user_id
                 except InvalidTokenError:
                     return None
         return None
@@ -101,7 +109,10 @@ class RateLimitMiddleware:
     def _key_owner(self, token: str) -> uuid.UUID | None:
         if self.keys is None:
             return None
-        return self.keys.owner(api_key_credential(token).key_hash, utc_now())
+        try:
+            return self.keys.owner(api_key_credential(token).key_hash, utc_now())
+        except InvalidTokenError:
+            return None
 
 
 def rate_limit_fields(usages: list[Usage]) -> tuple[tuple[bytes, bytes], ...]:

@@ -31,12 +31,16 @@ class InvalidTokenError(Exception):
 class AccessToken:
     token: str
     expires_in: int
+    accepted_until: datetime  # `exp` and the clock skew allowed past it
 
 
 @dataclass(frozen=True)
 class AccessClaims:
     user_id: uuid.UUID
     version: int
+    # `sid`: the sign-in the token belongs to; None for the identity provider's tokens (single
+    # sign-on), which have no sign-in here. The service's own tokens always carry one.
+    sign_in_id: uuid.UUID | None
 
 
 @dataclass(frozen=True)
@@ -47,23 +51,29 @@ class RefreshToken:
     expires_in: int
 
 
-def create_access_token(user_id: uuid.UUID, settings: Settings, *, version: int = 0) -> AccessToken:
-    """Sign an access token; `version` is the account's current `token_version`."""
+def create_access_token(
+    user_id: uuid.UUID, settings: Settings, *, sign_in_id: uuid.UUID, version: int = 0
+) -> AccessToken:
+    """Sign an access token of the sign-in `sign_in_id`; `version` is the account's current
+    `token_version`."""
     now = datetime.now(UTC)
     lifetime = timedelta(minutes=settings.access_token_expire_minutes)
+    expires_at = int((now + lifetime).timestamp())
     claims = {
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
         "sub": str(user_id),
         "iat": int(now.timestamp()),
-        "exp": int((now + lifetime).timestamp()),
+        "exp": expires_at,
         "jti": uuid.uuid4().hex,
         "type": TOKEN_TYPE,
         "ver": version,
+        "sid": str(sign_in_id),
     }
     secret = settings.jwt_secret_key.get_secret_value()
     token = jwt.encode(claims, secret, algorithm=settings.jwt_algorithm)
-    return AccessToken(token=token, expires_in=int(lifetime.total_seconds()))
+    accepted_until = datetime.fromtimestamp(expires_at, UTC) + CLOCK_SKEW
+    return AccessToken(token, int(lifetime.total_seconds()), accepted_until)
 
 
 def decode_access_token(token: str, settings: Settings) -> AccessClaims:
@@ -140,13 +150,23 @@ def _check_claims(claims: dict[str, object], issuer: str) -> AccessClaims:
     version = claims.get("ver")
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
         raise InvalidTokenError("invalid token version")
-    subject = claims.get("sub")
-    if not isinstance(subject, str):
-        raise InvalidTokenError("invalid subject")
+    return AccessClaims(
+        user_id=_uuid_claim(claims, "sub"),
+        version=version,
+        # Tokens from before sign-ins had ids have none: refused, so that no token outlives
+        # the sign-out of its sign-in (docs/security.md, "Tokens").
+        sign_in_id=_uuid_claim(claims, "sid"),
+    )
+
+
+def _uuid_claim(claims: dict[str, object], name: str) -> uuid.UUID:
+    value = claims.get(name)
+    if not isinstance(value, str):
+        raise InvalidTokenError(f"invalid {name}")
     try:
-        return AccessClaims(user_id=uuid.UUID(subject), version=version)
+        return uuid.UUID(value)
     except ValueError as error:
-        raise InvalidTokenError("invalid subject") from error
+        raise InvalidTokenError(f"invalid {name}") from error
 
 
 def create_refresh_token(settings: Settings) -> RefreshToken:

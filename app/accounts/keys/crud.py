@@ -66,7 +66,9 @@ def presented_key() -> ColumnElement[bool]:
 
 def key_access(values: Any) -> KeyAccess:
     width = len(ACCESS_COLUMNS)
-    return KeyAccess(Access._make(values[:width]), ApiKeyRow._make(values[width:]))
+    # A key is no sign-in: `signed_in` is the tokens' (admitting a key never reads it).
+    account = Access._make([*values[:width], False])
+    return KeyAccess(account, ApiKeyRow._make(values[width:]))
 
 
 _KEY_ACCESS = Query(
