@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from app.accounts.keys.crud import KeyAccess
-from app.accounts.roles import ADMIN_REQUIRED, AUDITOR_REQUIRED, Permission, Role, allowed, refusal
+from app.accounts.roles import Permission, allowed, refusal
+from app.accounts.roles import Role as Role  # named here too, for the modules above access
 from app.core.errors import ForbiddenError, UnauthorizedError
 from app.core.types import utc_now
 from app.security.api_keys import Credential, KeyCredential, KeyUse
 
 CREDENTIALS_DETAIL = "Could not validate credentials"
-__all__ = ["ADMIN_REQUIRED", "AUDITOR_REQUIRED", "Role"]  # here for the modules above
 
 
 class AccountAccess(Protocol):
