@@ -16,6 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from app.accounts.bootstrap import start_first_admin
 from app.accounts.history.router import router as user_history_router
+from app.accounts.keys.router import router as api_keys_router
 from app.accounts.router import auth_router, password_router
 from app.accounts.users_router import router as users_router
 from app.core.config import Settings, get_settings
@@ -52,6 +53,7 @@ from app.observability.metrics import (
 )
 from app.observability.router import router as metrics_router
 from app.observability.tracing import configure_tracing, requested_exporter, shutdown_tracing
+from app.security.api_keys import KeyMemory
 from app.security.oidc import OidcVerifier
 from app.security.passwords import configure_hash_concurrency
 
@@ -59,7 +61,9 @@ DESCRIPTION = """
 Employee records over REST. Sign in with a username and password at `POST /v1/auth/token` (OAuth2
 password flow) and send the token as `Authorization: Bearer <token>`; on the Swagger UI page,
 `/docs`, the **Authorize** button does both. Any account can read; only administrators can
-create, change or delete records.
+create, change or delete records. Programs use an API key instead (`erk_...`, made at
+`POST /v1/users/me/api-keys`), sent the same way: it may do what its scopes name and its
+owner's role allows, on the employee operations only.
 
 This is version 1 of the API, under `/v1`. The same operations also answer at the root paths
 (`/employees/`, `/auth/token`, ...) for the clients written before versioning: the same version,
@@ -137,7 +141,10 @@ def freeze_startup_objects() -> None:
 
 
 def middleware(
-    settings: Settings, limiter: RequestLimiter | None, oidc: OidcVerifier | None = None
+    settings: Settings,
+    limiter: RequestLimiter | None,
+    oidc: OidcVerifier | None = None,
+    keys: KeyMemory | None = None,
 ) -> list[Middleware]:
     """Outermost first. Every answer, a refused Host, an oversized body or a spent request
     limit included, carries the request id, the security headers and `Vary: Accept-Encoding`
@@ -165,7 +172,11 @@ def middleware(
     if settings.cors_origins:
         stack.append(Middleware(CORSMiddleware, **cors_options(settings.cors_origins)))
     if limiter is not None:
-        stack.append(Middleware(RateLimitMiddleware, settings=settings, limiter=limiter, oidc=oidc))
+        stack.append(
+            Middleware(
+                RateLimitMiddleware, settings=settings, limiter=limiter, oidc=oidc, keys=keys
+            )
+        )
     stack.append(Middleware(CutOffMiddleware))
     if settings.database_read_url is not None:
         stack.append(Middleware(ReplicaWriteMiddleware))
@@ -189,12 +200,13 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     settings = settings or get_settings()
     limiter = request_limiter(settings)
     oidc = OidcVerifier.from_settings(settings)  # single sign-on, when OIDC_ISSUER is set
+    keys = KeyMemory()
     app = FastAPI(
         title="Employee Records API",
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan(settings, database, limiter, oidc),
-        middleware=middleware(settings, limiter, oidc),
+        middleware=middleware(settings, limiter, oidc, keys),
         swagger_ui_parameters={"persistAuthorization": True},
         openapi_tags=OPENAPI_TAGS,
         # app.http.docs serves both pages with their assets from the service, not from a CDN.
@@ -204,6 +216,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         telemetry={"tracing": requested_exporter() is not None, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.api_keys = keys
     app.state.count_estimates = estimate_cache()
     app.state.replica = None  # the lifespan opens the read replica, if there is one
     app.state.oidc = oidc
@@ -226,6 +239,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             users_router,
             user_history_router,
             password_router,
+            api_keys_router,
         ),
     )
     app.include_router(health_router)

@@ -6,6 +6,7 @@ from typing import Any
 from sqlmodel import SQLModel
 
 from app.accounts.history.models import AccountEvent
+from app.accounts.keys.models import ApiKey
 from app.accounts.models import RefreshToken, SignIn, User
 from app.employees.history.models import EmployeeAudit
 from app.employees.models import Employee
@@ -27,6 +28,7 @@ def include_for(dialect: str) -> Callable[..., bool]:
 
 __all__ = [
     "AccountEvent",
+    "ApiKey",
     "Employee",
     "EmployeeAudit",
     "IdempotencyKey",

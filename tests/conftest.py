@@ -101,6 +101,11 @@ THROUGH_PGBOUNCER = (
     "tests/test_csv.py::TestImportCsv::",
     "tests/test_csv.py::TestExportCsv::",
     "tests/test_metrics.py::TestRequestMetrics::",
+    "tests/test_api_keys.py::TestListKeys::",
+    "tests/test_api_keys.py::TestRevokeKey::",
+    "tests/test_api_keys.py::TestAdminManagesKeys::",
+    "tests/test_api_key_access.py::TestScopes::test_every_scope",
+    "tests/test_api_key_access.py::TestLastUsed::test_written_once_within_a_minute",
 )
 BACKENDS = ("sqlite", "postgres")
 

@@ -46,6 +46,11 @@ OPERATIONS = {
     ("patch", "/v1/users/{user_id}"): {"400", "401", "403", "404", "409", "413", "422"},
     ("delete", "/v1/users/{user_id}"): {"401", "403", "404", "409"},
     ("get", "/v1/users/{user_id}/history"): {"304", "401", "403", "404", "422"},
+    ("post", "/v1/users/me/api-keys"): {"400", "401", "403", "409", "413", "422"},
+    ("get", "/v1/users/me/api-keys"): {"401", "403"},
+    ("delete", "/v1/users/me/api-keys/{key_id}"): {"401", "403", "404", "422"},
+    ("get", "/v1/users/{user_id}/api-keys"): {"401", "403", "404", "422"},
+    ("delete", "/v1/users/{user_id}/api-keys/{key_id}"): {"401", "403", "404", "422"},
 }
 PUBLIC = {("post", "/v1/auth/token"), ("post", "/v1/auth/register")} | {
     ("post", "/v1/auth/refresh"),
@@ -126,6 +131,9 @@ def test_operation_ids_are_unique(schema):
         "RefreshRequest",
         "PasswordChange",
         "UserUpdate",
+        "ApiKeyCreate",
+        "ApiKeyRead",
+        "ApiKeyCreated",
     ],
 )
 def test_bodies_carry_examples(schema, name):

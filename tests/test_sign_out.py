@@ -109,6 +109,7 @@ def solves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
+NO_KEY = "00000000-0000-4000-8000-000000000000"  # an API key id nobody holds: a live call's 404
 # Every route that needs a bearer token, as an admin would call it (so that no 403 hides the
 # 401), with the answer a live sign-in gets. The writes are valid: only the sign-in stops them.
 # "/employees/007" is not a plain id: FastAPI's handler serves it (app.employees.read_route).
@@ -131,13 +132,18 @@ ROUTES: list[tuple[str, str, dict[str, Any], int]] = [
     ("PATCH", "/users/{jane}", {"json": {"is_admin": True}}, 200),
     ("DELETE", "/users/{jane}", {}, 204),
     ("POST", "/auth/logout-all", {}, 204),
+    ("GET", "/users/me/api-keys", {}, 200),
+    ("POST", "/users/me/api-keys", {"json": {"name": "sync", "scopes": ["employees:read"]}}, 201),
+    ("DELETE", f"/users/me/api-keys/{NO_KEY}", {}, 404),
+    ("GET", "/users/{jane}/api-keys", {}, 200),
+    ("DELETE", f"/users/{{jane}}/api-keys/{NO_KEY}", {}, 404),
 ]
 
 
 def operation(method: str, path: str) -> tuple[str, str]:
     """The OpenAPI operation a request of ROUTES calls."""
     path = re.sub(r"^/employees/[0-9]+", "/employees/{emp_id}", path.removeprefix("/v1"))
-    return method, path.replace("{jane}", "{user_id}")
+    return method, path.replace("{jane}", "{user_id}").replace(NO_KEY, "{key_id}")
 
 
 async def test_every_route_that_takes_a_bearer_token_is_tried(app: Any) -> None:

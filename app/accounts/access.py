@@ -1,25 +1,19 @@
-"""Who may act: the account a token names, checked on every request (no FastAPI here)."""
+"""Who may act: the account a credential names, checked on every request, and what its role and,
+for an API key, the key's scopes allow (no FastAPI here).
+"""
 
 import uuid
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
 
+from app.accounts.keys.crud import KeyAccess
+from app.accounts.roles import Permission, allowed, refusal
+from app.accounts.roles import Role as Role  # named here too, for the modules above access
 from app.core.errors import ForbiddenError, UnauthorizedError
-from app.security.tokens import AccessClaims
+from app.core.types import utc_now
+from app.security.api_keys import Credential, KeyCredential, KeyUse
 
 CREDENTIALS_DETAIL = "Could not validate credentials"
-ADMIN_REQUIRED = "Administrator privileges are required"
-AUDITOR_REQUIRED = "Administrator or auditor privileges are required"
-
-
-class Role(StrEnum):
-    """What an account may do: admins everything; auditors what users read, plus the histories
-    and the accounts; users read employee records."""
-
-    admin = "admin"
-    auditor = "auditor"
-    user = "user"
 
 
 class AccountAccess(Protocol):
@@ -41,36 +35,53 @@ class AccountAccess(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The signed-in account, as the request's checks and the audit trail need it."""
+    """The signed-in account, as the request's checks and the audit trail need it; `scopes` are
+    an API key's (None: a signed-in person, whom only the role limits)."""
 
     id: uuid.UUID
     username: str
     role: Role
+    scopes: frozenset[str] | None = None
 
     @property
     def is_admin(self) -> bool:
         return self.role is Role.admin
 
 
-def admit(claims: AccessClaims, account: AccountAccess | None) -> Principal:
-    """The account the token names, if it may still act (401 otherwise): deleted, deactivated,
-    a token version since bumped (sign-out everywhere, password change), or the token's sign-in
-    ended (sign-out; the identity provider's tokens have none here)."""
-    if account is None or not account.is_active or account.token_version != claims.version:
+def admit(claims: Credential, account: AccountAccess | KeyAccess | None) -> Principal:
+    """The account the credential names, if it may still act (401 otherwise): deleted,
+    deactivated, a token version since bumped (sign-out everywhere, password change), or the
+    token's sign-in ended (sign-out; the identity provider's tokens have none here); for an API
+    key, also a key revoked or expired."""
+    if isinstance(claims, KeyCredential):
+        return _admit_key(claims, account)
+    if (
+        account is None
+        or isinstance(account, KeyAccess)
+        or not account.is_active
+        or account.token_version != claims.version
+    ):
         raise UnauthorizedError(CREDENTIALS_DETAIL)
     if claims.sign_in_id is not None and not account.signed_in:
         raise UnauthorizedError(CREDENTIALS_DETAIL)
     return Principal(id=account.id, username=account.username, role=Role(account.role))
 
 
-def require_admin(principal: Principal) -> Principal:
-    if principal.role is not Role.admin:
-        raise ForbiddenError(ADMIN_REQUIRED)
-    return principal
+def _admit_key(credential: KeyCredential, found: AccountAccess | KeyAccess | None) -> Principal:
+    if not isinstance(found, KeyAccess):
+        raise UnauthorizedError(CREDENTIALS_DETAIL)
+    account, key = found
+    if not account.is_active or key.expires_at <= utc_now():
+        raise UnauthorizedError(CREDENTIALS_DETAIL)
+    credential.used = KeyUse(key_id=key.id, owner_id=account.id, last_used_at=key.last_used_at)
+    scopes = frozenset(key.scopes.split())
+    return Principal(account.id, account.username, Role(account.role), scopes)
 
 
-def require_auditor(principal: Principal) -> Principal:
-    """An administrator or an auditor: those who read histories and accounts."""
-    if principal.role not in (Role.admin, Role.auditor):
-        raise ForbiddenError(AUDITOR_REQUIRED)
+def require(principal: Principal, permission: Permission) -> Principal:
+    """The principal, if its role (now) and, for an API key, the key's scopes allow it (403)."""
+    if not allowed(principal.role, permission):
+        raise ForbiddenError(refusal(permission))
+    if principal.scopes is not None and permission not in principal.scopes:
+        raise ForbiddenError(f"This API key does not have the {permission} scope")
     return principal

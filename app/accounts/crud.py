@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
-from app.accounts.access import Role
 from app.accounts.models import SignIn, User
+from app.accounts.roles import Role
 from app.core.errors import ConflictError, NotFoundError
 from app.db.reader import Reader
 from app.db.statements import Query, insert_or_skip

@@ -1,50 +1,78 @@
-"""Who is calling, as dependencies: the bearer token's claims, then the account they name."""
+"""Who is calling, as dependencies: the bearer credential (a token's claims or an API key), then
+the account it names, and what that account may do."""
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from app.accounts import crud, sso
-from app.accounts.access import (
-    CREDENTIALS_DETAIL,
-    Principal,
-    admit,
-    require_admin,
-    require_auditor,
-)
+from app.accounts.access import CREDENTIALS_DETAIL, AccountAccess, Principal, admit, require
+from app.accounts.keys import crud as key_crud
+from app.accounts.keys.crud import KeyAccess
+from app.accounts.keys.usage import record_key_use
 from app.accounts.models import User
+from app.accounts.roles import Permission
 from app.core.config import request_settings
-from app.core.errors import UnauthorizedError
+from app.core.errors import ForbiddenError, UnauthorizedError
+from app.db.reader import Reader
 from app.db.session import ReaderDep, SessionDep, database
+from app.http.deferred import defer
+from app.http.openapi import ErrorMessage
 from app.http.versioning import API_PREFIX
+from app.security.api_keys import (
+    Credential,
+    KeyCredential,
+    api_key_credential,
+    looks_like_api_key,
+)
 from app.security.oidc import OidcVerifier
-from app.security.tokens import AccessClaims, InvalidTokenError, decode_access_token
+from app.security.tokens import InvalidTokenError, decode_access_token
+
+KEYS_REFUSED = (
+    "API keys cannot sign in or out, change passwords, or manage keys or accounts; "
+    "sign in with a username and password"
+)
+SCHEME_DESCRIPTION = (
+    "Sign in with a username and password; no client id or secret is needed. Programs may "
+    "send an API key (`erk_...`, made at `POST /v1/users/me/api-keys`) the same way, as "
+    "`Authorization: Bearer erk_...`, on the employee operations, within the key's scopes."
+)
 
 
 class BearerClaims(OAuth2PasswordBearer):
-    """The bearer token's claims as one dependency, shown in OpenAPI as the password flow (a
+    """The bearer credential as one dependency, shown in OpenAPI as the password flow (a
     subclass: one dependency less to solve on every request). A missing token gets the same 401
-    body as a bad one. With single sign-on, the identity provider's tokens are accepted too:
-    their claims are those of the account they name (app.accounts.sso)."""
+    body as a bad one; so does a malformed API key. With single sign-on, the identity
+    provider's tokens are accepted too: their claims are those of the account they name
+    (app.accounts.sso)."""
 
     def __init__(self) -> None:
         super().__init__(
             tokenUrl=f"{API_PREFIX}/auth/token",
             scheme_name="OAuth2PasswordBearer",
-            description="Sign in with a username and password; no client id or secret is needed.",
+            description=SCHEME_DESCRIPTION,
             auto_error=False,
         )
 
-    async def __call__(self, request: Request) -> AccessClaims:  # type: ignore[override]
+    async def __call__(self, request: Request) -> Credential:  # type: ignore[override]
         token = await super().__call__(request)
         if token is None:
             raise UnauthorizedError("Not authenticated")
         settings = request_settings(request)
         oidc: OidcVerifier | None = request.app.state.oidc
         try:
-            # The one place a token's kind is decided: the identity provider's (RS256/ES256,
-            # with single sign-on on) or the service's own; each is then verified in full.
+            # The one place a credential's kind is decided: an API key (by its prefix), the
+            # identity provider's token (RS256/ES256, with single sign-on on) or the service's
+            # own; each is then verified in full.
+            if looks_like_api_key(token):
+                key = api_key_credential(token)
+                # Once the answer is out: the key's last use, at most once a minute.
+                defer(request.scope, partial(record_key_use, request, key))
+                return key
             if oidc is not None and oidc.issued(token):
                 identity = await oidc.verify(token)
                 claims = await sso.sso_claims(
@@ -62,22 +90,65 @@ get_claims = BearerClaims()
 
 # For a handler whose service reads the account together with its own data in one statement
 # and admits it there (`app.accounts.access.admit`).
-ClaimsDep = Annotated[AccessClaims, Depends(get_claims)]
+ClaimsDep = Annotated[Credential, Depends(get_claims)]
+
+
+async def get_access(*, reader: Reader, claims: Credential) -> AccountAccess | KeyAccess | None:
+    """The account the credential names (and its sign-in, or for a key the key), in one
+    statement."""
+    if isinstance(claims, KeyCredential):
+        return await key_crud.get_key_access(reader=reader, key_hash=claims.key_hash)
+    return await crud.get_user_access(
+        reader=reader, user_id=claims.user_id, sign_in_id=claims.sign_in_id
+    )
 
 
 async def get_principal(claims: ClaimsDep, reader: ReaderDep) -> Principal:
-    account = await crud.get_user_access(
-        reader=reader, user_id=claims.user_id, sign_in_id=claims.sign_in_id
-    )
-    return admit(claims, account)
+    return admit(claims, await get_access(reader=reader, claims=claims))
 
 
-# Any signed-in account, as a request sees it (no ORM instance: cheap on every request).
+# Any signed-in account or API key, as a request sees it (no ORM instance: cheap).
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
+# Documented on the routers that refuse keys; a route's own 403 says it as well.
+KEYS_REFUSED_RESPONSE: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorMessage, "description": "An API key was sent: " + KEYS_REFUSED + "."}
+}
+
+
+def keyless_router(prefix: str, tag: str) -> APIRouter:
+    """A router of sign-in or account operations: no API key may call them."""
+    return APIRouter(
+        prefix=prefix,
+        tags=[tag],
+        dependencies=[Depends(refuse_api_keys)],
+        responses=KEYS_REFUSED_RESPONSE,
+    )
+
+
+async def refuse_api_keys(request: Request) -> None:
+    """Router dependency of sign-in and account routes: an API key is refused (403) whether or
+    not it is valid, before anything else is read."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    if scheme.lower() == "bearer" and looks_like_api_key(token.strip()):
+        raise ForbiddenError(KEYS_REFUSED)
+
+
+async def get_signed_in(principal: CurrentPrincipal) -> Principal:
+    """A person signed in with a token; never an API key."""
+    if principal.scopes is not None:
+        raise ForbiddenError(KEYS_REFUSED)
+    return principal
+
+
+SignedIn = Annotated[Principal, Depends(get_signed_in)]
+
+
 async def get_current_user(claims: ClaimsDep, session: SessionDep) -> User:
-    """The signed-in account as an ORM instance, for the routes that change it."""
+    """The signed-in account as an ORM instance, for the routes that change it (no API key)."""
+    if isinstance(claims, KeyCredential):
+        raise ForbiddenError(KEYS_REFUSED)
     found = await crud.get_user_as(
         session=session, user_id=claims.user_id, sign_in_id=claims.sign_in_id
     )
@@ -89,16 +160,17 @@ async def get_current_user(claims: ClaimsDep, session: SessionDep) -> User:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def get_admin(principal: CurrentPrincipal) -> Principal:
-    return require_admin(principal)
+def permitted(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency: the caller, if its role and (for a key) its scopes allow `permission`."""
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        return require(principal, permission)
+
+    check.__name__ = f"require_{permission.replace(':', '_')}"
+    return check
 
 
-AdminUser = Annotated[Principal, Depends(get_admin)]
-
-
-async def get_auditor(principal: CurrentPrincipal) -> Principal:
-    return require_auditor(principal)
-
-
-# An administrator or an auditor: the readers of histories and accounts.
-AuditorUser = Annotated[Principal, Depends(get_auditor)]
+EmployeeReader = Annotated[Principal, Depends(permitted("employees:read"))]
+HistoryReader = Annotated[Principal, Depends(permitted("history:read"))]
+AccountReader = Annotated[Principal, Depends(permitted("accounts:read"))]
+AdminUser = Annotated[Principal, Depends(permitted("accounts:write"))]

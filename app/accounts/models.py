@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from app.accounts.access import Role
+from app.accounts.roles import Role
 from app.core.types import PartialUpdate, UTCDateTime, reject_control_characters, utc_now
 from app.security.passwords import password_problem
 

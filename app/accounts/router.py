@@ -2,12 +2,12 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, status
+from fastapi import Form, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
 from app.accounts import service
-from app.accounts.dependencies import CurrentUser
+from app.accounts.dependencies import CurrentUser, keyless_router
 from app.accounts.models import (
     PasswordChange,
     RefreshRequest,
@@ -27,15 +27,17 @@ from app.security.passwords import password_problem
 
 # Cache-Control: no-store on every /auth answer (RFC 6749 5.1) comes from the security headers
 # middleware, which also covers error answers.
-auth_router = APIRouter(prefix="/auth", tags=["auth"])
-password_router = APIRouter(prefix="/users", tags=["users"])
+# No API key may call these: keys cannot sign in or out, nor change passwords.
+auth_router = keyless_router("/auth", "auth")
+password_router = keyless_router("/users", "users")
 
 FormText = Annotated[str, AfterValidator(reject_control_characters)]
 WRONG_PASSWORD_RESPONSE: dict[int | str, dict[str, Any]] = {
     403: {
         "model": ErrorMessage,
         "description": "The current password is incorrect, or the account signs in through "
-        "single sign-on and has no password.",
+        "single sign-on and has no password; or an API key was sent (keys cannot change "
+        "passwords).",
     }
 }
 

@@ -13,6 +13,7 @@ from app.accounts.crud import AccountState
 from app.accounts.history import crud as history
 from app.accounts.history import kinds
 from app.accounts.history.models import EventActor
+from app.accounts.keys import crud as key_crud
 from app.accounts.models import RefreshToken, SignIn, User, UserCreate
 from app.core.config import Settings
 from app.core.context import current_request_id
@@ -205,13 +206,15 @@ async def update_account(
     *, session: AsyncSession, user: User, changes: dict[str, Any], actor: EventActor
 ) -> User:
     """An admin's change to an account, with its history in the same transaction; a
-    deactivation also ends every session it had."""
+    deactivation also ends every session it had and deletes its API keys (a reactivated account
+    starts without them)."""
     if not changes:
         return user
     before, updated = await crud.update_user(session=session, user=user, changes=changes)
     await _record_changes(session, user.id, before, _state(updated), actor)
     if changes.get("is_active") is False:
         await token_crud.revoke_account_tokens(session=session, user_id=user.id, now=utc_now())
+        await key_crud.delete_account_api_keys(session=session, user_id=user.id)
     await session.commit()
     return updated
 

@@ -4,10 +4,10 @@ and account management for administrators."""
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import Depends, Path, Request, Response, status
 
 from app.accounts import crud, service
-from app.accounts.dependencies import AdminUser, AuditorUser, CurrentUser
+from app.accounts.dependencies import AccountReader, AdminUser, CurrentUser, keyless_router
 from app.accounts.models import User, UserRead, UserUpdate, users_json
 from app.core.errors import NotFoundError
 from app.db.session import ReadSessionDep, SessionDep
@@ -16,7 +16,8 @@ from app.http.page_tags import PageIfNoneMatch, tagged_page
 from app.http.pagination import PageDep, set_page_headers
 from app.http.routing import segment_except
 
-router = APIRouter(prefix="/users", tags=["users"])
+# No API key may call these (refused before anything else is read).
+router = keyless_router("/users", "users")
 
 UserIdPath = Annotated[uuid.UUID, Path(description="The account's id (a UUID).")]
 # Any segment but `me`, whose other methods are then a 405 rather than an invalid id.
@@ -56,7 +57,7 @@ async def read_current_user(user: CurrentUser) -> User:
 )
 @router.get("", response_model=list[UserRead], include_in_schema=False)
 async def list_users(
-    _: AuditorUser,
+    _: AccountReader,
     session: ReadSessionDep,
     page: PageDep,
     request: Request,
@@ -76,7 +77,7 @@ async def list_users(
     responses=error_responses(401, 403, 404, 422),
     operation_id="read_user",
 )
-async def read_user(_: AuditorUser, user: UserDep) -> User:
+async def read_user(_: AccountReader, user: UserDep) -> User:
     """One account by id (admins and auditors)."""
     return user
 

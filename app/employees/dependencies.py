@@ -6,8 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Path, Query, Request
 
-from app.accounts import crud as accounts_crud
-from app.accounts.dependencies import ClaimsDep, CurrentPrincipal
+from app.accounts.dependencies import ClaimsDep, CurrentPrincipal, get_access
 from app.core.config import request_settings
 from app.core.types import INT32_MAX, SearchTerm
 from app.db.reads import Reads, reads_for
@@ -107,12 +106,10 @@ IfMatchDep = Annotated[IfMatch, Depends(get_if_match)]
 
 
 async def get_admin_actor(claims: ClaimsDep, reader: ReaderDep) -> Actor:
-    """An administrator, described for the audit trail: for writes that do not read the record
-    first (create, import); the others admit the account with the record they lock."""
-    account = await accounts_crud.get_user_access(
-        reader=reader, user_id=claims.user_id, sign_in_id=claims.sign_in_id
-    )
-    return service.writer(claims, account)
+    """An account that may write (an administrator, or a key of one with `employees:write`),
+    described for the audit trail: for writes that do not read the record first (create,
+    import); the others admit the account with the record they lock."""
+    return service.writer(claims, await get_access(reader=reader, claims=claims))
 
 
 AdminActor = Annotated[Actor, Depends(get_admin_actor)]

@@ -22,7 +22,7 @@ from app.db.session import get_reader
 from app.employees import privacy, service
 from app.employees.models import employee_json, etag
 from app.http.preconditions import IF_NONE_MATCH_MAX_LENGTH, none_match
-from app.security.tokens import AccessClaims
+from app.security.api_keys import Credential
 
 JSON = "application/json"
 # A number as FastAPI would read it, without a sign, leading zero, or more digits than INT32_MAX.
@@ -38,7 +38,7 @@ async def answer_read(
     reader: Reader,
     *,
     replica: Replica | None,
-    claims: AccessClaims,
+    claims: Credential,
     emp_id: int,
     if_none_match: str | None,
     dob_visible_to: DobVisibleTo,

@@ -9,7 +9,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from app.accounts.dependencies import ClaimsDep
+from app.accounts.dependencies import ClaimsDep, EmployeeReader
 from app.core.config import SettingsDep, request_settings
 from app.db.replica import replica_of
 from app.db.session import ReaderDep, SessionDep
@@ -61,6 +61,7 @@ WRITE_ERRORS = error_responses(401, 403, 404, 409, 412, 422, 428)
 )
 @router.get("", response_model=list[EmployeeRead], include_in_schema=False)
 async def list_employees(
+    _: EmployeeReader,
     reads: ReadsDep,
     settings: SettingsDep,
     view: ListViewDep,

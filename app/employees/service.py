@@ -13,14 +13,15 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import crud as accounts
-from app.accounts.access import AccountAccess, Principal, admit, require_admin
+from app.accounts.access import AccountAccess, Principal, admit, require
+from app.accounts.keys.crud import KeyAccess
 from app.core.context import current_request_id
 from app.core.errors import ConflictError, NotFoundError, PreconditionFailedError
 from app.core.types import utc_now
 from app.db.driver import transaction
 from app.db.reader import Reader
 from app.db.replica import Replica, alongside
-from app.employees import counting, crud, listing
+from app.employees import counting, crud, key_crud, listing
 from app.employees.history import crud as history
 from app.employees.history.models import Actor
 from app.employees.models import EmployeeCreate, EmployeeRow, ListFilters, etag
@@ -28,7 +29,7 @@ from app.http.pagination import InvalidCursorError, Page
 from app.http.preconditions import IfMatch
 from app.idempotency import crud as idempotency
 from app.idempotency.models import StoredResponse
-from app.security.tokens import AccessClaims
+from app.security.api_keys import Credential, KeyCredential
 
 STALE = "The record changed since you read it; fetch it again for the current ETag"
 
@@ -38,9 +39,9 @@ def location(emp_id: int) -> str:
     return f"/employees/{emp_id}"
 
 
-def writer(claims: AccessClaims, account: AccountAccess | None) -> Actor:
-    """The account as the writer of a change, if it is an active administrator (401/403)."""
-    admin = require_admin(admit(claims, account))
+def writer(claims: Credential, account: AccountAccess | KeyAccess | None) -> Actor:
+    """The account as the writer of a change, if it may still act and may write (401/403)."""
+    admin = require(admit(claims, account), "employees:write")
     return Actor(user_id=admin.id, username=admin.username, request_id=current_request_id())
 
 
@@ -49,14 +50,19 @@ def not_found(emp_id: int) -> NotFoundError:
 
 
 async def read_employee(
-    *, reader: Reader, claims: AccessClaims, emp_id: int, replica: Replica | None = None
+    *, reader: Reader, claims: Credential, emp_id: int, replica: Replica | None = None
 ) -> tuple[Principal, EmployeeRow]:
-    """One record for any signed-in account, and the account (its role decides which fields it
-    sees): both in one round trip, and nothing said about the record before the account is
-    admitted. With a read replica the
-    primary checks the account (a revoked token is refused at once) while the record is read,
-    from the replica unless it lacks the account's last write."""
-    if replica is not None and replica.available():
+    """One record for any account or key that may read, and the account (its role decides which
+    fields it sees): both in one round trip, and nothing said about the record before the
+    account is admitted. With a read replica the primary checks the account (a revoked token is
+    refused at once) while the record is read, from the replica unless it lacks the account's
+    last write; a key's account is only known from the key: one statement on the primary."""
+    account: AccountAccess | KeyAccess | None
+    if isinstance(claims, KeyCredential):
+        account, employee = await key_crud.get_employee_as_key(
+            reader=reader, emp_id=emp_id, key_hash=claims.key_hash
+        )
+    elif replica is not None and replica.available():
         account, employee = await alongside(
             accounts.get_user_access(
                 reader=reader, user_id=claims.user_id, sign_in_id=claims.sign_in_id
@@ -67,7 +73,7 @@ async def read_employee(
         account, employee = await crud.get_employee_as(
             reader=reader, emp_id=emp_id, user_id=claims.user_id, sign_in_id=claims.sign_in_id
         )
-    principal = admit(claims, account)
+    principal = require(admit(claims, account), "employees:read")
     if employee is None:
         raise not_found(emp_id)
     return principal, employee
@@ -190,7 +196,7 @@ async def create_employee_once(
 async def update_employee(
     *,
     session: AsyncSession,
-    claims: AccessClaims,
+    claims: Credential,
     emp_id: int,
     changes: dict[str, Any],
     if_match: IfMatch,
@@ -214,7 +220,7 @@ async def update_employee(
 
 
 async def delete_employee(
-    *, session: AsyncSession, claims: AccessClaims, emp_id: int, if_match: IfMatch
+    *, session: AsyncSession, claims: Credential, emp_id: int, if_match: IfMatch
 ) -> None:
     async with transaction(session):
         actor, employee = await _lock(session, claims, emp_id)
@@ -224,12 +230,18 @@ async def delete_employee(
 
 
 async def _lock(
-    session: AsyncSession, claims: AccessClaims, emp_id: int
+    session: AsyncSession, claims: Credential, emp_id: int
 ) -> tuple[Actor, EmployeeRow]:
     """The writer, once admitted (401/403), and the record, locked until the commit."""
-    account, employee = await crud.lock_employee_as(
-        session=session, emp_id=emp_id, user_id=claims.user_id, sign_in_id=claims.sign_in_id
-    )
+    account: AccountAccess | KeyAccess | None
+    if isinstance(claims, KeyCredential):
+        account, employee = await key_crud.lock_employee_as_key(
+            session=session, emp_id=emp_id, key_hash=claims.key_hash
+        )
+    else:
+        account, employee = await crud.lock_employee_as(
+            session=session, emp_id=emp_id, user_id=claims.user_id, sign_in_id=claims.sign_in_id
+        )
     actor = writer(claims, account)  # before anything is said about the record
     if employee is None:
         raise not_found(emp_id)

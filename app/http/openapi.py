@@ -50,7 +50,8 @@ OPENAPI_TAGS = [
 _DESCRIPTIONS = {
     400: "The request body could not be decoded (e.g. JSON that is not UTF-8).",
     401: "Missing, invalid or expired bearer token, or an inactive account.",
-    403: "Authenticated, but the account's role does not allow this.",
+    403: "Authenticated, but not allowed: the account's role, or the API key's scopes, do not "
+    "allow it.",
     404: "No such record.",
     409: "The record conflicts with an existing one (a unique key is taken).",
     412: "`If-Match` names a version the record no longer has; read it again (new `ETag`).",

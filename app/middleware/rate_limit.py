@@ -1,6 +1,7 @@
-"""Request limits for every caller: per account when the bearer token is valid, per client
-address otherwise, and writes per account as well. Every counted answer carries the IETF
-`RateLimit-Policy` and `RateLimit` fields; a spent quota answers 429 before any route runs.
+"""Request limits for every caller: per account when the bearer token is valid (or is an API key
+this worker admitted lately), per client address otherwise, and writes per account as well.
+Every counted answer carries the IETF `RateLimit-Policy` and `RateLimit` fields; a spent quota
+answers 429 before any route runs.
 """
 
 import json
@@ -9,9 +10,11 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.config import Settings
+from app.core.types import utc_now
 from app.http.rate_limits import LimitStoreUnavailable, Policy, RequestLimiter, Usage
 from app.http.versioning import route_path
 from app.observability.metrics import REQUESTS_LIMITED
+from app.security.api_keys import KeyMemory, api_key_credential, looks_like_api_key
 from app.security.oidc import OidcVerifier
 from app.security.tokens import InvalidTokenError, decode_access_token
 
@@ -36,8 +39,10 @@ class RateLimitMiddleware:
         settings: Settings,
         limiter: RequestLimiter,
         oidc: OidcVerifier | None = None,
+        keys: KeyMemory | None = None,
     ) -> None:
         self.app = app
+        self.keys = keys
         self.settings = settings
         self.limiter = limiter
         self.oidc = oidc
@@ -81,13 +86,17 @@ class RateLimitMiddleware:
     def _account(self, scope: Scope) -> uuid.UUID | None:
         """The account a valid bearer token names (verified, so nobody spends another's quota);
         None for anonymous callers and bad tokens alike. An identity provider's token counts
-        for its identity when its key is in hand (never fetched here), else as anonymous."""
+        for its identity when its key is in hand (never fetched here), else as anonymous. An
+        API key is known only once this worker has admitted it (app.accounts.keys.usage); until
+        then it counts as anonymous, so made-up keys cannot escape the address's limit."""
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() != "bearer":
                     return None
                 token = token.strip()
+                if looks_like_api_key(token):
+                    return self._key_owner(token)
                 if self.oidc is not None and self.oidc.issued(token):
                     identity = self.oidc.verify_cached(token)
                     return None if identity is None else identity.key
@@ -96,6 +105,14 @@ class RateLimitMiddleware:
                 except InvalidTokenError:
                     return None
         return None
+
+    def _key_owner(self, token: str) -> uuid.UUID | None:
+        if self.keys is None:
+            return None
+        try:
+            return self.keys.owner(api_key_credential(token).key_hash, utc_now())
+        except InvalidTokenError:
+            return None
 
 
 def rate_limit_fields(usages: list[Usage]) -> tuple[tuple[bytes, bytes], ...]:

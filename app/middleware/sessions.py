@@ -1,9 +1,11 @@
-"""Closes every database session a request opened once it is answered."""
+"""Closes every database session a request opened once it is answered, then runs the work it
+deferred until then (app.http.deferred)."""
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.db.session import SESSIONS, close_session
+from app.http.deferred import run_deferred
 
 
 class SessionCloser:
@@ -26,3 +28,4 @@ class SessionCloser:
                 # A session that never began a transaction holds no connection: nothing to close.
                 if session.in_transaction():
                     await close_session(session)
+            await run_deferred(scope)

@@ -80,8 +80,8 @@ class AccountEventRead(BaseModel):
     # A string, not an enum: kinds are added over time, and a client must accept new ones.
     kind: str = Field(
         description="What happened: `role_changed`, `activation_changed`, `account_deleted`, "
-        "`sso_first_sign_in`; more kinds may appear, so keep an unknown one rather than failing "
-        "on it."
+        "`sso_first_sign_in`, `api_key_created`, `api_key_revoked`; more kinds may appear, so "
+        "keep an unknown one rather than failing on it."
     )
     account_id: uuid.UUID
     account_username: str = Field(description="The account's username when it happened.")

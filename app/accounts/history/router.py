@@ -1,8 +1,8 @@
 """An account's history, for administrators and auditors."""
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
-from app.accounts.dependencies import AuditorUser
+from app.accounts.dependencies import AccountReader, keyless_router
 from app.accounts.history import crud
 from app.accounts.history.models import AccountEventRead, account_events_json
 from app.accounts.users_router import USER_PATH, UserIdPath
@@ -12,7 +12,7 @@ from app.http.openapi import error_responses, page_responses
 from app.http.page_tags import PageIfNoneMatch, tagged_page
 from app.http.pagination import PageDep, set_page_headers
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = keyless_router("/users", "users")  # no API key may read it
 
 
 @router.get(
@@ -22,15 +22,15 @@ router = APIRouter(prefix="/users", tags=["users"])
     operation_id="read_user_history",
 )
 async def read_user_history(
-    _: AuditorUser,
+    _: AccountReader,
     user_id: UserIdPath,
     session: ReadSessionDep,
     page: PageDep,
     request: Request,
     if_none_match: PageIfNoneMatch = None,
 ) -> Response:
-    """An account's role changes, (de)activations and deletion, newest first (admins and
-    auditors); paginated like an employee's history.
+    """An account's role changes, (de)activations, deletion and API keys made or revoked, newest
+    first (admins and auditors); paginated like an employee's history.
 
     Answers for deleted accounts too. `If-None-Match` with the page's weak `ETag` gets a 304
     while the page is unchanged.

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import Send
 
+from app.accounts.dependencies import EmployeeReader
 from app.core.config import SettingsDep
 from app.db.driver import session_driver
 from app.db.reads import Reads
@@ -61,7 +62,9 @@ class DryRunResult(BaseModel):
     },
     operation_id="export_employees_csv",
 )
-async def export_employees_csv(reads: ReadsDep, view: ListViewDep) -> StreamingResponse:
+async def export_employees_csv(
+    _: EmployeeReader, reads: ReadsDep, view: ListViewDep
+) -> StreamingResponse:
     """Download the employees as CSV, with the list's filters and sort; streamed in batches.
 
     Where `EMPLOYEE_DOB_VISIBLE_TO` hides birth dates from the caller, the `emp_dob` column is

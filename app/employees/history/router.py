@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.dependencies import AuditorUser
+from app.accounts.dependencies import HistoryReader
 from app.core.config import SettingsDep
 from app.core.errors import NotFoundError
 from app.employees import privacy
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/employees", tags=["employees"])
     operation_id="read_employee_history",
 )
 async def read_employee_history(
-    reader: AuditorUser,
+    reader: HistoryReader,
     settings: SettingsDep,
     emp_id: EmpIdPath,
     reads: ReadsDep,
