@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from unittest.mock import patch
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose import jwt
 
 from app.core.config import Settings
+from app.security import jwks
 
 AUDIENCE = "employee-records-api-sso"
 REALM = "/realms/staff"
@@ -205,6 +207,11 @@ def signing_keys() -> dict[str, SigningKey]:
     }
 
 
+# Under the whole parallel suite a test process can wait seconds for a core, and a fetch's 5 s
+# (jwks.FETCH_TIMEOUT) then runs out in a test that is not about it: these tests allow more.
+PATIENT_FETCH_TIMEOUT = 30.0
+
+
 @contextmanager
 def running_provider() -> Iterator[Provider]:
     """The provider, publishing the RSA and the EC key, for the block's duration."""
@@ -212,7 +219,8 @@ def running_provider() -> Iterator[Provider]:
     idp = Provider([keys["rsa"], keys["ec"]])
     idp.start()
     try:
-        yield idp
+        with patch.object(jwks, "FETCH_TIMEOUT", PATIENT_FETCH_TIMEOUT):
+            yield idp
     finally:
         idp.stop()
 
