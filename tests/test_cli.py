@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from app.accounts import crud, service
 from app.accounts.access import Role
 from app.accounts.history.models import AccountEvent
+from app.accounts.keys.models import ApiKey
 from app.accounts.models import RefreshToken, SignIn, User
 from app.cli import cli
 from app.cli.accounts import SET_ROLE
@@ -422,7 +423,8 @@ def test_help_shows_flags_without_a_value(command: str) -> None:
 
 
 def add_token_and_key(url: str, *rows: tuple[User, datetime]) -> None:
-    """A sign-in with one refresh token, and an idempotency key, per (user, expires_at)."""
+    """A sign-in with one refresh token, an API key and an idempotency key, per (user,
+    expires_at)."""
 
     async def add() -> None:
         engine = create_engine(make_settings(url))
@@ -452,6 +454,16 @@ def add_token_and_key(url: str, *rows: tuple[User, datetime]) -> None:
                             expires_at=expires_at,
                         )
                     )
+                    session.add(
+                        ApiKey(
+                            user_id=user.id,
+                            name="nightly export",
+                            prefix="erk_test",
+                            key_hash=uuid.uuid4().hex * 2,
+                            scopes="employees:read",
+                            expires_at=expires_at,
+                        )
+                    )
                 await session.commit()
         finally:
             await engine.dispose()
@@ -467,13 +479,15 @@ class TestPurgeExpired:
         past = datetime.now(UTC) - timedelta(seconds=1)
         future = datetime.now(UTC) + timedelta(days=1)
 
-        async def left() -> tuple[list[datetime], list[datetime]]:
+        async def left() -> list[list[datetime]]:
             engine = create_engine(make_settings(database))
             try:
                 async with create_sessionmaker(engine)() as session:
-                    tokens = await session.execute(select(RefreshToken.expires_at))
-                    keys = await session.execute(select(IdempotencyKey.expires_at))
-                    return list(tokens.scalars()), list(keys.scalars())
+                    tables = (RefreshToken, ApiKey, IdempotencyKey)
+                    return [
+                        list((await session.execute(select(table.expires_at))).scalars())
+                        for table in tables
+                    ]
             finally:
                 await engine.dispose()
 
@@ -482,12 +496,11 @@ class TestPurgeExpired:
 
         assert result.exit_code == 0, result.output
         assert (
-            "Deleted 2 expired refresh tokens, 2 ended sign-ins and 2 expired idempotency keys."
-            in result.output
+            "Deleted 2 expired refresh tokens, 2 ended sign-ins, 2 expired API keys and 2 expired "
+            "idempotency keys." in result.output
         )
-        tokens, keys = asyncio.run(left())
-        assert len(tokens) == len(keys) == 1
-        assert tokens[0] > datetime.now(UTC) and keys[0] > datetime.now(UTC)
+        for kept in asyncio.run(left()):  # refresh tokens, API keys, idempotency keys
+            assert len(kept) == 1 and kept[0] > datetime.now(UTC)
         assert "Deleted 0 expired" in run("purge-expired").output  # nothing left to do
 
     def test_one_of_each_reads_in_the_singular(self, database: str) -> None:
@@ -495,7 +508,8 @@ class TestPurgeExpired:
         add_token_and_key(database, (quiet, datetime.now(UTC) - timedelta(seconds=1)))
         result = run("purge-expired")
         expected = (
-            "Deleted 1 expired refresh token, 1 ended sign-in and 1 expired idempotency key.\n"
+            "Deleted 1 expired refresh token, 1 ended sign-in, 1 expired API key and 1 expired "
+            "idempotency key.\n"
         )
         assert result.stdout == expected
 

@@ -10,6 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 from app.accounts import crud, service, token_crud
 from app.accounts.access import Role
 from app.accounts.history.models import EventActor
+from app.accounts.keys import crud as keys_crud
 from app.accounts.models import User, UserCreate, Username
 from app.cli.common import BadInput, database, plural, run
 from app.core.errors import ConflictError, NotFoundError, plain_message
@@ -135,23 +136,28 @@ def set_role(
     typer.echo(run(lambda: asyncio.run(_set_role(checked, role))))
 
 
-async def _purge_expired() -> tuple[int, int, int]:
+async def _purge_expired() -> tuple[int, int, int, int]:
     async with database() as sessionmaker, sessionmaker() as session:
         now = utc_now()
         tokens = await token_crud.delete_expired_refresh_tokens(session=session, now=now)
         sign_ins = await token_crud.delete_ended_sign_ins(session=session, now=now)
+        api_keys = await keys_crud.delete_expired_api_keys(session=session, now=now)
         keys = await idempotency_crud.delete_expired_keys(session=session, now=now)
-        return tokens, sign_ins, keys
+        return tokens, sign_ins, api_keys, keys
 
 
 def purge_expired() -> None:
-    """Delete every account's expired refresh tokens, ended sign-ins and expired idempotency
-    keys (run it daily).
+    """Delete every account's expired refresh tokens, ended sign-ins, expired API keys and
+    expired idempotency keys (run it daily).
 
-    Sign-ins and writes delete their own account's; this catches accounts that went quiet.
+    Sign-ins, new keys and writes delete their own account's; this catches accounts that went
+    quiet.
     """
-    tokens, sign_ins, keys = run(lambda: asyncio.run(_purge_expired()))
+    tokens, sign_ins, api_keys, keys = run(lambda: asyncio.run(_purge_expired()))
     tokens_deleted = plural(tokens, "expired refresh token")
     sign_ins_deleted = plural(sign_ins, "ended sign-in")
+    api_keys_deleted = plural(api_keys, "expired API key")
     keys_deleted = plural(keys, "expired idempotency key")
-    typer.echo(f"Deleted {tokens_deleted}, {sign_ins_deleted} and {keys_deleted}.")
+    typer.echo(
+        f"Deleted {tokens_deleted}, {sign_ins_deleted}, {api_keys_deleted} and {keys_deleted}."
+    )

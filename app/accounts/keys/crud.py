@@ -133,6 +133,15 @@ async def delete_account_api_keys(*, session: AsyncSession, user_id: uuid.UUID) 
     return int(result.rowcount)
 
 
+async def delete_expired_api_keys(*, session: AsyncSession, now: datetime) -> int:
+    """Every account's expired keys (making a key deletes only its own account's); how many.
+    Commits."""
+    statement = delete(ApiKey).where(col(ApiKey.expires_at) <= now)
+    result = cast(CursorResult[Any], await session.execute(statement))
+    await session.commit()
+    return int(result.rowcount)
+
+
 async def touch_api_key(*, session: AsyncSession, key_id: uuid.UUID, now: datetime) -> bool:
     """Write the key's last use, unless it was written within the interval (by any worker);
     commit. Whether a row was written."""
