@@ -51,12 +51,12 @@ _EMPLOYEE_AS = Query(
 # The same, the record locked until the commit so that writers of it queue up: PostgreSQL locks
 # no nullable side of an outer join, hence a LATERAL subquery (SQLite needs neither).
 _locked = select(*read_columns).where(columns.emp_id == bindparam("emp_id")).with_for_update()
-_locked_record = _locked.lateral("locked")
+locked_record = _locked.lateral("locked")
 _LOCK_AS = Query(
     _EMPLOYEE_AS.statement,
     account_and_record,
-    postgresql=select(*[_locked_record.c[name] for name in READ_COLUMNS], *_account_columns)
-    .select_from(with_sign_in(user_table.outerjoin(_locked_record, true())))
+    postgresql=select(*[locked_record.c[name] for name in READ_COLUMNS], *_account_columns)
+    .select_from(with_sign_in(user_table.outerjoin(locked_record, true())))
     .where(user_table.c.id == bindparam("user_id")),
 )
 _INSERT = history.LoggedWrite(

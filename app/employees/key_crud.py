@@ -12,7 +12,7 @@ from app.accounts.keys.crud import KeyAccess, key_access, key_access_columns, ke
 from app.accounts.keys.crud import presented_key as by_digest
 from app.db.reader import Reader
 from app.db.statements import Query
-from app.employees.crud import columns, employee_table, read_columns
+from app.employees.crud import columns, employee_table, locked_record, read_columns
 from app.employees.models import READ_COLUMNS, EmployeeRow
 
 
@@ -30,9 +30,7 @@ _EMPLOYEE_AS_KEY = Query(
     .where(by_digest()),
     key_account_and_record,
 )
-# Locked until the commit, through a LATERAL subquery on PostgreSQL, as `crud._LOCK_AS` does.
-_locked = select(*read_columns).where(columns.emp_id == bindparam("emp_id")).with_for_update()
-locked_record = _locked.lateral("locked")
+# Locked until the commit, through the same LATERAL subquery on PostgreSQL as `crud._LOCK_AS`.
 _LOCK_AS_KEY = Query(
     _EMPLOYEE_AS_KEY.statement,
     key_account_and_record,
