@@ -120,6 +120,7 @@ ROUTES: list[tuple[str, str, dict[str, Any], int]] = [
     ("GET", "/employees/7/history", {}, 200),
     ("GET", "/employees/", {}, 200),
     ("GET", "/employees/export.csv", {}, 200),
+    ("GET", "/employees/changes", {}, 200),
     ("POST", "/employees/", {"json": employee_payload(emp_id=8)}, 201),
     ("PATCH", "/employees/7", {"json": {"city": "Paris"}}, 200),
     ("PUT", "/employees/7", {"json": employee_payload(emp_id=7, city="Oslo")}, 200),

@@ -62,7 +62,18 @@ _EMPLOYEE_AS = Query(
 )
 # The same, the record locked until the commit so that writers of it queue up: PostgreSQL locks
 # no nullable side of an outer join, hence a LATERAL subquery (SQLite needs neither).
-_locked = select(*read_columns).where(columns.emp_id == bindparam("emp_id")).with_for_update()
+# Writers of one emp_id queue on an advisory lock first, which the scan takes before the row
+# lock above it: each takes its transaction id only at the head of the queue, so a record's
+# changes have increasing transaction ids, the order the change feed serves them in
+# (app.changes). Waiting for the row lock itself, a writer may take its id while it waits
+# (following the record's update chain) and be overtaken by one that came later.
+WRITE_QUEUE_SPACE = 0x656D70  # "emp": the lock's first key; the emp_id is the second
+_queued = func.pg_advisory_xact_lock(
+    literal_column(str(WRITE_QUEUE_SPACE)), bindparam("emp_id", type_=Integer)
+).is_not(None)
+_locked = (
+    select(*read_columns).where(columns.emp_id == bindparam("emp_id"), _queued).with_for_update()
+)
 locked_record = _locked.lateral("locked")
 _LOCK_AS = Query(
     _EMPLOYEE_AS.statement,
@@ -97,20 +108,6 @@ _DELETE = Query(
 )
 _EMPLOYEE = Query(
     select(*read_columns).where(columns.emp_id == bindparam("emp_id")), EmployeeRow._make
-)
-# Writers of one emp_id queue here, before they lock the record (PostgreSQL): each takes its
-# transaction id only once at the head, so a record's changes have increasing transaction ids,
-# the order the change feed serves them in (app.changes). A writer waiting for the row lock
-# itself may take its id while it waits (following the record's update chain) and be
-# overtaken by one that came later. An advisory lock takes no transaction id.
-WRITE_QUEUE_SPACE = 0x656D70  # "emp": the first key of the lock, the emp_id is the second
-_WRITE_QUEUE = Query(
-    select(
-        func.pg_advisory_xact_lock(
-            literal_column(str(WRITE_QUEUE_SPACE)), bindparam("emp_id", type_=Integer)
-        )
-    ),
-    tuple,
 )
 _EXISTS = Query(select(columns.id).where(columns.id == bindparam("row_id")), tuple)
 
@@ -195,12 +192,6 @@ async def delete_employee(*, session: AsyncSession, employee: EmployeeRow, actor
             version=employee.version + 1,
         )
     return bool(deleted)
-
-
-async def queue_for_record(*, session: AsyncSession, emp_id: int) -> None:
-    """Wait, in the session's transaction, until no other writer of `emp_id` is at work."""
-    if session.get_bind().dialect.name == "postgresql":
-        await _WRITE_QUEUE.first(session, emp_id=emp_id)
 
 
 async def employee_exists(*, session: AsyncSession, row_id: uuid.UUID) -> bool:
