@@ -1,0 +1,98 @@
+"""The webhook worker: a background task of each server process that fans new changes out into
+deliveries and sends the due ones. Every process runs one; the outbox's row claims let them
+share the work, so any number of workers and replicas may run."""
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import httpx
+
+from app.core.config import Settings
+from app.core.types import utc_now
+from app.db.engine import Database
+from app.webhooks import outbox
+from app.webhooks.delivery import attempt, new_client, retry_delay
+
+logger = logging.getLogger(__name__)
+
+FAN_OUT_BATCH = 500
+CLAIM_BATCH = 20
+# A claim outlives the slowest attempt (DNS and the request each get the timeout) by a margin;
+# past it, another worker may send the delivery again.
+LEASE_MARGIN = timedelta(seconds=30)
+
+
+class WebhookWorker:
+    def __init__(self, settings: Settings, database: Database, client: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.database = database
+        self.client = client
+        self.lease = timedelta(seconds=2 * settings.webhook_timeout_seconds) + LEASE_MARGIN
+
+    async def fan_out(self) -> int:
+        """Queue the deliveries of every change not yet fanned out; how many events were read."""
+        total = 0
+        while True:
+            async with self.database.sessions() as session:
+                read = await outbox.fan_out(session=session, batch=FAN_OUT_BATCH)
+            total += read
+            if read < FAN_OUT_BATCH:
+                return total
+
+    async def send_due(self) -> int:
+        """Claim due deliveries, send them at once (at most one per employee and endpoint),
+        then record each outcome; how many were sent."""
+        async with self.database.sessions() as session:
+            claimed = await outbox.claim_due(
+                session=session, now=utc_now(), lease=self.lease, limit=CLAIM_BATCH
+            )
+        outcomes = await asyncio.gather(
+            *(attempt(self.client, delivery, self.settings) for delivery in claimed)
+        )
+        for delivery, outcome in zip(claimed, outcomes, strict=True):
+            await self.record(delivery, outcome)
+        return len(claimed)
+
+    async def record(self, claimed: outbox.Claimed, outcome: outbox.Outcome) -> None:
+        settings = self.settings
+        retry_at = None
+        if not outcome.ok and claimed.attempt < settings.webhook_max_attempts:
+            retry_at = utc_now() + retry_delay(claimed.attempt, settings.webhook_retry_base_seconds)
+        async with self.database.sessions() as session:
+            await outbox.record_attempt(
+                session=session,
+                claimed=claimed,
+                outcome=outcome,
+                now=utc_now(),
+                retry_at=retry_at,
+                disable_after=timedelta(hours=settings.webhook_disable_after_hours),
+            )
+
+    async def run_once(self) -> int:
+        """One round: fan out, then send until nothing is due; how much was done."""
+        done = await self.fan_out()
+        while sent := await self.send_due():
+            done += sent
+        return done
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                # The database may be down or restarting: try again at the next poll.
+                logger.exception("webhook worker round failed")
+            await asyncio.sleep(self.settings.webhook_poll_seconds)
+
+
+def start_webhook_worker(settings: Settings, database: Database) -> asyncio.Task[None] | None:
+    """The worker's task, when WEBHOOK_WORKER_ENABLED (cancel it at shutdown)."""
+    if not settings.webhook_worker_enabled:
+        return None
+    return asyncio.create_task(_run(settings, database))
+
+
+async def _run(settings: Settings, database: Database) -> None:
+    async with new_client() as client:
+        await WebhookWorker(settings, database, client).run()
