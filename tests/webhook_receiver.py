@@ -42,6 +42,7 @@ class Received:
     body: dict[str, Any]
     verified: bool
     path: str
+    raw: bytes
 
 
 class Receiver:
@@ -112,6 +113,7 @@ class Receiver:
                         json.loads(body or b"{}"),
                         verified,
                         self.path + (":ok" if ok else f":{status}"),
+                        body,
                     )
                     with receiver.lock:
                         receiver.received.append(item)
