@@ -19,6 +19,7 @@ from app.accounts.history.router import router as user_history_router
 from app.accounts.keys.router import router as api_keys_router
 from app.accounts.router import auth_router, password_router
 from app.accounts.users_router import router as users_router
+from app.changes.router import router as changes_router
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
@@ -237,6 +238,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     include_versioned(
         app,
         (
+            changes_router,  # its literal paths before the records' /employees/{emp_id}
             employees_router,
             employees_csv_router,
             history_router,
