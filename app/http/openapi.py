@@ -51,8 +51,7 @@ OPENAPI_TAGS = [
     {"name": "users", "description": "Your account; accounts and roles (administrators)."},
     {
         "name": "webhooks",
-        "description": "Endpoints that receive every change, signed and retried "
-        "(administrators).",
+        "description": "Endpoints that receive every change, signed and retried (administrators).",
     },
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
