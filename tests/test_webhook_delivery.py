@@ -5,13 +5,18 @@ rolled-back write did is sent; each employee's events arrive in order. The worke
 run by the test (`run_once`), so no poll interval is waited for."""
 
 import asyncio
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from httpx import AsyncClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -343,3 +348,73 @@ class TestTargetRecheckedAtDelivery:
         (delivery,) = await stored(sessionmaker)
         assert delivery.last_error is not None and delivery.last_error.startswith("refused")
         assert receiver.received == []
+
+
+def certificate(tmp_path: Any, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A self-signed certificate for `name`: the receiver's TLS context, and a client context
+    that trusts it (and checks host names, as every client context does)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_file, key_file)
+    return server, ssl.create_default_context(cafile=str(cert_file))
+
+
+class TestTls:
+    """An https delivery connects to the address it checked, yet TLS names and verifies the
+    URL's host: the certificate must be the host's, not merely the address's."""
+
+    @pytest.mark.parametrize(("name", "arrives"), [("localhost", True), ("other.example", False)])
+    async def test_the_url_host_is_verified(
+        self,
+        admin_user_client: AsyncClient,
+        settings: Settings,
+        database: Database,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        tmp_path: Any,
+        name: str,
+        arrives: bool,
+    ):
+        server, client_context = certificate(tmp_path, name)
+        receiver = Receiver(tls=server).start()
+        try:
+            response = await admin_user_client.post(
+                "/v1/webhooks/",
+                json={"url": receiver.https_url, "event_types": ["employee.created"]},
+            )
+            receiver.secret = response.json()["secret"]
+            await admin_user_client.post("/v1/employees/", json=employee_payload(1001))
+            async with new_client(verify=client_context) as client:
+                worker = WebhookWorker(settings, database, client)
+                await drain(worker, lambda: attempted(sessionmaker))
+        finally:
+            receiver.stop()
+        (delivery,) = await stored(sessionmaker)
+        if arrives:
+            (item,) = receiver.delivered()
+            assert item.verified and item.headers["host"] == f"localhost:{receiver.port}"
+            assert delivery.state == "delivered"
+        else:
+            assert receiver.received == [] and delivery.state == "pending"
+            assert delivery.last_error is not None and "connect" in delivery.last_error

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import ssl
 import threading
 import time
 from collections import Counter
@@ -46,8 +47,9 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, secret: str = "") -> None:
+    def __init__(self, secret: str = "", tls: ssl.SSLContext | None = None) -> None:
         self.secret = secret
+        self.tls = tls
         self.received: list[Received] = []
         self.status = 204
         self.statuses: list[int] = []  # answered first, one each, before `status`
@@ -63,10 +65,16 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
+    @property
+    def https_url(self) -> str:
+        return f"https://localhost:{self.port}/hook"
+
     def start(self) -> "Receiver":
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         ).start()

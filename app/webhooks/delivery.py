@@ -4,6 +4,7 @@ body never read."""
 
 import asyncio
 import random
+import ssl
 import time
 from datetime import timedelta
 
@@ -20,9 +21,9 @@ BACKOFF_FACTOR = 4
 JITTER = 0.2
 
 
-def new_client() -> httpx.AsyncClient:
+def new_client(verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
     # No proxies from the environment: the request must go to the address that was checked.
-    return httpx.AsyncClient(follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(follow_redirects=False, trust_env=False, verify=verify)
 
 
 def retry_delay(attempts: int, base_seconds: float) -> timedelta:
