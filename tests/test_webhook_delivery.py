@@ -418,3 +418,37 @@ class TestTls:
         else:
             assert receiver.received == [] and delivery.state == "pending"
             assert delivery.last_error is not None and "connect" in delivery.last_error
+
+
+class TestRetention:
+    async def test_settled_deliveries_past_retention_are_deleted(
+        self,
+        admin_user_client: AsyncClient,
+        receiver: Receiver,
+        worker: WebhookWorker,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+    ):
+        endpoint = await register(admin_user_client, receiver)
+        old = utc_now() - timedelta(days=settings.webhook_delivery_retention_days + 1)
+        rows = [("delivered", old), ("failed", old), ("pending", old), ("delivered", utc_now())]
+        async with sessionmaker() as session:
+            for number, (state, created_at) in enumerate(rows, start=1):
+                session.add(
+                    WebhookDelivery(
+                        endpoint_id=uuid.UUID(endpoint["id"]),
+                        event_id=f"ev_{number}",
+                        event_tx=0,
+                        event_seq=number,
+                        event_type="employee.created",
+                        employee_id=uuid.uuid4(),
+                        payload="{}",
+                        state=state,
+                        created_at=created_at,
+                        next_attempt_at=utc_now() + timedelta(days=1),
+                    )
+                )
+            await session.commit()
+        assert await worker.purge() == 2
+        kept = [(row.state, row.event_seq) for row in await stored(sessionmaker)]
+        assert kept == [("pending", 3), ("delivered", 4)]

@@ -45,6 +45,13 @@ class WebhookSettings(BaseModel):
         description="An endpoint whose deliveries have failed without a success for this long "
         "is deactivated (`active` false in GET /webhooks/{id}).",
     )
+    webhook_delivery_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Delivered and failed deliveries are deleted this many days after they "
+        "were queued (pending ones are kept until settled).",
+    )
     webhook_allow_http: bool = Field(
         default=False,
         description="Accept http:// webhook URLs; false: https:// only.",

@@ -6,9 +6,9 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, or_, select, tuple_, update
+from sqlalchemy import CursorResult, delete, exists, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
@@ -143,11 +143,12 @@ async def record_attempt(
     now: datetime,
     retry_at: datetime | None,
     disable_after: timedelta,
-) -> None:
+) -> bool:
     """Write how the attempt went and release the claim; commit. `retry_at` None: no attempt
     is left, the delivery failed. A success clears the endpoint's failing streak; a failure
     starts it, and one that has lasted `disable_after` deactivates the endpoint. Nothing is
-    written if the claim was lost meanwhile (its lease ran out and another worker took it)."""
+    written if the claim was lost meanwhile (its lease ran out and another worker took it).
+    Whether the endpoint was deactivated."""
     values: dict[str, Any] = {
         "locked_until": None,
         "last_attempt_at": now,
@@ -171,22 +172,38 @@ async def record_attempt(
         .execution_options(synchronize_session=False)
     )
     await session.execute(statement)
-    await _note_endpoint_health(session, claimed.endpoint_id, outcome.ok, now, disable_after)
+    deactivated = await _note_endpoint_health(
+        session, claimed.endpoint_id, outcome.ok, now, disable_after
+    )
     await session.commit()
+    return deactivated
 
 
 async def _note_endpoint_health(
     session: AsyncSession, endpoint_id: uuid.UUID, ok: bool, now: datetime, after: timedelta
-) -> None:
+) -> bool:
+    """Whether this outcome deactivated the endpoint."""
     endpoint = await session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
     if endpoint is None:
-        return
+        return False
     if ok:
         endpoint.failing_since = None
-        return
+        return False
     if endpoint.failing_since is None:
         endpoint.failing_since = now
     elif endpoint.active and now - endpoint.failing_since >= after:
         endpoint.active = False
         endpoint.disabled_at = now
         endpoint.updated_at = now
+        return True
+    return False
+
+
+async def delete_settled(*, session: AsyncSession, before: datetime) -> int:
+    """Delete the delivered and failed deliveries made before `before`; commit. How many."""
+    statement = delete(WebhookDelivery).where(
+        col(WebhookDelivery.state) != PENDING, col(WebhookDelivery.created_at) < before
+    )
+    result = cast(CursorResult[Any], await session.execute(statement))
+    await session.commit()
+    return int(result.rowcount)

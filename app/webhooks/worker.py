@@ -4,6 +4,7 @@ share the work, so any number of workers and replicas may run."""
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 
 import httpx
@@ -21,6 +22,8 @@ CLAIM_BATCH = 20
 # A claim outlives the slowest attempt (DNS and the request each get the timeout) by a margin;
 # past it, another worker may send the delivery again.
 LEASE_MARGIN = timedelta(seconds=30)
+# Settled deliveries past WEBHOOK_DELIVERY_RETENTION_DAYS are deleted about this often.
+PURGE_INTERVAL_SECONDS = 600
 
 
 class WebhookWorker:
@@ -60,13 +63,34 @@ class WebhookWorker:
         if not outcome.ok and claimed.attempt < settings.webhook_max_attempts:
             retry_at = utc_now() + retry_delay(claimed.attempt, settings.webhook_retry_base_seconds)
         async with self.database.sessions() as session:
-            await outbox.record_attempt(
+            deactivated = await outbox.record_attempt(
                 session=session,
                 claimed=claimed,
                 outcome=outcome,
                 now=utc_now(),
                 retry_at=retry_at,
                 disable_after=timedelta(hours=settings.webhook_disable_after_hours),
+            )
+        if not outcome.ok:
+            logger.info(
+                "webhook delivery %s attempt %s failed: %s",
+                claimed.id,
+                claimed.attempt,
+                outcome.error,
+            )
+        if deactivated:
+            logger.warning(
+                "webhook endpoint %s deactivated: its deliveries have failed for %s hours",
+                claimed.endpoint_id,
+                settings.webhook_disable_after_hours,
+            )
+
+    async def purge(self) -> int:
+        """Delete settled deliveries past the retention period; how many."""
+        days = self.settings.webhook_delivery_retention_days
+        async with self.database.sessions() as session:
+            return await outbox.delete_settled(
+                session=session, before=utc_now() - timedelta(days=days)
             )
 
     async def run_once(self) -> int:
@@ -77,9 +101,13 @@ class WebhookWorker:
         return done
 
     async def run(self) -> None:
+        purged_at = 0.0
         while True:
             try:
                 await self.run_once()
+                if time.monotonic() - purged_at > PURGE_INTERVAL_SECONDS:
+                    purged_at = time.monotonic()
+                    await self.purge()
             except Exception:
                 # The database may be down or restarting: try again at the next poll.
                 logger.exception("webhook worker round failed")
