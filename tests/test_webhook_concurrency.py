@@ -156,3 +156,17 @@ async def test_the_server_runs_the_worker(
     await admin_user_client.post("/v1/employees/", json=employee_payload(3001))
     await wait_for(lambda: len(receiver.delivered()) == 1, 10)
     assert receiver.delivered()[0].verified
+
+
+async def test_a_commit_wakes_the_worker(
+    app_with: Callable[..., Any], admin_user_client: AsyncClient, receiver: Receiver
+):
+    """PostgreSQL's NOTIFY of a committed change wakes the worker long before its next poll."""
+    created = await admin_user_client.post(
+        "/v1/webhooks/", json={"url": receiver.url, "event_types": ["employee.created"]}
+    )
+    receiver.secret = created.json()["secret"]
+    await app_with(webhook_worker_enabled=True, webhook_poll_seconds=60)
+    await asyncio.sleep(0.5)  # the worker's first round, and its listening connection
+    await admin_user_client.post("/v1/employees/", json=employee_payload(3002))
+    await wait_for(lambda: len(receiver.delivered()) == 1, 20)

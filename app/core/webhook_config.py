@@ -15,7 +15,8 @@ class WebhookSettings(BaseModel):
         default=1.0,
         ge=0.01,
         le=60,
-        description="How often the webhook worker looks for new changes and due deliveries.",
+        description="How often the webhook worker looks for new changes and due deliveries; on "
+        "PostgreSQL a committed change also wakes it at once (NOTIFY).",
     )
     webhook_timeout_seconds: float = Field(
         default=5.0,

@@ -3,6 +3,7 @@ deliveries and sends the due ones. Every process runs one; the outbox's row clai
 share the work, so any number of workers and replicas may run."""
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import timedelta
@@ -14,6 +15,7 @@ from app.core.types import utc_now
 from app.db.engine import Database
 from app.webhooks import outbox
 from app.webhooks.delivery import attempt, new_client, retry_delay
+from app.webhooks.wake import listen, listen_dsn
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +26,7 @@ CLAIM_BATCH = 20
 LEASE_MARGIN = timedelta(seconds=30)
 # Settled deliveries past WEBHOOK_DELIVERY_RETENTION_DAYS are deleted about this often.
 PURGE_INTERVAL_SECONDS = 600
+HINT_RETRY_SECONDS = 0.025
 
 
 class WebhookWorker:
@@ -31,6 +34,7 @@ class WebhookWorker:
         self.settings = settings
         self.database = database
         self.client = client
+        self.wake = asyncio.Event()  # set when a change commits (app.webhooks.wake)
         self.lease = timedelta(seconds=2 * settings.webhook_timeout_seconds) + LEASE_MARGIN
 
     async def fan_out(self) -> int:
@@ -102,16 +106,34 @@ class WebhookWorker:
 
     async def run(self) -> None:
         purged_at = 0.0
+        hinted = 0  # quick rounds after a notification whose change the feed does not serve yet
         while True:
+            self.wake.clear()  # before the round: a change committed during it wakes the next
+            done = 0
             try:
-                await self.run_once()
+                done = await self.run_once()
                 if time.monotonic() - purged_at > PURGE_INTERVAL_SECONDS:
                     purged_at = time.monotonic()
                     await self.purge()
             except Exception:
                 # The database may be down or restarting: try again at the next poll.
                 logger.exception("webhook worker round failed")
-            await asyncio.sleep(self.settings.webhook_poll_seconds)
+            pause = self.settings.webhook_poll_seconds
+            if hinted and not done:
+                # The feed serves a change once every older transaction has ended: look again
+                # soon, then less and less often, back to the poll.
+                pause = min(pause, HINT_RETRY_SECONDS * 2**hinted)
+            if done or pause >= self.settings.webhook_poll_seconds:
+                hinted = 0
+            hinted = 1 if await self.sleep(pause) else hinted + bool(hinted)
+
+    async def sleep(self, seconds: float) -> bool:
+        """Wait that long, or until a change commits; whether one did."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.wake.wait()
+                return True
+        return False
 
 
 def start_webhook_worker(settings: Settings, database: Database) -> asyncio.Task[None] | None:
@@ -123,4 +145,15 @@ def start_webhook_worker(settings: Settings, database: Database) -> asyncio.Task
 
 async def _run(settings: Settings, database: Database) -> None:
     async with new_client() as client:
-        await WebhookWorker(settings, database, client).run()
+        worker = WebhookWorker(settings, database, client)
+        dsn = listen_dsn(settings)
+        if dsn is None:
+            await worker.run()
+            return
+        listener = asyncio.create_task(listen(dsn, worker.wake, settings.db_connect_timeout))
+        try:
+            await worker.run()
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
