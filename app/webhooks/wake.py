@@ -39,17 +39,21 @@ def setter(event: asyncio.Event) -> Callable[..., None]:
 
 async def listen(dsn: str, wake: asyncio.Event, connect_seconds: float) -> None:
     """Set `wake` on every notification, for as long as the task runs."""
+    warned = False
     while True:
         connection: Any = None
         try:
             connection = await asyncpg.connect(dsn, timeout=connect_seconds)
+            warned = False
             lost = asyncio.Event()
             connection.add_termination_listener(setter(lost))
             await connection.add_listener(CHANNEL, setter(wake))
             wake.set()  # what committed while no one listened
             await lost.wait()
         except (OSError, asyncpg.PostgresError, TimeoutError) as error:
-            logger.warning("webhook notifications unavailable: %s", type(error).__name__)
+            if not warned:  # once until it connects again; the worker polls meanwhile
+                logger.warning("webhook notifications unavailable: %s", type(error).__name__)
+            warned = True
         finally:
             if connection is not None:
                 with contextlib.suppress(Exception):

@@ -107,6 +107,7 @@ class WebhookWorker:
     async def run(self) -> None:
         purged_at = 0.0
         hinted = 0  # quick rounds after a notification whose change the feed does not serve yet
+        failing = False
         while True:
             self.wake.clear()  # before the round: a change committed during it wakes the next
             done = 0
@@ -115,9 +116,13 @@ class WebhookWorker:
                 if time.monotonic() - purged_at > PURGE_INTERVAL_SECONDS:
                     purged_at = time.monotonic()
                     await self.purge()
+                failing = False
             except Exception:
-                # The database may be down or restarting: try again at the next poll.
-                logger.exception("webhook worker round failed")
+                # The database may be down or restarting: try again at the next poll, and say
+                # so once, not every round.
+                if not failing:
+                    logger.exception("webhook worker round failed; retrying every poll")
+                failing = True
             pause = self.settings.webhook_poll_seconds
             if hinted and not done:
                 # The feed serves a change once every older transaction has ended: look again
