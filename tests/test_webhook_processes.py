@@ -104,20 +104,23 @@ async def test_two_processes_share_the_outbox(servers: list[str]) -> None:
             writers = asyncio.gather(
                 *(changes(client, servers, 5000 + n, auth) for n in range(EMPLOYEES))
             )
-            await wait_for(lambda: len(receiver.delivered()) >= 5, 30)
+            await wait_for(lambda: len(receiver.delivered()) >= 3, 30)
             receiver.stop()
-            await asyncio.sleep(0.5)
+            deliveries = f"{servers[0]}/v1/webhooks/{registered.json()['id']}/deliveries"
+            deadline = time.monotonic() + 30
+            while True:  # until an attempt has failed against the stopped receiver
+                listed = await client.get(deliveries, params={"limit": 100}, headers=auth)
+                if any(delivery["last_error"] for delivery in listed.json()):
+                    break
+                assert time.monotonic() < deadline, "no attempt met the outage"
+                await asyncio.sleep(0.05)
             receiver.start()
             await writers
             expected = EMPLOYEES * (1 + UPDATES)
             await wait_for(
                 lambda: len({item.webhook_id for item in receiver.delivered()}) >= expected, 60
             )
-            listed = await client.get(
-                f"{servers[0]}/v1/webhooks/{registered.json()['id']}/deliveries",
-                params={"limit": 100},
-                headers=auth,
-            )
+            listed = await client.get(deliveries, params={"limit": 100}, headers=auth)
             attempts_made = [delivery["attempts"] for delivery in listed.json()]
     finally:
         receiver.stop()

@@ -72,7 +72,7 @@ async def fan_out(*, session: AsyncSession, batch: int) -> int:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A delivery a worker holds until `lease_until`: what sending it needs."""
+    """A delivery a worker holds for the lease: what sending it needs."""
 
     id: int
     endpoint_id: uuid.UUID
