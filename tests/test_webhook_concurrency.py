@@ -38,7 +38,7 @@ def settings(settings: Settings) -> Settings:
             "webhook_timeout_seconds": 1.0,
             "webhook_retry_base_seconds": 0.02,
             "webhook_max_attempts": 20,  # the receiver's outage must not fail a delivery
-            "webhook_poll_seconds": 0.02,
+            "webhook_poll_seconds": 0.1,
         }
     )
 

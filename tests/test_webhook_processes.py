@@ -34,7 +34,7 @@ def servers(database_url: str, tmp_path: Path) -> Iterator[list[str]]:
         RATE_LIMIT_ENABLED="false",
         WEBHOOK_ALLOW_HTTP="true",
         WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
-        WEBHOOK_POLL_SECONDS="0.05",
+        WEBHOOK_POLL_SECONDS="0.5",  # a commit wakes them (LISTEN); the poll is the fallback
         WEBHOOK_RETRY_BASE_SECONDS="0.05",
         WEBHOOK_MAX_ATTEMPTS="20",
         WEBHOOK_TIMEOUT_SECONDS="2",
