@@ -13,6 +13,7 @@ from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts.models import User
+from app.changes import crud as feed_crud
 from app.db.driver import transaction
 from app.employees import crud
 from app.employees.history.models import Actor
@@ -50,8 +51,12 @@ class TestLateCommits:
             created = await admin_user_client.post("/employees/", json=employee_payload(2))
             assert created.status_code == 201
             assert await events_after(admin_user_client, start["event_id"]) == []
+            async with sessionmaker() as session:
+                assert await feed_crud.held_back(session=session)
 
         later = await settled(admin_user_client, 2, start["event_id"])
+        async with sessionmaker() as session:
+            assert not await feed_crud.held_back(session=session)
         assert [(e["type"], e["emp_id"]) for e in later] == [
             ("employee.updated", 1),
             ("employee.created", 2),

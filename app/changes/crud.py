@@ -67,6 +67,15 @@ async def current_position(*, session: AsyncSession) -> EventPosition | None:
     return None if row is None else EventPosition(row.tx_id, row.id)
 
 
+async def held_back(*, session: AsyncSession) -> bool:
+    """Whether a committed event waits behind a transaction that started before it and is
+    still running (PostgreSQL): it is served once that ends, which need not notify anyone."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    waiting = exists().where(audit.c.tx_id >= OLDEST_RUNNING_TRANSACTION_ID)
+    return bool((await session.execute(select(waiting))).scalar())
+
+
 async def event_exists(*, session: AsyncSession, position: EventPosition) -> bool:
     found = exists().where(audit.c.id == position.id, audit.c.tx_id == position.tx)
     return bool((await session.execute(select(found))).scalar())
