@@ -57,6 +57,8 @@ from app.observability.tracing import configure_tracing, requested_exporter, shu
 from app.security.api_keys import KeyMemory
 from app.security.oidc import OidcVerifier
 from app.security.passwords import configure_hash_concurrency
+from app.webhooks.router import router as webhooks_router
+from app.webhooks.worker import start_webhook_worker
 
 DESCRIPTION = """
 Employee records over REST. Sign in with a username and password at `POST /v1/auth/token` (OAuth2
@@ -97,8 +99,11 @@ def lifespan(
         replica_task = replica.start() if replica is not None else None
         if oidc is not None:
             oidc.start()  # the identity provider's keys, fetched in the background
+        webhook_task = start_webhook_worker(settings, db)  # fans out and sends webhooks
         tasks = [
-            task for task in (admin_task, start_live_gauges(), replica_task) if task is not None
+            task
+            for task in (admin_task, start_live_gauges(), replica_task, webhook_task)
+            if task is not None
         ]
         freeze_startup_objects()
         try:
@@ -242,6 +247,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             user_history_router,
             password_router,
             api_keys_router,
+            webhooks_router,
         ),
     )
     app.include_router(health_router)

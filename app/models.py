@@ -11,6 +11,7 @@ from app.accounts.models import RefreshToken, SignIn, User
 from app.employees.history.models import EmployeeAudit
 from app.employees.models import Employee
 from app.idempotency.models import IdempotencyKey
+from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 metadata = SQLModel.metadata
 
@@ -35,6 +36,8 @@ __all__ = [
     "RefreshToken",
     "SignIn",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "include_for",
     "metadata",
 ]

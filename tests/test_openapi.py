@@ -52,6 +52,16 @@ OPERATIONS = {
     ("delete", "/v1/users/me/api-keys/{key_id}"): {"401", "403", "404", "422"},
     ("get", "/v1/users/{user_id}/api-keys"): {"401", "403", "404", "422"},
     ("delete", "/v1/users/{user_id}/api-keys/{key_id}"): {"401", "403", "404", "422"},
+    ("post", "/v1/webhooks/"): {"400", "401", "403", "409", "413", "422"},
+    ("get", "/v1/webhooks/"): {"401", "403", "422"},
+    ("get", "/v1/webhooks/{endpoint_id}"): {"401", "403", "404", "422"},
+    ("patch", "/v1/webhooks/{endpoint_id}"): {"400", "401", "403", "404", "413", "422"},
+    ("delete", "/v1/webhooks/{endpoint_id}"): {"401", "403", "404", "422"},
+    ("post", "/v1/webhooks/{endpoint_id}/rotate-secret"): {"401", "403", "404", "422"},
+    ("get", "/v1/webhooks/{endpoint_id}/deliveries"): {"401", "403", "404", "422"},
+    ("post", "/v1/webhooks/{endpoint_id}/deliveries/{delivery_id}/retry"): {
+        *("401", "403", "404", "409", "422"),
+    },
 }
 PUBLIC = {("post", "/v1/auth/token"), ("post", "/v1/auth/register")} | {
     ("post", "/v1/auth/refresh"),

@@ -110,6 +110,8 @@ def solves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 NO_KEY = "00000000-0000-4000-8000-000000000000"  # an API key id nobody holds: a live call's 404
+NO_HOOK = "00000000-0000-4000-8000-000000000001"  # likewise a webhook endpoint's
+HOOK = {"url": "https://93.184.215.14/hook", "event_types": ["employee.created"]}
 # Every route that needs a bearer token, as an admin would call it (so that no 403 hides the
 # 401), with the answer a live sign-in gets. The writes are valid: only the sign-in stops them.
 # "/employees/007" is not a plain id: FastAPI's handler serves it (app.employees.read_route).
@@ -138,12 +140,22 @@ ROUTES: list[tuple[str, str, dict[str, Any], int]] = [
     ("DELETE", f"/users/me/api-keys/{NO_KEY}", {}, 404),
     ("GET", "/users/{jane}/api-keys", {}, 200),
     ("DELETE", f"/users/{{jane}}/api-keys/{NO_KEY}", {}, 404),
+    ("GET", "/webhooks/", {}, 200),
+    ("POST", "/webhooks/", {"json": HOOK}, 201),
+    ("GET", f"/webhooks/{NO_HOOK}", {}, 404),
+    ("PATCH", f"/webhooks/{NO_HOOK}", {"json": {"active": False}}, 404),
+    ("DELETE", f"/webhooks/{NO_HOOK}", {}, 404),
+    ("POST", f"/webhooks/{NO_HOOK}/rotate-secret", {}, 404),
+    ("GET", f"/webhooks/{NO_HOOK}/deliveries", {}, 404),
+    ("POST", f"/webhooks/{NO_HOOK}/deliveries/1/retry", {}, 404),
 ]
 
 
 def operation(method: str, path: str) -> tuple[str, str]:
     """The OpenAPI operation a request of ROUTES calls."""
     path = re.sub(r"^/employees/[0-9]+", "/employees/{emp_id}", path.removeprefix("/v1"))
+    path = re.sub(r"/deliveries/[0-9]+/", "/deliveries/{delivery_id}/", path)
+    path = path.replace(NO_HOOK, "{endpoint_id}")
     return method, path.replace("{jane}", "{user_id}").replace(NO_KEY, "{key_id}")
 
 

@@ -49,6 +49,10 @@ OPENAPI_TAGS = [
     },
     {"name": "auth", "description": "Sign in, refresh, sign out; register an account."},
     {"name": "users", "description": "Your account; accounts and roles (administrators)."},
+    {
+        "name": "webhooks",
+        "description": "Endpoints that receive every change, signed and retried (administrators).",
+    },
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
 
