@@ -12,6 +12,7 @@ from app.core.limit_config import LimitSettings
 from app.core.replica_config import ReplicaSettings
 from app.core.server_config import ServerSettings
 from app.core.sso_config import SsoSettings
+from app.core.stream_config import StreamSettings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_SQLITE_URL = f"sqlite+aiosqlite:///{PROJECT_DIR / 'employees.db'}"
@@ -148,7 +149,9 @@ def normalise_database_url(value: str) -> str:
     return value
 
 
-class Settings(SsoSettings, ServerSettings, LimitSettings, ReplicaSettings, DatabaseSettings):
+class Settings(
+    StreamSettings, SsoSettings, ServerSettings, LimitSettings, ReplicaSettings, DatabaseSettings
+):
     """Everything the service reads from the environment (and `.env`)."""
 
     model_config = DATABASE_CONFIG
