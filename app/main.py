@@ -19,6 +19,7 @@ from app.accounts.history.router import router as user_history_router
 from app.accounts.keys.router import router as api_keys_router
 from app.accounts.router import auth_router, password_router
 from app.accounts.users_router import router as users_router
+from app.changes.streams import sse_router, start_streams, ws_router
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
@@ -99,10 +100,12 @@ def lifespan(
         tasks = [
             task for task in (admin_task, start_live_gauges(), replica_task) if task is not None
         ]
+        streams = app.state.streams = start_streams(settings, db, oidc)
         freeze_startup_objects()
         try:
             yield
         finally:
+            await streams.aclose()  # before the engine goes
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -232,6 +235,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     include_versioned(
         app,
         (
+            sse_router,  # /employees/events, before /employees/{emp_id}
             employees_router,
             employees_csv_router,
             history_router,
@@ -240,6 +244,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             user_history_router,
             password_router,
             api_keys_router,
+            ws_router,
         ),
     )
     app.include_router(health_router)

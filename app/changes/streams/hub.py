@@ -1,0 +1,88 @@
+"""One worker's streams in one place: the wake-up they wait on, the feed reads they share, the
+stop at shutdown, and the count of open streams against the limits.
+
+A wake-up carries nothing: each stream reads the feed from its own last position, so a lost or
+repeated notification costs at most one read, never an event.
+"""
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from app.changes.events import Change, EventPosition
+
+Read = Callable[[EventPosition | None, int], Awaitable[list[Change]]]
+
+
+class Hub:
+    """Wakes every waiting stream at once; `generation` counts the wake-ups, so a stream that
+    read after seeing generation g and finds it still g knows that no change was announced
+    meanwhile (nothing can slip between its read and its wait)."""
+
+    def __init__(self, read: Read) -> None:
+        self.generation = 0
+        self.stopping = False
+        self._read = read
+        self._woken = asyncio.Event()
+        self._reads: dict[tuple[EventPosition | None, int, int], asyncio.Future[list[Change]]] = {}
+
+    def wake(self) -> None:
+        self.generation += 1
+        self._woken.set()
+        self._woken = asyncio.Event()
+
+    def stop(self) -> None:
+        """Shutdown: every stream ends now, with a reconnect hint."""
+        self.stopping = True
+        self.wake()
+
+    async def wait(self, seen: int, seconds: float) -> None:
+        """Until a wake-up after generation `seen`, or `seconds`."""
+        if self.generation != seen or self.stopping:
+            return
+        woken = self._woken
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await woken.wait()
+
+    async def read(self, after: EventPosition | None, limit: int) -> list[Change]:
+        """The feed after `after`; streams at one position share one read, but only a read that
+        began at the current generation (one begun earlier may predate the change)."""
+        key = (after, limit, self.generation)
+        shared = self._reads.get(key)
+        if shared is None:
+            shared = self._reads[key] = asyncio.ensure_future(self._read(after, limit))
+            shared.add_done_callback(lambda _: self._reads.pop(key, None))
+        return await asyncio.shield(shared)
+
+
+class TooManyStreams(Exception):
+    def __init__(self, per_account: bool) -> None:
+        super().__init__("per account" if per_account else "per worker")
+        self.per_account = per_account
+
+
+class Registry:
+    """Open streams per account and in all, within the worker's limits."""
+
+    def __init__(self, per_account: int, per_worker: int) -> None:
+        self.per_account = per_account
+        self.per_worker = per_worker
+        self.accounts: Counter[uuid.UUID] = Counter()
+        self.total = 0
+
+    def open(self, account_id: uuid.UUID) -> None:
+        if self.total >= self.per_worker:
+            raise TooManyStreams(per_account=False)
+        if self.accounts[account_id] >= self.per_account:
+            raise TooManyStreams(per_account=True)
+        self.accounts[account_id] += 1
+        self.total += 1
+
+    def close(self, account_id: uuid.UUID) -> None:
+        self.total -= 1
+        self.accounts[account_id] -= 1
+        if self.accounts[account_id] <= 0:
+            del self.accounts[account_id]

@@ -1,0 +1,109 @@
+"""The worker's stream service, started and stopped with the app (`open_streams`): the hub, the
+notifier that wakes it, the limits, and opening a stream for a bearer credential.
+"""
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from app.accounts.access import Principal, admit, require
+from app.accounts.dependencies import get_access, verify_bearer
+from app.changes.crud import current_position, read_changes
+from app.changes.events import Change, EventPosition, decode_event_id
+from app.changes.streams.hub import Hub, Registry
+from app.changes.streams.notify import LocalNotifier, PgListener, listen_dsn
+from app.changes.streams.stream import ChangeStream, Ended
+from app.core.config import Settings
+from app.db.engine import Database
+from app.employees.privacy import hidden_fields
+from app.http.server import on_server_stopping
+from app.security.oidc import OidcVerifier
+
+MAX_EVENT_ID_LENGTH = 200
+
+
+class Streams:
+    def __init__(self, settings: Settings, db: Database, oidc: OidcVerifier | None) -> None:
+        self.settings = settings
+        self.db = db
+        self.oidc = oidc
+        self.hub = Hub(self._read)
+        self.registry = Registry(settings.stream_max_per_account, settings.stream_max_per_worker)
+        self.open: set[ChangeStream] = set()
+        self.forget: Callable[[], None] = lambda: None
+        self.notifier: PgListener | LocalNotifier = (
+            LocalNotifier(self.hub, db.engine)
+            if settings.is_sqlite
+            else PgListener(
+                self.hub,
+                listen_dsn(settings.session_url("LISTEN for change notifications")),
+                settings.db_connect_timeout,
+            )
+        )
+
+    async def _read(self, after: EventPosition | None, limit: int) -> list[Change]:
+        async with self.db.sessions() as session:
+            return await read_changes(session=session, after=after, limit=limit)
+
+    async def start_position(self, event_id: str | None) -> EventPosition | None:
+        """Right after `event_id` (422 for a malformed or foreign one); without one, now."""
+        if event_id is not None:
+            return decode_event_id(event_id)
+        async with self.db.sessions() as session:
+            return await current_position(session=session)
+
+    async def authorize(self, token: str) -> Principal:
+        """The caller a bearer credential names, if it may still read employees (the request
+        path's checks: 401, or 403 without the permission)."""
+        claims = await verify_bearer(token, settings=self.settings, oidc=self.oidc, db=self.db)
+        access = await get_access(reader=self.db.reader, claims=claims)
+        return require(admit(claims, access), "employees:read")
+
+    def hidden(self, principal: Principal) -> tuple[str, ...]:
+        return hidden_fields(principal.role, self.settings.employee_dob_visible_to)
+
+    @contextlib.contextmanager
+    def stream(
+        self, token: str, principal: Principal, position: EventPosition | None
+    ) -> Iterator[ChangeStream]:
+        """A stream for the caller, counted against the limits while it is open (raises
+        `TooManyStreams`)."""
+        self.registry.open(principal.id)
+        stream = ChangeStream(
+            hub=self.hub,
+            principal=principal,
+            position=position,
+            admit=lambda: self.authorize(token),
+            hidden=self.hidden,
+            heartbeat=self.settings.stream_heartbeat_seconds,
+            buffer=self.settings.stream_buffer_events,
+            polls=isinstance(self.notifier, LocalNotifier),
+        )
+        self.open.add(stream)
+        try:
+            if self.hub.stopping:
+                stream.end(Ended.stopping)
+            yield stream
+        finally:
+            self.open.discard(stream)
+            self.registry.close(principal.id)
+
+    def stop(self) -> None:
+        """Every stream ends now with a reconnect hint (the server is stopping)."""
+        self.hub.stop()
+        for stream in list(self.open):
+            stream.end(Ended.stopping)
+
+    async def aclose(self) -> None:
+        self.forget()
+        self.stop()
+        await self.notifier.aclose()
+
+
+def start_streams(settings: Settings, db: Database, oidc: OidcVerifier | None) -> Streams:
+    """The stream service for the app's lifespan (`Streams.aclose` at its end). Streams end
+    when the server starts to stop, before uvicorn drains the other requests (which then do
+    not wait for them), or at the latest when the lifespan ends."""
+    streams = Streams(settings, db, oidc)
+    streams.notifier.start()
+    streams.forget = on_server_stopping(streams.stop)
+    return streams
