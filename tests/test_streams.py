@@ -4,19 +4,39 @@
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from httpx import ASGITransport, AsyncClient
 from jose import jwt
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.changes.streams import ws as ws_module
+from app.db.engine import create_engine
+from app.models import metadata
 from app.security import tokens
-from tests.conftest import employee_payload, mint_token
+from tests.conftest import employee_payload, make_settings, mint_token
 from tests.streams_client import WsClient, open_sse, open_ws
 
 HEARTBEAT = 0.3
 EVENTS = "/employees/events"
+
+
+@pytest.fixture
+async def engine(engine: AsyncEngine, backend: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """SQLite: a database file with a pool of connections, as served. The suite's in-memory
+    database has one connection for all sessions, and a stream reading while a request writes
+    would then share that request's transaction."""
+    if backend != "sqlite":
+        yield engine
+        return
+    own = create_engine(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'streams.db'}"))
+    async with own.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    yield own
+    await own.dispose()
 
 
 @pytest.fixture
@@ -330,3 +350,14 @@ class TestWebSocket:
         socket = await open_ws(app, reader_token)
         app.state.streams.stop()
         assert await socket.close_code(wait=2) == 1012
+
+
+class TestCompression:
+    @pytest.mark.parametrize("coding", ["gzip", "br", "zstd"])
+    async def test_the_stream_is_never_compressed(self, streams_app, admin, reader_token, coding):
+        await listening(streams_app)
+        stream = await open_sse(streams_app, EVENTS, reader_token, accept_encoding=coding)
+        assert "content-encoding" not in stream.headers
+        await create(admin, 2001)
+        assert (await stream.next()).data["emp_id"] == 2001
+        await stream.close()
