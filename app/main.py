@@ -19,6 +19,7 @@ from app.accounts.history.router import router as user_history_router
 from app.accounts.keys.router import router as api_keys_router
 from app.accounts.router import auth_router, password_router
 from app.accounts.users_router import router as users_router
+from app.changes.router import router as changes_router
 from app.changes.streams import sse_router, start_streams, ws_router
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
@@ -235,7 +236,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     include_versioned(
         app,
         (
-            sse_router,  # /employees/events, before /employees/{emp_id}
+            changes_router,  # its literal paths before the records' /employees/{emp_id}
+            sse_router,  # /employees/events, likewise
             employees_router,
             employees_csv_router,
             history_router,

@@ -6,7 +6,19 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, text, true, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,6 +97,20 @@ _DELETE = Query(
 )
 _EMPLOYEE = Query(
     select(*read_columns).where(columns.emp_id == bindparam("emp_id")), EmployeeRow._make
+)
+# Writers of one emp_id queue here, before they lock the record (PostgreSQL): each takes its
+# transaction id only once at the head, so a record's changes have increasing transaction ids,
+# the order the change feed serves them in (app.changes). A writer waiting for the row lock
+# itself may take its id while it waits (following the record's update chain) and be
+# overtaken by one that came later. An advisory lock takes no transaction id.
+WRITE_QUEUE_SPACE = 0x656D70  # "emp": the first key of the lock, the emp_id is the second
+_WRITE_QUEUE = Query(
+    select(
+        func.pg_advisory_xact_lock(
+            literal_column(str(WRITE_QUEUE_SPACE)), bindparam("emp_id", type_=Integer)
+        )
+    ),
+    tuple,
 )
 _EXISTS = Query(select(columns.id).where(columns.id == bindparam("row_id")), tuple)
 
@@ -169,6 +195,12 @@ async def delete_employee(*, session: AsyncSession, employee: EmployeeRow, actor
             version=employee.version + 1,
         )
     return bool(deleted)
+
+
+async def queue_for_record(*, session: AsyncSession, emp_id: int) -> None:
+    """Wait, in the session's transaction, until no other writer of `emp_id` is at work."""
+    if session.get_bind().dialect.name == "postgresql":
+        await _WRITE_QUEUE.first(session, emp_id=emp_id)
 
 
 async def employee_exists(*, session: AsyncSession, row_id: uuid.UUID) -> bool:

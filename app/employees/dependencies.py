@@ -20,8 +20,10 @@ from app.http.routing import segment_except
 
 EmpIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="The employee's business key.")]
 # One record's path: any segment but the literal paths beside it (the CSV routes), whose other
-# methods are then a 405 rather than an invalid emp_id.
-EMPLOYEE_PATH = "/{emp_id:" + segment_except("employee_key", "export.csv", "import") + "}"
+# methods are then a 405 rather than an invalid emp_id: the CSV routes and the change feed's.
+EMPLOYEE_PATH = (
+    "/{emp_id:" + segment_except("employee_key", "export.csv", "import", "changes", "events") + "}"
+)
 
 CityFilter = Annotated[
     SearchTerm | None, Query(description="Case-insensitive substring of the city.")

@@ -233,6 +233,7 @@ async def _lock(
     session: AsyncSession, claims: Credential, emp_id: int
 ) -> tuple[Actor, EmployeeRow]:
     """The writer, once admitted (401/403), and the record, locked until the commit."""
+    await crud.queue_for_record(session=session, emp_id=emp_id)
     account: AccountAccess | KeyAccess | None
     if isinstance(claims, KeyCredential):
         account, employee = await key_crud.lock_employee_as_key(

@@ -42,6 +42,11 @@ OPENAPI_TAGS = [
         "description": "Employee records: any signed-in account reads, administrators write. "
         "The change history, and CSV export and import.",
     },
+    {
+        "name": "changes",
+        "description": "Every create, change and deletion of a record, in order: the change "
+        "feed to poll.",
+    },
     {"name": "auth", "description": "Sign in, refresh, sign out; register an account."},
     {"name": "users", "description": "Your account; accounts and roles (administrators)."},
     {"name": "health", "description": "Liveness and readiness probes."},

@@ -92,12 +92,21 @@ class LoggedWrite(Generic[R]):
         self, session: AsyncSession, *, actor: Actor, changes: dict[str, Any], **values: Any
     ) -> R | None:
         """The written record (None when the write matched no row, and nothing is logged)."""
+        # The change happens when the record says it was updated: the change feed rebuilds
+        # the record at each version from its trail (app.changes).
+        changed_at = values.get("updated_at")
         if session.get_bind().dialect.name == "postgresql":
-            return await self.logged.first(session, **values, **who(actor, self.action, changes))
+            logged = who(actor, self.action, changes, changed_at)
+            return await self.logged.first(session, **values, **logged)
         row = await self.write.first(session, **values)
         if row is not None:
             await record_change(
-                session=session, actor=actor, action=self.action, employee=row, changes=changes
+                session=session,
+                actor=actor,
+                action=self.action,
+                employee=row,
+                changes=changes,
+                changed_at=changed_at,
             )
         return row
 
@@ -110,6 +119,7 @@ async def record_change(
     employee: Any,
     changes: dict[str, Any],
     version: int | None = None,
+    changed_at: datetime | None = None,
 ) -> None:
     """Write the audit row of a change in the caller's transaction (the change's commit writes
     both or neither); `version` is the record's after the change (a deletion counts one more)."""
@@ -118,7 +128,7 @@ async def record_change(
         employee_id=employee.id,
         emp_id=employee.emp_id,
         version=employee.version if version is None else version,
-        **who(actor, action, changes),
+        **who(actor, action, changes, changed_at),
     )
 
 

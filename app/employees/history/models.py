@@ -12,6 +12,7 @@ from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, Integer
 from sqlmodel import Field, SQLModel
 
 from app.core.types import UTCDateTime, utc_now
+from app.db.transaction_id import CURRENT_TRANSACTION_ID
 
 
 class AuditAction(StrEnum):
@@ -46,6 +47,7 @@ class EmployeeAudit(SQLModel, table=True):
         ),
         Index("ix_employee_audit_employee_id_id", "employee_id", "id"),
         Index("ix_employee_audit_emp_id_id", "emp_id", "id"),
+        Index("ix_employee_audit_tx_id_id", "tx_id", "id"),
     )
 
     # SQLite assigns ids only to a plain INTEGER primary key; PostgreSQL gets a bigint.
@@ -65,6 +67,13 @@ class EmployeeAudit(SQLModel, table=True):
         default_factory=utc_now, sa_column=Column(UTCDateTime, nullable=False)
     )
     changes: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # The writing transaction's id (PostgreSQL; 0 on SQLite, whose writers take turns): the
+    # change feed (app.changes) orders by (tx_id, id) and serves a transaction's rows only once
+    # no transaction that could still commit before it is running.
+    tx_id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger, nullable=False, server_default=CURRENT_TRANSACTION_ID),
+    )
 
 
 class FieldChange(BaseModel):
