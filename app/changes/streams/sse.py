@@ -82,7 +82,10 @@ async def stream_employee_events(
 ) -> Response:
     """Every change to the employee records as it commits, as Server-Sent Events."""
     streams = streams_of(request)
-    position = await streams.start_position(last_event_id or after)
+    if last_event_id is not None:
+        position = await streams.start_position(last_event_id, ("header", "Last-Event-ID"))
+    else:
+        position = await streams.start_position(after)
     _, token = get_authorization_scheme_param(request.headers.get("authorization"))
     opened = contextlib.ExitStack()
     try:

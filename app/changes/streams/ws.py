@@ -55,7 +55,7 @@ async def employee_events_socket(websocket: WebSocket) -> None:
     streams: Streams = websocket.app.state.streams
     try:
         principal = await streams.authorize(hello.token)
-        position = await streams.start_position(hello.after)
+        position = await streams.start_position(hello.after, ("after",))
     except AppError as error:
         await _close(websocket, _refusal_code(error), error.detail)
         return
