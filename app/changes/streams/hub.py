@@ -2,11 +2,17 @@
 stop at shutdown, and the count of open streams against the limits.
 
 A wake-up carries nothing: each stream reads the feed from its own last position, so a lost or
-repeated notification costs at most one read, never an event.
+repeated notification costs at most one read, never an event. The feed serves a transaction's
+events only once no older transaction is still running (app.changes.crud), anywhere on the
+PostgreSQL server: an event notified while such a transaction runs is not readable yet, and the
+end of that transaction notifies nobody. So a notification is followed by a few more wake-ups
+shortly after, and every heartbeat wakes all streams (what another process wrote on SQLite is
+seen then too). Streams at one position share each read: a wake-up costs one query per position.
 """
 
 import asyncio
 import contextlib
+import itertools
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -14,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from app.changes.events import Change, EventPosition
 
 Read = Callable[[EventPosition | None, int], Awaitable[list[Change]]]
+# Seconds after a notification at which streams are woken again.
+FOLLOW_UPS = (0.05, 0.25, 1.0)
 
 
 class Hub:
@@ -21,12 +29,42 @@ class Hub:
     read after seeing generation g and finds it still g knows that no change was announced
     meanwhile (nothing can slip between its read and its wait)."""
 
-    def __init__(self, read: Read) -> None:
+    def __init__(self, read: Read, heartbeat: float) -> None:
+        self.heartbeat = heartbeat
         self.generation = 0
         self.stopping = False
         self._read = read
         self._woken = asyncio.Event()
         self._reads: dict[tuple[EventPosition | None, int, int], asyncio.Future[list[Change]]] = {}
+        self._follow_ups: asyncio.Task[None] | None = None
+        self._ticks: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._ticks = asyncio.create_task(self._tick())
+
+    async def aclose(self) -> None:
+        for task in (self._ticks, self._follow_ups):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            self.wake()
+
+    def notified(self) -> None:
+        """A change committed: wake the streams now, and again shortly after."""
+        self.wake()
+        if self._follow_ups is not None:
+            self._follow_ups.cancel()
+        self._follow_ups = asyncio.create_task(self._follow_up())
+
+    async def _follow_up(self) -> None:
+        for before, after in itertools.pairwise((0.0, *FOLLOW_UPS)):
+            await asyncio.sleep(after - before)
+            self.wake()
 
     def wake(self) -> None:
         self.generation += 1

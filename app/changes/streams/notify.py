@@ -91,7 +91,7 @@ class PgListener:
                 await connection.close(timeout=1)
 
     def _notified(self, *_: Any) -> None:
-        self.hub.wake()
+        self.hub.notified()
 
 
 class LocalNotifier:
@@ -132,4 +132,4 @@ class LocalNotifier:
 
     def _checkin(self, _dbapi_connection: Any, record: Any) -> None:
         if record.info.pop(_COMMITTED, False) and self.loop is not None:
-            self.loop.call_soon_threadsafe(self.hub.wake)
+            self.loop.call_soon_threadsafe(self.hub.notified)

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 from app.accounts.access import Principal, admit, require
 from app.accounts.dependencies import get_access, verify_bearer
 from app.changes.crud import current_position, read_changes
-from app.changes.events import Change, EventPosition, decode_event_id
+from app.changes.events import AFTER, Change, EventPosition
+from app.changes.service import resume_after
 from app.changes.streams.hub import Hub, Registry
 from app.changes.streams.notify import LocalNotifier, PgListener, listen_dsn
 from app.changes.streams.stream import ChangeStream, Ended
@@ -26,7 +27,7 @@ class Streams:
         self.settings = settings
         self.db = db
         self.oidc = oidc
-        self.hub = Hub(self._read)
+        self.hub = Hub(self._read, settings.stream_heartbeat_seconds)
         self.registry = Registry(settings.stream_max_per_account, settings.stream_max_per_worker)
         self.open: set[ChangeStream] = set()
         self.forget: Callable[[], None] = lambda: None
@@ -44,11 +45,14 @@ class Streams:
         async with self.db.sessions() as session:
             return await read_changes(session=session, after=after, limit=limit)
 
-    async def start_position(self, event_id: str | None) -> EventPosition | None:
-        """Right after `event_id` (422 for a malformed or foreign one); without one, now."""
-        if event_id is not None:
-            return decode_event_id(event_id)
+    async def start_position(
+        self, event_id: str | None, loc: tuple[str, ...] = AFTER
+    ) -> EventPosition | None:
+        """Right after `event_id` (422 at `loc` for one this feed never handed out); without
+        one, now."""
         async with self.db.sessions() as session:
+            if event_id is not None:
+                return await resume_after(session=session, event_id=event_id, loc=loc)
             return await current_position(session=session)
 
     async def authorize(self, token: str) -> Principal:
@@ -76,7 +80,6 @@ class Streams:
             hidden=self.hidden,
             heartbeat=self.settings.stream_heartbeat_seconds,
             buffer=self.settings.stream_buffer_events,
-            polls=isinstance(self.notifier, LocalNotifier),
         )
         self.open.add(stream)
         try:
@@ -97,6 +100,7 @@ class Streams:
         self.forget()
         self.stop()
         await self.notifier.aclose()
+        await self.hub.aclose()
 
 
 def start_streams(settings: Settings, db: Database, oidc: OidcVerifier | None) -> Streams:
@@ -105,5 +109,6 @@ def start_streams(settings: Settings, db: Database, oidc: OidcVerifier | None) -
     not wait for them), or at the latest when the lifespan ends."""
     streams = Streams(settings, db, oidc)
     streams.notifier.start()
+    streams.hub.start()
     streams.forget = on_server_stopping(streams.stop)
     return streams

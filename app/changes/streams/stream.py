@@ -50,7 +50,6 @@ class ChangeStream:
         hidden: Hidden,
         heartbeat: float,
         buffer: int,
-        polls: bool,
     ) -> None:
         self.hub = hub
         self.principal = principal
@@ -60,7 +59,6 @@ class ChangeStream:
         self.hidden = hidden(principal)
         self.heartbeat = heartbeat
         self.buffer = buffer
-        self.polls = polls  # read on every heartbeat too (no notifications from other processes)
         self.page = min(PAGE, buffer)
         self.items: deque[Change] = deque()
         self.taken = asyncio.Event()  # the client took an item from the buffer
@@ -115,7 +113,7 @@ class ChangeStream:
             if not await self._checkpoint():
                 return
             await self.hub.wait(seen, self.check_at - loop.time())
-            read_now = self.polls or self.hub.generation != seen
+            read_now = self.hub.generation != seen
 
     async def _checkpoint(self) -> bool:
         """Once a heartbeat: the credentials again, and a heartbeat for the client."""
