@@ -38,7 +38,14 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The stream: `id:`, `event:` and `data:` (the feed item as JSON) for "
         "each change, a comment line every STREAM_HEARTBEAT_SECONDS; it does not end by itself.",
-        "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
+        "content": {
+            MEDIA_TYPE: {
+                "schema": {"type": "string"},
+                "example": "id: ev_AAAAAAAAAvUAAAAAAAAAKg\nevent: employee.updated\n"
+                'data: {"event_id":"ev_AAAAAAAAAvUAAAAAAAAAKg","type":"employee.updated",...}\n\n'
+                ": keep-alive\n\n",
+            }
+        },
     },
     **error_responses(401, 403, 422, 429),
 }
