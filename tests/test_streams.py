@@ -365,4 +365,3 @@ class TestCompression:
         await create(admin, 2001)
         assert (await stream.next()).data["emp_id"] == 2001
         await stream.close()
-

@@ -32,6 +32,6 @@ class StreamSettings(BaseModel):
         ge=1,
         le=100_000,
         description="Events a live stream holds for a client that reads slower than they "
-        "come; past it the stream is ended (WebSocket: close 1013) and the client resumes "
-        "from its last event id.",
+        "come; a client that takes none for a heartbeat while it is full is disconnected "
+        "(WebSocket: close 1013) and resumes from its last event id.",
     )
