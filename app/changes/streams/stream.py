@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.websockets import WebSocketDisconnect
 
 from app.accounts.access import Principal
 from app.changes.events import Change, EventPosition, feed_item
@@ -22,6 +23,7 @@ from app.core.errors import AppError
 logger = logging.getLogger(__name__)
 
 PAGE = 100
+CLIENT_GONE = (OSError, WebSocketDisconnect)
 # What a delivery may take once the stream has ended (a reconnect hint, a close frame).
 LAST_WORDS_SECONDS = 1.0
 
@@ -91,8 +93,8 @@ class ChangeStream:
             outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         for outcome in outcomes[:2]:
             if isinstance(outcome, Exception):
-                # A send to a client that left raises (OSError); anything else is a bug.
-                if not isinstance(outcome, OSError):
+                # A send to a client that left raises; anything else is a bug.
+                if not isinstance(outcome, CLIENT_GONE):
                     logger.error("a change stream failed", exc_info=outcome)
                 self.end(Ended.gone)
         self.end(Ended.gone)  # the client left (unless the stream had ended already)

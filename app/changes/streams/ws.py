@@ -3,12 +3,13 @@ never in the URL (URLs end up in logs); close codes say why a socket ended (docs
 """
 
 import asyncio
+import contextlib
 import json
 from typing import Any, Literal
 
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.websockets import WebSocketState
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app.changes.events import Change
 from app.changes.streams.hub import TooManyStreams
@@ -63,6 +64,8 @@ async def employee_events_socket(websocket: WebSocket) -> None:
         with streams.stream(hello.token, principal, position) as stream:
             await websocket.send_json({"type": "ready"})
             ended = await stream.run(_sender(websocket), _no_beat, _gone(websocket))
+    except WebSocketDisconnect:
+        return  # the client left before it was ready
     except TooManyStreams as error:
         code = TOO_MANY_FOR_ACCOUNT if error.per_account else TRY_AGAIN_LATER
         await _close(websocket, code, f"too many live streams open {error}")
@@ -117,5 +120,7 @@ async def _gone(websocket: WebSocket) -> None:
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    # At shutdown uvicorn may have closed the socket itself (1012) a moment before.
     if websocket.application_state is WebSocketState.CONNECTED:
-        await last_words(lambda: websocket.close(code, reason[:120]))
+        with contextlib.suppress(WebSocketDisconnect):
+            await last_words(lambda: websocket.close(code, reason[:120]))
