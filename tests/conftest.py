@@ -56,6 +56,7 @@ OPS = (
     "tests/test_startup.py::TestServerProcess",
     "tests/test_streams_servers.py::TestServerProcesses",
     "tests/test_streams_servers.py::TestShutdown",
+    "tests/test_streams_servers.py::TestLongStreams",
     "tests/test_tracing.py::test_a_server_with_the_console_exporter",
 )
 # slow: concurrency trials, property runs and schema migrations, each taking seconds.

@@ -171,3 +171,27 @@ class TestShutdown:
         assert exited_after < 5  # far from the drain time: nothing waited for the streams
         log = (tmp_path / "server.log").read_text()
         assert "Traceback" not in log, log
+
+
+class TestLongStreams:
+    async def test_a_stream_outlives_the_request_head_timeout(self, database_url, tmp_path: Path):
+        settings = make_settings(database_url)
+        token = await make_account(settings, "stream.reader", "user")
+        env = {"HEADER_TIMEOUT_SECONDS": "0.5", "STREAM_HEARTBEAT_SECONDS": "0.2"}
+        with serving(tmp_path, database_url, **env) as (base, _):
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=30) as client,
+                client.stream(
+                    "GET", "/v1/employees/events", headers={"Authorization": f"Bearer {token}"}
+                ) as response,
+            ):
+                beats = 0
+                started = time.monotonic()
+                async with asyncio.timeout(10):
+                    async for fields in sse_events(response):
+                        assert ":" in fields, fields  # heartbeats only, never a 408
+                        beats += 1
+                        if time.monotonic() - started > 2:
+                            break
+        assert beats >= 5
+        assert "request head not complete" not in (tmp_path / "server.log").read_text()

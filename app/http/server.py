@@ -148,9 +148,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if not guard.admit(data):
             return
         super().data_received(data)
-        if guard.in_head:
+        if guard.in_head and guard.count:
             # Only a head still incomplete after this chunk needs the deadline: most arrive
-            # whole in one read, and their requests cost no timer.
+            # whole in one read, and their requests cost no timer. A request whose message
+            # ended in this chunk leaves a next head that has not begun: none for it, or a
+            # long answer (a live stream) would be cut when it ran out.
             guard.start_deadline()
 
     def on_headers_complete(self) -> None:
