@@ -21,7 +21,7 @@ from app.changes.events import Change, EventPosition
 
 Read = Callable[[EventPosition | None, int], Awaitable[list[Change]]]
 # Seconds after a notification at which streams are woken again.
-FOLLOW_UPS = (0.05, 0.25, 1.0)
+FOLLOW_UPS = (0.02, 0.05, 0.1, 0.2, 0.4, 1.0)
 
 
 class Hub:
