@@ -9,14 +9,7 @@ from httpx import AsyncClient, Response
 from app.accounts.models import User
 from app.changes.events import EventPosition, encode_event_id
 from tests.conftest import _client, employee_payload
-
-FEED = "/employees/changes"
-
-
-async def feed(client: AsyncClient, **params: Any) -> list[dict[str, Any]]:
-    response = await client.get(FEED, params=params)
-    assert response.status_code == 200, response.text
-    return list(response.json())
+from tests.feed import FEED, events_after, settled
 
 
 def next_link(response: Response) -> str:
@@ -34,7 +27,7 @@ class TestEvents:
         deleted = await admin_user_client.delete("/employees/7")
         assert (created.status_code, updated.status_code, deleted.status_code) == (201, 200, 204)
 
-        events = await feed(normal_user_client)
+        events = await settled(normal_user_client, 3)
 
         assert [e["type"] for e in events] == [
             "employee.created",
@@ -42,6 +35,12 @@ class TestEvents:
             "employee.deleted",
         ]
         assert [e["version"] for e in events] == [1, 2, 3]
+        # Read once the record moved on: the events before are rebuilt from the trail.
+        assert [e["employee"] for e in await settled(normal_user_client, 3)] == [
+            created.json(),
+            updated.json(),
+            None,
+        ]
         assert {e["emp_id"] for e in events} == {7}
         assert events[0]["employee"] == created.json()
         assert events[1]["employee"] == updated.json()
@@ -64,7 +63,7 @@ class TestEvents:
         unchanged = await admin_user_client.patch("/employees/8", json={"city": "London"})
 
         assert (duplicate.status_code, stale.status_code, unchanged.status_code) == (409, 412, 200)
-        assert [e["type"] for e in await feed(admin_user_client)] == ["employee.created"]
+        assert [e["type"] for e in await settled(admin_user_client, 1)] == ["employee.created"]
 
     async def test_an_imported_file_is_one_created_event_per_row(
         self, admin_user_client: AsyncClient
@@ -78,7 +77,7 @@ class TestEvents:
         )
         assert imported.status_code in (200, 201), imported.text
 
-        events = await feed(admin_user_client)
+        events = await settled(admin_user_client, 2)
 
         assert [(e["type"], e["emp_id"]) for e in events] == [
             ("employee.created", 21),
@@ -88,13 +87,25 @@ class TestEvents:
             read = await admin_user_client.get(f"/employees/{event['emp_id']}")
             assert event["employee"] == read.json()
 
+    async def test_a_record_older_than_its_trail_is_rebuilt_as_each_change_left_it(
+        self, admin_user_client: AsyncClient, make_employees: Callable[..., Any]
+    ) -> None:
+        await make_employees({"emp_id": 31, "city": "Rome"})  # written without an audit row
+        first = await admin_user_client.patch("/employees/31", json={"country": "Italy"})
+        second = await admin_user_client.patch("/employees/31", json={"city": "Milan"})
+
+        events = await settled(admin_user_client, 2)
+
+        assert [e["employee"] for e in events] == [first.json(), second.json()]
+        assert events[0]["employee"]["city"] == "Rome"
+
     async def test_a_record_older_than_its_trail_is_completed_from_the_table(
         self, admin_user_client: AsyncClient, make_employees: Callable[..., Any]
     ) -> None:
         await make_employees({"emp_id": 30})  # written without an audit row
         patched = await admin_user_client.patch("/employees/30", json={"country": "France"})
 
-        (event,) = await feed(admin_user_client)
+        (event,) = await settled(admin_user_client, 1)
 
         assert event["type"] == "employee.updated"
         assert event["employee"] == patched.json()
@@ -106,6 +117,7 @@ class TestPaging:
     ) -> None:
         for emp_id in range(1, 6):
             await admin_user_client.post("/employees/", json=employee_payload(emp_id))
+        await settled(admin_user_client, 5)
 
         first = await admin_user_client.get(FEED, params={"limit": 2})
         second = await admin_user_client.get(next_link(first))
@@ -118,10 +130,12 @@ class TestPaging:
         # An empty page links to the same position: the next poll asks again from there.
         assert next_link(empty) == next_link(third)
         await admin_user_client.post("/employees/", json=employee_payload(6))
+        await settled(admin_user_client, 6)
         assert [e["emp_id"] for e in (await admin_user_client.get(next_link(again))).json()] == [6]
 
     async def test_from_the_beginning_without_after(self, admin_user_client: AsyncClient) -> None:
         await admin_user_client.post("/employees/", json=employee_payload(1))
+        await settled(admin_user_client, 1)
         response = await admin_user_client.get(FEED)
         assert "after=" in next_link(response)
         assert "limit=100" in next_link(response)
@@ -157,10 +171,10 @@ class TestPaging:
         self, admin_user_client: AsyncClient
     ) -> None:
         await admin_user_client.post("/employees/", json=employee_payload(1))
-        (event,) = await feed(admin_user_client)
+        (event,) = await settled(admin_user_client, 1)
         made_up = encode_event_id(EventPosition(999_999, 999_999))
         assert (await admin_user_client.get(FEED, params={"after": made_up})).status_code == 422
-        assert await feed(admin_user_client, after=event["event_id"]) == []
+        assert await events_after(admin_user_client, event["event_id"]) == []
 
 
 class TestAccess:
@@ -177,7 +191,7 @@ class TestAccess:
     ) -> None:
         await admin_user_client.post("/employees/", json=employee_payload(3))
         for reader in (normal_user_client, auditor_user_client, admin_user_client):
-            assert [e["emp_id"] for e in await feed(reader)] == [3]
+            assert [e["emp_id"] for e in await settled(reader, 1)] == [3]
 
     async def test_hidden_birth_dates_stay_hidden(
         self,
@@ -192,8 +206,8 @@ class TestAccess:
         async with admin, user:
             await admin.post("/employees/", json=employee_payload(4))
             await admin.patch("/employees/4", json={"emp_dob": "1990-01-01"})
-            seen_by_user = await feed(user)
-            seen_by_admin = await feed(admin)
+            seen_by_user = await settled(user, 2)
+            seen_by_admin = await settled(admin, 2)
 
         assert [e["changed_fields"] for e in seen_by_user] == [
             ["emp_id", "emp_name", "city", "country"],

@@ -13,22 +13,16 @@ from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts.models import User
+from app.changes import crud as feed_crud
 from app.db.driver import transaction
 from app.employees import crud
 from app.employees.history.models import Actor
 from tests.conftest import employee_payload
+from tests.feed import events_after, settled
 
 pytestmark = pytest.mark.postgres_only
 
-FEED = "/employees/changes"
 WRITERS, CHANGES_EACH, POLLERS, SHARED = 20, 50, 3, 5
-
-
-async def events_after(client: AsyncClient, after: str | None, limit: int = 100) -> list[Any]:
-    params: dict[str, Any] = {"limit": limit} | ({"after": after} if after else {})
-    response = await client.get(FEED, params=params)
-    assert response.status_code == 200, response.text
-    return list(response.json())
 
 
 class TestLateCommits:
@@ -39,7 +33,7 @@ class TestLateCommits:
         sessionmaker: async_sessionmaker[AsyncSession],
     ) -> None:
         await admin_user_client.post("/employees/", json=employee_payload(1))
-        (start,) = await events_after(admin_user_client, None)
+        (start,) = await settled(admin_user_client, 1)
         actor = Actor(user_id=admin_user.id, username=admin_user.username, request_id=None)
 
         async with sessionmaker() as held, transaction(held):
@@ -57,8 +51,12 @@ class TestLateCommits:
             created = await admin_user_client.post("/employees/", json=employee_payload(2))
             assert created.status_code == 201
             assert await events_after(admin_user_client, start["event_id"]) == []
+            async with sessionmaker() as session:
+                assert await feed_crud.held_back(session=session)
 
-        later = await events_after(admin_user_client, start["event_id"])
+        later = await settled(admin_user_client, 2, start["event_id"])
+        async with sessionmaker() as session:
+            assert not await feed_crud.held_back(session=session)
         assert [(e["type"], e["emp_id"]) for e in later] == [
             ("employee.updated", 1),
             ("employee.created", 2),
@@ -76,7 +74,7 @@ class TestConcurrentWritersAndPollers:
     ) -> None:
         for emp_id in range(1, SHARED + 1):
             await admin_user_client.post("/employees/", json=employee_payload(emp_id))
-        start = (await events_after(admin_user_client, None))[-1]["event_id"]
+        start = (await settled(admin_user_client, SHARED))[-1]["event_id"]
         done = asyncio.Event()
 
         async def write(writer: int) -> list[int]:
@@ -98,26 +96,32 @@ class TestConcurrentWritersAndPollers:
         async def poll(client: AsyncClient) -> list[dict[str, Any]]:
             seen: list[dict[str, Any]] = []
             after = start
-            while True:
-                finished = done.is_set()  # read before the poll: a last round after the writers
+            while len(seen) < WRITERS * CHANGES_EACH and not (done.is_set() and timed_out()):
                 page = await events_after(client, after, limit=random.choice((7, 50, 1000)))
                 seen += page
                 if page:
                     after = page[-1]["event_id"]
-                elif finished:
-                    return seen
                 else:
                     await asyncio.sleep(0.005)
+            await asyncio.sleep(0.2)
+            return seen + await events_after(client, after)  # and nothing more
+
+        deadline = asyncio.get_running_loop().time() + 60
+
+        def timed_out() -> bool:
+            return asyncio.get_running_loop().time() > deadline
 
         pollers = [
             asyncio.create_task(poll(client))
             for client in (normal_user_client, admin_user_client, client_for(normal_user))
         ]
-        writes = await asyncio.gather(*(write(w) for w in range(WRITERS)))
-        done.set()
+        try:
+            writes = await asyncio.gather(*(write(w) for w in range(WRITERS)))
+        finally:
+            done.set()
         results = await asyncio.wait_for(asyncio.gather(*pollers), timeout=120)
 
-        assert all(code in (200, 201) for statuses in writes for code in statuses)
+        assert [code for statuses in writes for code in statuses if code not in (200, 201)] == []
         for seen in results:
             assert len(seen) == WRITERS * CHANGES_EACH == 1000
             assert len({e["event_id"] for e in seen}) == 1000

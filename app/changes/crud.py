@@ -67,6 +67,15 @@ async def current_position(*, session: AsyncSession) -> EventPosition | None:
     return None if row is None else EventPosition(row.tx_id, row.id)
 
 
+async def held_back(*, session: AsyncSession) -> bool:
+    """Whether a committed event waits behind a transaction that started before it and is
+    still running (PostgreSQL): it is served once that ends, which need not notify anyone."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    waiting = exists().where(audit.c.tx_id >= OLDEST_RUNNING_TRANSACTION_ID)
+    return bool((await session.execute(select(waiting))).scalar())
+
+
 async def event_exists(*, session: AsyncSession, position: EventPosition) -> bool:
     found = exists().where(audit.c.id == position.id, audit.c.tx_id == position.tx)
     return bool((await session.execute(select(found))).scalar())
@@ -88,51 +97,65 @@ def _change(row: Row[Any], record: dict[str, Any] | None) -> Change:
 async def _records_at(
     session: AsyncSession, events: Sequence[Row[Any]]
 ) -> dict[tuple[uuid.UUID, int], dict[str, Any]]:
-    """The record as each create or update left it, keyed by (record, version): the fields'
-    `after` values folded over the record's trail up to that version, which ends with it."""
+    """The record as each create or update left it, keyed by (record, version): the record as
+    it is now where it is still at that version (a live reader's usual case), or else rebuilt
+    from its trail."""
     wanted = {(row.employee_id, row.version) for row in events if row.action != AuditAction.delete}
     if not wanted:
         return {}
-    ids = {employee_id for employee_id, _ in wanted}
-    trail = (
-        select(audit.c.employee_id, audit.c.action, audit.c.version)
-        .add_columns(audit.c.changed_at, audit.c.changes)
-        .where(audit.c.employee_id.in_(ids), audit.c.id <= max(row.id for row in events))
-        .order_by(audit.c.employee_id, audit.c.id)
-    )
-    records: dict[tuple[uuid.UUID, int], dict[str, Any]] = {}
-    state: dict[str, Any] = {}
-    current: uuid.UUID | None = None
-    for row in (await session.execute(trail)).all():
-        if row.employee_id != current:
-            current, state = row.employee_id, {"id": to_jsonable_python(row.employee_id)}
-        at = to_jsonable_python(row.changed_at)
-        if row.action == AuditAction.create:
-            state["created_at"] = at
-        state.update({name: change["after"] for name, change in row.changes.items()})
-        state |= {"updated_at": at, "version": row.version}
-        if (row.employee_id, row.version) in wanted:
-            records[(row.employee_id, row.version)] = _in_order(state)
-    await _complete_untracked(session, records)
+    now = await _current_records(session, {employee_id for employee_id, _ in wanted})
+    records = {
+        key: now[key[0]] for key in wanted if key[0] in now and now[key[0]]["version"] == key[1]
+    }
+    earlier = wanted - records.keys()
+    if earlier:
+        records |= await _rebuilt(session, earlier, now)
     return records
 
 
-async def _complete_untracked(
-    session: AsyncSession, records: dict[tuple[uuid.UUID, int], dict[str, Any]]
-) -> None:
-    """Records whose trail has no create row (created before the audit trail existed): the
-    fields no event names are taken from the record as it is now."""
-    partial = {key for key, record in records.items() if len(record) < len(_RECORD_FIELDS)}
-    if not partial:
-        return
-    now = await _current_records(session, {employee_id for employee_id, _ in partial})
-    for key in partial:
-        records[key] = _in_order({**now.get(key[0], {}), **records[key]})
+async def _rebuilt(
+    session: AsyncSession,
+    wanted: set[tuple[uuid.UUID, int]],
+    now: dict[uuid.UUID, dict[str, Any]],
+) -> dict[tuple[uuid.UUID, int], dict[str, Any]]:
+    """The fields' `after` values folded over each record's trail up to the version wanted."""
+    trail = (
+        select(audit.c.employee_id, audit.c.action, audit.c.version)
+        .add_columns(audit.c.changed_at, audit.c.changes)
+        .where(audit.c.employee_id.in_({employee_id for employee_id, _ in wanted}))
+        .order_by(audit.c.employee_id, audit.c.id)
+    )
+    trails: dict[uuid.UUID, list[Row[Any]]] = {}
+    for row in (await session.execute(trail)).all():
+        trails.setdefault(row.employee_id, []).append(row)
+    records: dict[tuple[uuid.UUID, int], dict[str, Any]] = {}
+    for employee_id, rows in trails.items():
+        state = _before_trail(employee_id, rows, now.get(employee_id, {}))
+        for row in rows:
+            at = to_jsonable_python(row.changed_at)
+            if row.action == AuditAction.create:
+                state["created_at"] = at
+            state.update({name: change["after"] for name, change in row.changes.items()})
+            state |= {"updated_at": at, "version": row.version}
+            if (employee_id, row.version) in wanted:
+                records[(employee_id, row.version)] = _in_order(state)
+    return records
 
 
-def _in_order(fields: dict[str, Any]) -> dict[str, Any]:
-    """The fields in `EmployeeRead`'s order, as GET answers them."""
-    return {name: fields[name] for name in _RECORD_FIELDS if name in fields}
+def _before_trail(
+    employee_id: uuid.UUID, rows: Sequence[Row[Any]], now: dict[str, Any]
+) -> dict[str, Any]:
+    """The record before its first audit row: nothing for a record created with one; for a
+    record written before the trail existed, each field as the first change of it found it,
+    or as it is now if no change touched it."""
+    state = {**now, "id": to_jsonable_python(employee_id)}
+    touched: set[str] = set()
+    for row in rows:
+        for name, change in row.changes.items():
+            if name not in touched:
+                touched.add(name)
+                state[name] = change["before"]
+    return state
 
 
 async def _current_records(
@@ -143,3 +166,8 @@ async def _current_records(
     )
     rows = (await session.execute(statement)).all()
     return {row.id: to_jsonable_python(row._asdict()) for row in rows}
+
+
+def _in_order(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields in `EmployeeRead`'s order, as GET answers them."""
+    return {name: fields[name] for name in _RECORD_FIELDS if name in fields}
