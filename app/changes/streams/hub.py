@@ -7,7 +7,8 @@ events only once no older transaction is still running (app.changes.crud), anywh
 PostgreSQL server: an event notified while such a transaction runs is not readable yet, and the
 end of that transaction notifies nobody. So a notification is followed by a few more wake-ups
 shortly after, and every heartbeat wakes all streams (what another process wrote on SQLite is
-seen then too). Streams at one position share each read: a wake-up costs one query per position.
+seen then too), and while the feed says an event is held back (`held_back`), every half second.
+Streams at one position share each read: a wake-up costs one query per position.
 """
 
 import asyncio
@@ -17,11 +18,16 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from app.changes.events import Change, EventPosition
 
 Read = Callable[[EventPosition | None, int], Awaitable[list[Change]]]
-# Seconds after a notification at which streams are woken again.
+HeldBack = Callable[[], Awaitable[bool]]
+# Seconds after a notification at which streams are woken again; then, while an event is still
+# held back, every HELD_BACK_SECONDS.
 FOLLOW_UPS = (0.02, 0.05, 0.1, 0.2, 0.4, 1.0)
+HELD_BACK_SECONDS = 0.5
 
 
 class Hub:
@@ -29,8 +35,9 @@ class Hub:
     read after seeing generation g and finds it still g knows that no change was announced
     meanwhile (nothing can slip between its read and its wait)."""
 
-    def __init__(self, read: Read, heartbeat: float) -> None:
+    def __init__(self, read: Read, heartbeat: float, held_back: HeldBack) -> None:
         self.heartbeat = heartbeat
+        self._held_back = held_back
         self.generation = 0
         self.stopping = False
         self._read = read
@@ -65,6 +72,10 @@ class Hub:
         for before, after in itertools.pairwise((0.0, *FOLLOW_UPS)):
             await asyncio.sleep(after - before)
             self.wake()
+        with contextlib.suppress(SQLAlchemyError, OSError):  # the heartbeat wakes them anyway
+            while await self._held_back():
+                await asyncio.sleep(HELD_BACK_SECONDS)
+                self.wake()
 
     def wake(self) -> None:
         self.generation += 1

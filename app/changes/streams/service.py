@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 from app.accounts.access import Principal, admit, require
 from app.accounts.dependencies import get_access, verify_bearer
-from app.changes.crud import current_position, read_changes
+from app.changes.crud import current_position, held_back, read_changes
 from app.changes.events import AFTER, Change, EventPosition
 from app.changes.service import resume_after
 from app.changes.streams.hub import Hub, Registry
@@ -27,7 +27,7 @@ class Streams:
         self.settings = settings
         self.db = db
         self.oidc = oidc
-        self.hub = Hub(self._read, settings.stream_heartbeat_seconds)
+        self.hub = Hub(self._read, settings.stream_heartbeat_seconds, self._held_back)
         self.registry = Registry(settings.stream_max_per_account, settings.stream_max_per_worker)
         self.open: set[ChangeStream] = set()
         self.forget: Callable[[], None] = lambda: None
@@ -44,6 +44,10 @@ class Streams:
     async def _read(self, after: EventPosition | None, limit: int) -> list[Change]:
         async with self.db.sessions() as session:
             return await read_changes(session=session, after=after, limit=limit)
+
+    async def _held_back(self) -> bool:
+        async with self.db.sessions() as session:
+            return await held_back(session=session)
 
     async def start_position(
         self, event_id: str | None, loc: tuple[str, ...] = AFTER
