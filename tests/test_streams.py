@@ -14,6 +14,7 @@ from jose import jwt
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.changes.streams import ws as ws_module
+from app.changes.streams.notify import LocalNotifier
 from app.db.engine import create_engine
 from app.models import metadata
 from app.security import tokens
@@ -363,5 +364,24 @@ class TestCompression:
         stream = await open_sse(streams_app, EVENTS, reader_token, accept_encoding=coding)
         assert "content-encoding" not in stream.headers
         await create(admin, 2001)
+        assert (await stream.next()).data["emp_id"] == 2001
+        await stream.close()
+
+
+class TestWithoutListen:
+    async def test_transaction_pooling_without_a_direct_url_still_streams(
+        self, backend, app_with, admin_user, reader_token
+    ):
+        if backend == "sqlite":
+            pytest.skip("PostgreSQL settings")
+        app = await app_with(
+            stream_heartbeat_seconds=HEARTBEAT,
+            database_pool_mode="transaction",
+            database_direct_url=None,
+        )
+        assert isinstance(app.state.streams.notifier, LocalNotifier)
+        stream = await open_sse(app, EVENTS, reader_token)
+        async with admin_client(app, admin_user) as admin:
+            await create(admin, 2001)
         assert (await stream.next()).data["emp_id"] == 2001
         await stream.close()

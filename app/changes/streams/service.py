@@ -3,6 +3,7 @@ notifier that wakes it, the limits, and opening a stream for a bearer credential
 """
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 
 from app.accounts.access import Principal, admit, require
@@ -13,11 +14,13 @@ from app.changes.service import resume_after
 from app.changes.streams.hub import Hub, Registry
 from app.changes.streams.notify import LocalNotifier, PgListener, listen_dsn
 from app.changes.streams.stream import ChangeStream, Ended
-from app.core.config import Settings
+from app.core.config import ConfigurationError, Settings
 from app.db.engine import Database
 from app.employees.privacy import hidden_fields
 from app.http.server import on_server_stopping
 from app.security.oidc import OidcVerifier
+
+logger = logging.getLogger(__name__)
 
 MAX_EVENT_ID_LENGTH = 200
 
@@ -31,15 +34,7 @@ class Streams:
         self.registry = Registry(settings.stream_max_per_account, settings.stream_max_per_worker)
         self.open: set[ChangeStream] = set()
         self.forget: Callable[[], None] = lambda: None
-        self.notifier: PgListener | LocalNotifier = (
-            LocalNotifier(self.hub, db.engine)
-            if settings.is_sqlite
-            else PgListener(
-                self.hub,
-                listen_dsn(settings.session_url("LISTEN for change notifications")),
-                settings.db_connect_timeout,
-            )
-        )
+        self.notifier = notifier_for(settings, db, self.hub)
 
     async def _read(self, after: EventPosition | None, limit: int) -> list[Change]:
         async with self.db.sessions() as session:
@@ -105,6 +100,20 @@ class Streams:
         self.stop()
         await self.notifier.aclose()
         await self.hub.aclose()
+
+
+def notifier_for(settings: Settings, db: Database, hub: Hub) -> PgListener | LocalNotifier:
+    """LISTEN on PostgreSQL; the engine's own commits on SQLite, or where LISTEN cannot go
+    (PgBouncer in transaction pooling without DATABASE_DIRECT_URL: the service still starts,
+    and other workers' changes reach this one's streams at the next heartbeat)."""
+    if settings.is_sqlite:
+        return LocalNotifier(hub, db.engine)
+    try:
+        url = settings.session_url("LISTEN for change notifications")
+    except ConfigurationError as error:
+        logger.warning("live streams without notifications from other workers: %s", error)
+        return LocalNotifier(hub, db.engine)
+    return PgListener(hub, listen_dsn(url), settings.db_connect_timeout)
 
 
 def start_streams(settings: Settings, db: Database, oidc: OidcVerifier | None) -> Streams:
