@@ -24,6 +24,7 @@ from app.changes.events import Change, EventPosition
 
 Read = Callable[[EventPosition | None, int], Awaitable[list[Change]]]
 HeldBack = Callable[[], Awaitable[bool]]
+ReadKey = tuple[EventPosition | None, int, int]
 # Seconds after a notification at which streams are woken again; then, while an event is still
 # held back, every HELD_BACK_SECONDS.
 FOLLOW_UPS = (0.02, 0.05, 0.1, 0.2, 0.4, 1.0)
@@ -42,7 +43,7 @@ class Hub:
         self.stopping = False
         self._read = read
         self._woken = asyncio.Event()
-        self._reads: dict[tuple[EventPosition | None, int, int], asyncio.Future[list[Change]]] = {}
+        self._reads: dict[ReadKey, asyncio.Future[list[Change]]] = {}
         self._follow_ups: asyncio.Task[None] | None = None
         self._ticks: asyncio.Task[None] | None = None
 
@@ -99,12 +100,17 @@ class Hub:
     async def read(self, after: EventPosition | None, limit: int) -> list[Change]:
         """The feed after `after`; streams at one position share one read, but only a read that
         began at the current generation (one begun earlier may predate the change)."""
-        key = (after, limit, self.generation)
+        key: ReadKey = (after, limit, self.generation)
         shared = self._reads.get(key)
         if shared is None:
             shared = self._reads[key] = asyncio.ensure_future(self._read(after, limit))
-            shared.add_done_callback(lambda _: self._reads.pop(key, None))
+            shared.add_done_callback(lambda done: self._read_done(key, done))
         return await asyncio.shield(shared)
+
+    def _read_done(self, key: ReadKey, done: asyncio.Future[list[Change]]) -> None:
+        self._reads.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter may have left before it failed
 
 
 class TooManyStreams(Exception):

@@ -14,7 +14,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from app.changes.events import Change
 from app.changes.streams.hub import TooManyStreams
 from app.changes.streams.service import MAX_EVENT_ID_LENGTH, Streams
-from app.changes.streams.stream import Ended, last_words
+from app.changes.streams.stream import Ended, SendItem, last_words
 from app.core.errors import AppError, ForbiddenError, InvalidInputError
 from app.security.tokens import MAX_TOKEN_LENGTH
 
@@ -102,7 +102,7 @@ def _refusal_code(error: AppError) -> int:
     return BAD_CREDENTIALS
 
 
-def _sender(websocket: WebSocket) -> Any:
+def _sender(websocket: WebSocket) -> SendItem:
     async def send(change: Change, item: dict[str, Any]) -> None:
         text = json.dumps({"type": "event", "event": item}, separators=(",", ":"))
         await websocket.send_text(text)
