@@ -67,6 +67,7 @@ def admin_client(app: Any, admin_user: Any) -> AsyncClient:
 
 async def listening(app: Any) -> None:
     """PostgreSQL: until the worker's LISTEN connection is up (SQLite: at once)."""
+    app.state.streams.listen()  # as the first stream would
     connected = getattr(app.state.streams.notifier, "connected", None)
     if connected is not None:
         await asyncio.wait_for(connected.wait(), 10)

@@ -73,8 +73,8 @@ class TestListeningConnection:
     ):
         app = await app_with(stream_heartbeat_seconds=60)  # no heartbeat wake-up helps here
         notifier = app.state.streams.notifier
-        await asyncio.wait_for(notifier.connected.wait(), 10)
         stream = await open_sse(app, "/employees/events", token_for(normal_user))
+        await asyncio.wait_for(notifier.connected.wait(), 10)
         pid = notifier.connection.get_server_pid()
         admin = await asyncpg.connect(asyncpg_dsn(make_url(app.state.settings.database_url)))
         try:

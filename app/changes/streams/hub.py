@@ -13,7 +13,6 @@ Streams at one position share each read: a wake-up costs one query per position.
 
 import asyncio
 import contextlib
-import itertools
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -45,6 +44,8 @@ class Hub:
         self._woken = asyncio.Event()
         self._reads: dict[ReadKey, asyncio.Future[list[Change]]] = {}
         self._follow_ups: asyncio.Task[None] | None = None
+        self._notified_at = 0.0
+        self.streams = 0  # open on this worker
         self._ticks: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -63,18 +64,20 @@ class Hub:
             self.wake()
 
     def notified(self) -> None:
-        """A change committed: wake the streams now, and again shortly after."""
+        """A change committed: wake the streams now, and again shortly after (while any is
+        open; a running follow-up takes the newest notification as its start)."""
         self.wake()
-        if self._follow_ups is not None:
-            self._follow_ups.cancel()
-        self._follow_ups = asyncio.create_task(self._follow_up())
+        self._notified_at = asyncio.get_running_loop().time()
+        if self.streams and (self._follow_ups is None or self._follow_ups.done()):
+            self._follow_ups = asyncio.create_task(self._follow_up())
 
     async def _follow_up(self) -> None:
-        for before, after in itertools.pairwise((0.0, *FOLLOW_UPS)):
-            await asyncio.sleep(after - before)
+        loop = asyncio.get_running_loop()
+        for offset in FOLLOW_UPS:
+            await asyncio.sleep(max(0.0, self._notified_at + offset - loop.time()))
             self.wake()
         with contextlib.suppress(SQLAlchemyError, OSError):  # the heartbeat wakes them anyway
-            while await self._held_back():
+            while self.streams and await self._held_back():
                 await asyncio.sleep(HELD_BACK_SECONDS)
                 self.wake()
 

@@ -34,6 +34,7 @@ class Streams:
         self.registry = Registry(settings.stream_max_per_account, settings.stream_max_per_worker)
         self.open: set[ChangeStream] = set()
         self.forget: Callable[[], None] = lambda: None
+        self.listening = False
         self.notifier = notifier_for(settings, db, self.hub)
 
     async def _read(self, after: EventPosition | None, limit: int) -> list[Change]:
@@ -71,6 +72,7 @@ class Streams:
         """A stream for the caller, counted against the limits while it is open (raises
         `TooManyStreams`)."""
         self.registry.open(principal.id)
+        self.listen()
         stream = ChangeStream(
             hub=self.hub,
             principal=principal,
@@ -81,13 +83,22 @@ class Streams:
             buffer=self.settings.stream_buffer_events,
         )
         self.open.add(stream)
+        self.hub.streams = len(self.open)
         try:
             if self.hub.stopping:
                 stream.end(Ended.stopping)
             yield stream
         finally:
             self.open.discard(stream)
+            self.hub.streams = len(self.open)
             self.registry.close(principal.id)
+
+    def listen(self) -> None:
+        """Notifications from now on: on PostgreSQL the LISTEN connection opens with the first
+        stream (a worker nobody streams from holds none)."""
+        if not self.listening:
+            self.listening = True
+            self.notifier.start()
 
     def stop(self) -> None:
         """Every stream ends now with a reconnect hint (the server is stopping)."""
@@ -121,7 +132,8 @@ def start_streams(settings: Settings, db: Database, oidc: OidcVerifier | None) -
     when the server starts to stop, before uvicorn drains the other requests (which then do
     not wait for them), or at the latest when the lifespan ends."""
     streams = Streams(settings, db, oidc)
-    streams.notifier.start()
+    if isinstance(streams.notifier, LocalNotifier):
+        streams.listen()  # costs nothing until a commit
     streams.hub.start()
     streams.forget = on_server_stopping(streams.stop)
     return streams
