@@ -22,7 +22,7 @@ from app.changes.streams.stream import ChangeStream, Ended, last_words
 from app.core.errors import TooManyRequestsError
 from app.http.openapi import error_responses, headers
 
-router = APIRouter(prefix="/employees", tags=["employees"])
+router = APIRouter(prefix="/employees", tags=["changes"])
 
 MEDIA_TYPE = "text/event-stream"
 # The client's pause before it reconnects after the server ended the stream.
