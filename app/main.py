@@ -20,6 +20,7 @@ from app.accounts.keys.router import router as api_keys_router
 from app.accounts.router import auth_router, password_router
 from app.accounts.users_router import router as users_router
 from app.changes.router import router as changes_router
+from app.changes.streams import sse_router, start_streams, ws_router
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
@@ -99,7 +100,9 @@ def lifespan(
         replica_task = replica.start() if replica is not None else None
         if oidc is not None:
             oidc.start()  # the identity provider's keys, fetched in the background
-        webhook_task = start_webhook_worker(settings, db)  # fans out and sends webhooks
+        streams = app.state.streams = start_streams(settings, db, oidc)
+        # Fans changes out to webhooks and sends them, woken by the streams' notifications.
+        webhook_task = start_webhook_worker(settings, db, streams.on_change)
         tasks = [
             task
             for task in (admin_task, start_live_gauges(), replica_task, webhook_task)
@@ -109,6 +112,7 @@ def lifespan(
         try:
             yield
         finally:
+            await streams.aclose()  # before the engine goes
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -239,6 +243,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         app,
         (
             changes_router,  # its literal paths before the records' /employees/{emp_id}
+            sse_router,  # /employees/events, likewise
             employees_router,
             employees_csv_router,
             history_router,
@@ -248,6 +253,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             password_router,
             api_keys_router,
             webhooks_router,
+            ws_router,
         ),
     )
     app.include_router(health_router)

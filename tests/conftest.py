@@ -54,6 +54,9 @@ OPS = (
     "tests/test_request_heads.py",
     "tests/test_shutdown.py",
     "tests/test_startup.py::TestServerProcess",
+    "tests/test_streams_servers.py::TestServerProcesses",
+    "tests/test_streams_servers.py::TestShutdown",
+    "tests/test_streams_servers.py::TestLongStreams",
     "tests/test_tracing.py::test_a_server_with_the_console_exporter",
 )
 # slow: concurrency trials, property runs and schema migrations, each taking seconds.

@@ -16,8 +16,9 @@ from app.accounts.keys.crud import KeyAccess
 from app.accounts.keys.usage import record_key_use
 from app.accounts.models import User
 from app.accounts.roles import Permission
-from app.core.config import request_settings
+from app.core.config import Settings, request_settings
 from app.core.errors import ForbiddenError, UnauthorizedError
+from app.db.engine import Database
 from app.db.reader import Reader
 from app.db.session import ReaderDep, SessionDep, database
 from app.http.deferred import defer
@@ -62,28 +63,39 @@ class BearerClaims(OAuth2PasswordBearer):
         token = await super().__call__(request)
         if token is None:
             raise UnauthorizedError("Not authenticated")
-        settings = request_settings(request)
-        oidc: OidcVerifier | None = request.app.state.oidc
-        try:
-            # The one place a credential's kind is decided: an API key (by its prefix), the
-            # identity provider's token (RS256/ES256, with single sign-on on) or the service's
-            # own; each is then verified in full.
-            if looks_like_api_key(token):
-                key = api_key_credential(token)
-                # Once the answer is out: the key's last use, at most once a minute.
-                defer(request.scope, partial(record_key_use, request, key))
-                return key
-            if oidc is not None and oidc.issued(token):
-                identity = await oidc.verify(token)
-                claims = await sso.sso_claims(
-                    database=database(request), identity=identity, role_map=settings.oidc_role_map
-                )
-            else:
-                claims = decode_access_token(token, settings)
-        except InvalidTokenError:
-            raise UnauthorizedError(CREDENTIALS_DETAIL) from None
-        request.state.user_id = claims.user_id  # for the access log line
+        claims = await verify_bearer(
+            token,
+            settings=request_settings(request),
+            oidc=request.app.state.oidc,
+            db=database(request),
+        )
+        if isinstance(claims, KeyCredential):
+            # Once the answer is out: the key's last use, at most once a minute.
+            defer(request.scope, partial(record_key_use, request, claims))
+        else:
+            request.state.user_id = claims.user_id  # for the access log line
         return claims
+
+
+async def verify_bearer(
+    token: str, *, settings: Settings, oidc: OidcVerifier | None, db: Database
+) -> Credential:
+    """What a bearer credential stands for, verified in full (401 otherwise); also what a live
+    stream checks again while it is open (app.changes.streams)."""
+    try:
+        # The one place a credential's kind is decided: an API key (by its prefix), the
+        # identity provider's token (RS256/ES256, with single sign-on on) or the service's
+        # own; each is then verified in full.
+        if looks_like_api_key(token):
+            return api_key_credential(token)
+        if oidc is not None and oidc.issued(token):
+            identity = await oidc.verify(token)
+            return await sso.sso_claims(
+                database=db, identity=identity, role_map=settings.oidc_role_map
+            )
+        return decode_access_token(token, settings)
+    except InvalidTokenError:
+        raise UnauthorizedError(CREDENTIALS_DETAIL) from None
 
 
 get_claims = BearerClaims()

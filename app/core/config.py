@@ -12,6 +12,7 @@ from app.core.limit_config import LimitSettings
 from app.core.replica_config import ReplicaSettings
 from app.core.server_config import ServerSettings
 from app.core.sso_config import SsoSettings
+from app.core.stream_config import StreamSettings
 from app.core.webhook_config import WebhookSettings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -150,6 +151,7 @@ def normalise_database_url(value: str) -> str:
 
 
 class Settings(
+    StreamSettings,
     WebhookSettings,
     SsoSettings,
     ServerSettings,

@@ -28,6 +28,9 @@ _QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 _COMPRESSIBLE = frozenset(
     {b"application/json", b"application/javascript", b"application/xml", b"image/svg+xml"}
 )
+# Live event streams stay plain: a compressor's state per open stream costs hundreds of KB
+# (thousands of idle streams), and their small frames hardly shrink.
+_NEVER_COMPRESSED = frozenset({b"text/event-stream"})
 
 
 class StreamEncoder(Protocol):
@@ -173,7 +176,7 @@ def _q_value(parameters: Iterable[str]) -> float | None:
 
 def compressible(content_type: bytes) -> bool:
     media_type = content_type.split(b";", 1)[0].strip().lower()
-    return (
+    return media_type not in _NEVER_COMPRESSED and (
         media_type.startswith(b"text/")
         or media_type in _COMPRESSIBLE
         or media_type.endswith((b"+json", b"+xml"))

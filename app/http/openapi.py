@@ -45,7 +45,8 @@ OPENAPI_TAGS = [
     {
         "name": "changes",
         "description": "Every create, change and deletion of a record, in order: the change "
-        "feed to poll.",
+        "feed to poll, or to follow live (Server-Sent Events here; a WebSocket at "
+        "`/v1/ws/employees`).",
     },
     {"name": "auth", "description": "Sign in, refresh, sign out; register an account."},
     {"name": "users", "description": "Your account; accounts and roles (administrators)."},

@@ -2,10 +2,15 @@
 
 A head over MAX_HEADER_BYTES gets 431 before any parsing, one not complete within
 HEADER_TIMEOUT_SECONDS gets 408; either closes the connection (uvicorn sets neither bound).
+
+They also tell when the server starts to stop (`on_server_stopping`): uvicorn asks each open
+connection to shut down before it drains the requests in flight, and a long-lived answer (a
+live stream) must end then, not hold the drain until its time runs out.
 """
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -21,6 +26,24 @@ logger = logging.getLogger("app.server")
 HEAD_ENDS = (b"\r\n\r\n", b"\n\n", b"\n\r\n")
 TOO_LARGE = b'{"detail":"Request header fields too large"}'
 TIMED_OUT = b'{"detail":"Request head not received in time"}'
+
+
+_stopping: list[Callable[[], None]] = []
+
+
+def on_server_stopping(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call `callback` once when this process's server starts to stop; returns the undo."""
+    _stopping.append(callback)
+    return lambda: _stopping.remove(callback) if callback in _stopping else None
+
+
+def server_stopping() -> None:
+    while _stopping:
+        callback = _stopping.pop(0)
+        try:
+            callback()
+        except Exception:
+            logger.exception("a shutdown callback failed")
 
 
 def refusal(status: bytes, body: bytes) -> bytes:
@@ -125,9 +148,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if not guard.admit(data):
             return
         super().data_received(data)
-        if guard.in_head:
+        if guard.in_head and guard.count:
             # Only a head still incomplete after this chunk needs the deadline: most arrive
-            # whole in one read, and their requests cost no timer.
+            # whole in one read, and their requests cost no timer. A request whose message
+            # ended in this chunk leaves a next head that has not begun: none for it, or a
+            # long answer (a live stream) would be cut when it ran out.
             guard.start_deadline()
 
     def on_headers_complete(self) -> None:
@@ -137,6 +162,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.guard.next_head()
+
+    def shutdown(self) -> None:
+        server_stopping()
+        super().shutdown()
 
 
 class BoundedH11Protocol(H11Protocol):
@@ -163,3 +192,7 @@ class BoundedH11Protocol(H11Protocol):
             self.guard.start_deadline()
         else:
             self.guard.head_done()
+
+    def shutdown(self) -> None:
+        server_stopping()
+        super().shutdown()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
@@ -15,9 +16,10 @@ from app.core.types import utc_now
 from app.db.engine import Database
 from app.webhooks import outbox
 from app.webhooks.delivery import attempt, new_client, retry_delay
-from app.webhooks.wake import listen, listen_dsn
 
 logger = logging.getLogger(__name__)
+
+OnChange = Callable[[Callable[[], None]], None]
 
 FAN_OUT_BATCH = 500
 CLAIM_BATCH = 20
@@ -34,7 +36,9 @@ class WebhookWorker:
         self.settings = settings
         self.database = database
         self.client = client
-        self.wake = asyncio.Event()  # set when a change commits (app.webhooks.wake)
+        self.wake = (
+            asyncio.Event()
+        )  # set when a change commits (a notification on the change feed's channel)
         self.lease = timedelta(seconds=2 * settings.webhook_timeout_seconds) + LEASE_MARGIN
 
     async def fan_out(self) -> int:
@@ -141,24 +145,19 @@ class WebhookWorker:
         return False
 
 
-def start_webhook_worker(settings: Settings, database: Database) -> asyncio.Task[None] | None:
-    """The worker's task, when WEBHOOK_WORKER_ENABLED (cancel it at shutdown)."""
+def start_webhook_worker(
+    settings: Settings, database: Database, on_change: OnChange
+) -> asyncio.Task[None] | None:
+    """The worker's task, when WEBHOOK_WORKER_ENABLED (cancel it at shutdown). `on_change`
+    subscribes it to the worker process's change notifications (app.changes.streams: one
+    listening connection per process, shared with the live streams)."""
     if not settings.webhook_worker_enabled:
         return None
-    return asyncio.create_task(_run(settings, database))
+    return asyncio.create_task(_run(settings, database, on_change))
 
 
-async def _run(settings: Settings, database: Database) -> None:
+async def _run(settings: Settings, database: Database, on_change: OnChange) -> None:
     async with new_client() as client:
         worker = WebhookWorker(settings, database, client)
-        dsn = listen_dsn(settings)
-        if dsn is None:
-            await worker.run()
-            return
-        listener = asyncio.create_task(listen(dsn, worker.wake, settings.db_connect_timeout))
-        try:
-            await worker.run()
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        on_change(worker.wake.set)
+        await worker.run()
