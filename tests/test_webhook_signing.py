@@ -2,7 +2,11 @@
 and the retry schedule the defaults make."""
 
 import base64
+import time
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
+from typing import Any, cast
 
 from app.core.webhook_config import WebhookSettings
 from app.webhooks.delivery import BACKOFF_FACTOR, JITTER, retry_delay
@@ -42,3 +46,25 @@ def test_the_default_retry_schedule_spans_about_a_day():
         low, high = nominal * (1 - JITTER), nominal * (1 + JITTER)
         assert low <= wait.total_seconds() <= high
     assert timedelta(hours=16) < sum(waits, timedelta()) < timedelta(hours=30)
+
+
+def documented_verify() -> Callable[..., bool]:
+    """The `verify` of docs/sync.md, as a receiver would paste it."""
+    page = (Path(__file__).parents[1] / "docs" / "sync.md").read_text()
+    section = page.split("### Verifying a webhook signature", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # noqa: S102 (the project's own documentation)
+    return cast(Callable[..., bool], namespace["verify"])
+
+
+def test_the_documented_receiver_check_accepts_what_the_service_signs():
+    verify = documented_verify()
+    old, new, body = new_secret(), new_secret(), b'{"type":"employee.created"}'
+    headers = signed_headers([new, old], "msg_7", int(time.time()), body)
+
+    assert verify(new, headers, body) and verify(old, headers, body)
+    assert not verify(new_secret(), headers, body)
+    assert not verify(new, headers, body + b" ")
+    stale = signed_headers([new], "msg_7", int(time.time()) - 600, body)
+    assert not verify(new, stale, body)
