@@ -101,6 +101,7 @@ def lifespan(
         if oidc is not None:
             oidc.start()  # the identity provider's keys, fetched in the background
         streams = app.state.streams = start_streams(settings, db, oidc)
+        app.state.announce_changes = streams.announce  # after each request that wrote changes
         # Fans changes out to webhooks and sends them, woken by the streams' notifications.
         webhook_task = start_webhook_worker(settings, db, streams.on_change)
         tasks = [

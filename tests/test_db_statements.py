@@ -253,10 +253,16 @@ class RoundTrips:
 
 @pytest.mark.postgres_only
 async def test_the_writes_round_trips_on_postgresql(
-    admin_user_client: Any, make_employees: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+    app: Any,
+    admin_user_client: Any,
+    make_employees: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A create is the account and one statement (the record with its audit row); a PATCH reads
-    the account with the record it locks, then writes, between BEGIN and COMMIT."""
+    the account with the record it locks, then writes, between BEGIN and COMMIT. (After the
+    answer, the worker announces the change on a connection of its own, in the background: it
+    is left out here, where its statements would fall among the next request's.)"""
+    monkeypatch.setattr(app.state, "announce_changes", lambda: None)
     await make_employees({"emp_id": 1})
     trips = RoundTrips(monkeypatch)
 

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import Row, Select, Table, exists, select, tuple_
+from sqlalchemy import Row, Select, Table, exists, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.changes.events import TYPES, Change, EventPosition
+from app.changes.events import CHANNEL, TYPES, Change, EventPosition
 from app.db.transaction_id import OLDEST_RUNNING_TRANSACTION_ID
 from app.employees.history.models import AuditAction, EmployeeAudit
 from app.employees.models import Employee, EmployeeRead
@@ -74,6 +74,19 @@ async def held_back(*, session: AsyncSession) -> bool:
         return False
     waiting = exists().where(audit.c.tx_id >= OLDEST_RUNNING_TRANSACTION_ID)
     return bool((await session.execute(select(waiting))).scalar())
+
+
+async def announce(*, session: AsyncSession) -> None:
+    """Tell every worker and replica listening (PostgreSQL) that changes committed; commits.
+    In a transaction of its own, after the writers' commits: a NOTIFY in the writing
+    transaction would queue its commit behind every other notifying one (PostgreSQL holds one
+    lock across a notifying transaction's commit, its WAL flush included); this one flushes
+    nothing (`synchronous_commit` off: a notification is not worth a disk write)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    await session.execute(text("SET LOCAL synchronous_commit TO off"))
+    await session.execute(text(f"NOTIFY {CHANNEL}"))
+    await session.commit()
 
 
 async def event_exists(*, session: AsyncSession, position: EventPosition) -> bool:

@@ -15,7 +15,7 @@ from pydantic_core import to_jsonable_python
 from app.core.errors import InvalidInputError
 from app.employees.models import EXAMPLE, EmployeeRead
 
-# The PostgreSQL channel a committed change notifies (migration 0012's trigger): a wake-up call
+# The PostgreSQL channel committed changes are announced on (app.changes.crud.announce): a wake-up
 # that carries nothing; whoever wakes reads the feed from its own position.
 CHANNEL = "employee_changes"
 

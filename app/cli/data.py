@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.changes.crud import announce
 from app.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_UNAVAILABLE,
@@ -62,6 +63,8 @@ async def import_rows(open_file: Callable[[], IO[bytes]], size: int, *, dry_run:
     async with database() as sessionmaker, sessionmaker() as session:
         if await staging.supports_copy(session):
             count = await import_by_copy(session, open_file, size, dry_run=dry_run)
+            if count and not dry_run:
+                await announce(session=session)  # to the servers' streams and webhooks
             return imported(count, dry_run=dry_run)
         # Pass 1 checks every row, holding only the emp_ids seen; pass 2 reads the file again
         # and inserts it in batches, all in one transaction.

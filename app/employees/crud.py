@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts.crud import ACCESS_COLUMNS, SIGNED_IN, Access, user_table, with_sign_in
 from app.core.errors import ConflictError
 from app.core.types import utc_now
+from app.db.change_log import note_changes
 from app.db.driver import transaction
 from app.db.reader import Reader
 from app.db.statements import Query
@@ -243,6 +244,7 @@ async def _insert_batch(
 ) -> None:
     if not rows:
         return
+    note_changes(session)
     now = utc_now()
     employees, audits = [], []
     for row in rows:

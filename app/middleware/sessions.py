@@ -1,9 +1,10 @@
-"""Closes every database session a request opened once it is answered, then runs the work it
-deferred until then (app.http.deferred)."""
+"""Closes every database session a request opened once it is answered, announces the changes
+they wrote, then runs the work the request deferred until then (app.http.deferred)."""
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.db.change_log import wrote_changes
 from app.db.session import SESSIONS, close_session
 from app.http.deferred import run_deferred
 
@@ -28,4 +29,8 @@ class SessionCloser:
                 # A session that never began a transaction holds no connection: nothing to close.
                 if session.in_transaction():
                     await close_session(session)
+            if any(wrote_changes(session) for session in sessions):
+                announce = getattr(scope["app"].state, "announce_changes", None)
+                if announce is not None:
+                    announce()
             await run_deferred(scope)

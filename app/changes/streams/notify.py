@@ -1,10 +1,10 @@
 """What wakes the streams when a change commits.
 
-PostgreSQL: one LISTEN connection per worker on the feed's channel (migration 0012's trigger
-notifies at every commit that wrote the audit trail, whoever wrote it: any worker, replica, the
-CLI). The connection goes past PgBouncer (`session_url`), since LISTEN is session state. When
-it drops, it is opened again with a growing pause; every (re)connection wakes all streams, which
-then read what they missed.
+PostgreSQL: one LISTEN connection per worker on the feed's channel, on which every worker and
+replica announces the changes its requests commit (app.changes.streams.announce), and the
+command line its imports. The connection goes past PgBouncer (`session_url`), since LISTEN is
+session state. When it drops, it is opened again with a growing pause; every (re)connection
+wakes all streams, which then read what they missed.
 
 SQLite (one process): the engine itself tells; a commit of a connection that inserted into the
 audit trail wakes the streams, a read's commit does not.
@@ -76,7 +76,7 @@ class PgListener:
             await connection.add_listener(CHANNEL, self._notified)
             self.connection = connection
             self.connected.set()
-            self.hub.wake()  # what was committed while nobody listened
+            self.hub.notified()  # what was committed while nobody listened (and follow-ups)
             while not lost.is_set():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(PROBE_SECONDS):

@@ -11,6 +11,7 @@ from app.accounts.dependencies import get_access, verify_bearer
 from app.changes.crud import current_position, held_back, read_changes
 from app.changes.events import AFTER, Change, EventPosition
 from app.changes.service import resume_after
+from app.changes.streams.announce import Announcer
 from app.changes.streams.hub import Hub, Registry
 from app.changes.streams.notify import LocalNotifier, PgListener, listen_dsn
 from app.changes.streams.stream import ChangeStream, Ended
@@ -36,6 +37,8 @@ class Streams:
         self.forget: Callable[[], None] = lambda: None
         self.listening = False
         self.notifier = notifier_for(settings, db, self.hub)
+        # SQLite: one process, whose commits the engine reports (LocalNotifier).
+        self.announcer = None if settings.is_sqlite else Announcer(db)
 
     async def _read(self, after: EventPosition | None, limit: int) -> list[Change]:
         async with self.db.sessions() as session:
@@ -111,9 +114,19 @@ class Streams:
         for stream in list(self.open):
             stream.end(Ended.stopping)
 
+    def announce(self) -> None:
+        """A request wrote changes (app.middleware.sessions): tell every worker (PostgreSQL);
+        without a LISTEN connection, at least this worker's streams."""
+        if self.announcer is not None:
+            self.announcer.announce()
+            if not isinstance(self.notifier, PgListener):
+                self.hub.notified()
+
     async def aclose(self) -> None:
         self.forget()
         self.stop()
+        if self.announcer is not None:
+            await self.announcer.aclose()
         await self.notifier.aclose()
         await self.hub.aclose()
 
@@ -140,5 +153,7 @@ def start_streams(settings: Settings, db: Database, oidc: OidcVerifier | None) -
     if isinstance(streams.notifier, LocalNotifier):
         streams.listen()  # costs nothing until a commit
     streams.hub.start()
+    if streams.announcer is not None:
+        streams.announcer.start()
     streams.forget = on_server_stopping(streams.stop)
     return streams

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ConflictError
 from app.core.types import INT32_MAX, TEXT_MAX_LENGTH, PositiveInt32, Text100, utc_now
+from app.db.change_log import note_changes
 from app.db.driver import session_driver, transaction
 from app.employees import crud
 from app.employees.csv import io as csv_io
@@ -155,6 +156,8 @@ async def import_cells(
     `ConflictError` (a concurrent writer took an emp_id) with nothing written. The session must
     be on asyncpg (`supports_copy`). The rows written, or with `dry_run` the rows checked."""
     driver, _ = await session_driver(session)
+    if not dry_run:
+        note_changes(session)
     async with transaction(session):
         await driver.execute(sql.CREATE_STAGING, timeout=BULK_TIMEOUT)
         await driver.copy_records_to_table(

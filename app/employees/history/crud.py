@@ -10,6 +10,7 @@ from sqlalchemy import Insert, Select, Table, Update, bindparam, func, insert, s
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.types import utc_now
+from app.db.change_log import note_changes
 from app.db.statements import Query
 from app.employees.history.models import Actor, AuditAction, EmployeeAudit, SystemActor
 from app.employees.models import Employee
@@ -95,6 +96,7 @@ class LoggedWrite(Generic[R]):
         # The change happens when the record says it was updated: the change feed rebuilds
         # the record at each version from its trail (app.changes).
         changed_at = values.get("updated_at")
+        note_changes(session)
         if session.get_bind().dialect.name == "postgresql":
             logged = who(actor, self.action, changes, changed_at)
             return await self.logged.first(session, **values, **logged)
@@ -123,6 +125,7 @@ async def record_change(
 ) -> None:
     """Write the audit row of a change in the caller's transaction (the change's commit writes
     both or neither); `version` is the record's after the change (a deletion counts one more)."""
+    note_changes(session)
     await _INSERT_CHANGE.execute(
         session,
         employee_id=employee.id,

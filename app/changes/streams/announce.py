@@ -1,0 +1,55 @@
+"""Announcing committed changes to every worker and replica (PostgreSQL): after a request that
+wrote to the change log is answered, this worker sends one NOTIFY on the feed's channel. While
+one is on its way, more writes make one more after it, not one each: at most one at a time per
+worker, however fast the writes come, and none inside a writer's transaction (app.changes.crud
+`announce` says why). A notification only wakes listeners up; one lost delays, never loses.
+"""
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.changes.crud import announce
+from app.db.engine import Database
+
+logger = logging.getLogger(__name__)
+
+PAUSE_AFTER_FAILURE = 1.0
+
+
+class Announcer:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.due = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def announce(self) -> None:
+        """Changes committed: the next NOTIFY goes as soon as the one on its way is sent."""
+        self.due.set()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        failing = False
+        while True:
+            await self.due.wait()
+            self.due.clear()
+            try:
+                async with self.db.sessions() as session:
+                    await announce(session=session)
+                failing = False
+            except (SQLAlchemyError, OSError) as error:
+                if not failing:  # once until it works again; heartbeats and polls cover it
+                    logger.warning("could not announce changes: %s", type(error).__name__)
+                failing = True
+                self.due.set()
+                await asyncio.sleep(PAUSE_AFTER_FAILURE)
