@@ -66,6 +66,9 @@ class ClosesOnADroppedConnection:
 
     invalidated = False
 
+    def __init__(self) -> None:
+        self.info: dict[str, object] = {}  # a session's own notes (app.db.change_log)
+
     def in_transaction(self) -> bool:
         return True  # it holds a connection (only such sessions are closed)
 
