@@ -24,6 +24,7 @@ from app.changes.streams import sse_router, start_streams, ws_router
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
+from app.core.tasks import stop_tasks
 from app.db.engine import Database
 from app.db.replica import open_replica
 from app.employees.counting import estimate_cache
@@ -114,10 +115,7 @@ def lifespan(
             yield
         finally:
             await streams.aclose()  # before the engine goes
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks(*tasks)
             if replica is not None:
                 await replica.aclose()
             if oidc is not None:

@@ -8,7 +8,6 @@ fetch, and a failed fetch leaves the cached keys in place.
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import json
 import logging
@@ -22,6 +21,7 @@ from jose import jwk
 from jose.backends.base import Key
 
 from app.core.sso_config import is_allowed_url
+from app.core.tasks import stop_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +235,4 @@ class JwksCache:
         self.keys, self.fetched_at, self.failed = keys, self.clock(), False
 
     async def aclose(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_tasks(self._task)

@@ -7,12 +7,12 @@ one lost delays, never loses.
 """
 
 import asyncio
-import contextlib
 import logging
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.changes.crud import announce
+from app.core.tasks import stop_tasks
 from app.db.engine import Database
 
 logger = logging.getLogger(__name__)
@@ -37,10 +37,7 @@ class Announcer:
         self.due.set()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_tasks(self._task)
 
     async def _run(self) -> None:
         failing = False

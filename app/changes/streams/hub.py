@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.changes.events import Change, EventPosition
+from app.core.tasks import stop_tasks
 
 Read = Callable[[EventPosition | None, int], Awaitable[list[Change]]]
 HeldBack = Callable[[], Awaitable[bool]]
@@ -53,11 +54,7 @@ class Hub:
         self._ticks = asyncio.create_task(self._tick())
 
     async def aclose(self) -> None:
-        for task in (self._ticks, self._follow_ups):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await stop_tasks(self._ticks, self._follow_ups)
 
     async def _tick(self) -> None:
         while True:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.changes.events import CHANNEL
 from app.changes.streams.hub import Hub
+from app.core.tasks import stop_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +53,7 @@ class PgListener:
         self._task = asyncio.create_task(self._run())
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_tasks(self._task)
 
     async def _run(self) -> None:
         pause = FIRST_PAUSE
